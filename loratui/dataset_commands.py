@@ -1,0 +1,154 @@
+"""`loratui check` and `loratui caption`: the dataset commands, mounted on the CLI's Typer app.
+
+Only typer is imported at module level (``loratui --help`` must stay instant); Rich, Pillow,
+the tokenizer and the captioning models are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+MAX_LISTED = 12  # files listed per kind of finding before "... and N more"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `check` and `caption` commands to ``app``."""
+    app.command("check")(check_command)
+    app.command("caption")(caption_command)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def check_command(
+    folder: Annotated[Path, typer.Argument(help="The dataset folder to check.")],
+    preset: Annotated[Optional[str], typer.Option(help="person | style | pet: judge the image count for it.")] = None,
+    trigger: Annotated[Optional[str], typer.Option(help="The trigger word every caption should contain.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON (stable codes).")] = False,
+) -> None:
+    """Lint a dataset before training: bad files, duplicates, blur, captions. Exit 1 on errors."""
+    from rich.console import Console
+
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.lint import check
+
+    err = Console(stderr=True)
+    try:
+        with _progress(err, "checking") as on_progress:
+            report = check(folder, preset=preset, trigger=trigger, on_progress=on_progress)
+    except LoratuiError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        _print_report(Console(highlight=False, soft_wrap=True), report)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+class _progress:
+    """A Rich progress bar on stderr, shown only for large folders and only on a terminal."""
+
+    def __init__(self, console: Any, label: str, min_total: int | None = None) -> None:
+        from loratui.engine.lint_rules import DEFAULT_THRESHOLDS
+
+        self.console = console
+        self.label = label
+        self.min_total = DEFAULT_THRESHOLDS.progress_min_images if min_total is None else min_total
+        self.bar: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self):
+        return self.update
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if total < self.min_total or not self.console.is_terminal:
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.bar.start()
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(f"{self.label}: {stage}", total=total)
+        self.bar.update(self.tasks[stage], completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _print_report(console: Any, report: Any) -> None:
+    """Findings grouped by severity then kind, each kind with its fix; then the verdict."""
+    from rich.markup import escape
+
+    from loratui.engine.lint_rules import ERROR, RULES
+
+    console.print(
+        f"[bold]{escape(str(report.folder))}[/]: {report.images} images, "
+        f"{report.usable_images} usable, {report.captioned} captioned"
+        + (f", preset {report.preset}" if report.preset else "")
+        + (f", trigger {escape(repr(report.trigger))}" if report.trigger else "")
+    )
+    for severity, style, mark in ((ERROR, "red", "✗"), ("warning", "yellow", "!")):
+        found = [f for f in report.findings if f.severity == severity]
+        if not found:
+            continue
+        console.print()
+        console.print(f"[bold {style}]{mark} {len(found)} {severity}{'s' if len(found) != 1 else ''}[/]")
+        by_code: dict[str, list[Any]] = {}
+        for f in found:
+            by_code.setdefault(f.code, []).append(f)
+        for code, items in by_code.items():
+            rule = RULES.get(code)
+            title = rule.title if rule else code
+            console.print(f"  [bold]{title}[/] ({len(items)}) [dim]{code}[/]")
+            for f in items[:MAX_LISTED]:
+                console.print(f"    {escape(f.path)}: {escape(f.message)}")
+            if len(items) > MAX_LISTED:
+                console.print(f"    … and {len(items) - MAX_LISTED} more (--json lists them all)")
+            if rule:
+                console.print(f"    [{style}]fix:[/] {escape(rule.fix)}")
+    console.print()
+    errors, warnings = len(report.errors), len(report.warnings)
+    if errors:
+        console.print(
+            f"[bold red]Not ready:[/] fix the {errors} error{'s' if errors != 1 else ''} above, "
+            "then run `loratui check` again."
+        )
+    elif warnings:
+        console.print(
+            f"[bold yellow]Ready, with {warnings} warning{'s' if warnings != 1 else ''}:[/] "
+            "training will run; fixing them makes a better LoRA."
+        )
+    else:
+        console.print("[bold green]Ready:[/] no problems found.")
+    if not report.pixels_checked:
+        console.print("[dim](headers only: blur, exposure and near duplicates were not checked)[/]")
+
+
+def caption_command(
+    folder: Annotated[Path, typer.Argument(help="The dataset folder to caption.")],
+    captioner: Annotated[str, typer.Option(help="blip | tagger | filename")] = "blip",
+    model: Annotated[Optional[str], typer.Option(help="A local model folder or a hub id.")] = None,
+    trigger: Annotated[Optional[str], typer.Option(help="Put this trigger word first in every caption.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace captions that exist (undoable).")] = False,
+) -> None:
+    """Auto-caption the images that have no caption (never overwrites without --overwrite)."""
+    raise _fail("not implemented yet")
