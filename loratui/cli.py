@@ -1,0 +1,354 @@
+"""The command line (Typer): parses, builds a config, calls the engine or opens the app.
+
+Only typer is imported at module level: ``loratui --help`` must answer at once. Everything
+heavy (pydantic, torch, diffusers) is imported inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="loratui",
+    help="Train Stable Diffusion LoRAs from a folder of photos, guided in the terminal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a LoratuiError into one line on stderr and exit 1 (never a traceback)."""
+    from loratui.engine.errors import LoratuiError
+
+    try:
+        yield
+    except LoratuiError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def _overrides(**values: object) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@app.command()
+def train(
+    folder: Annotated[Optional[Path], typer.Argument(help="Folder of images (captions in .txt beside them).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="person | style | pet")] = None,
+    base_model: Annotated[Optional[str], typer.Option(help="Diffusers folder, .safetensors file, hub id, or 'tiny'.")] = None,
+    allow_pickle: Annotated[bool, typer.Option(help="Allow .ckpt/.pt/.bin base models (they can run code).")] = False,
+    trigger: Annotated[Optional[str], typer.Option(help="Trigger word, put first in every caption.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run and LoRA name (default: the folder's name).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Where run folders go (default ./loratui-runs).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="A config file: TOML, or a lora-scripts style YAML.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Total optimizer steps (overrides the derivation).")] = None,
+    epochs: Annotated[Optional[int], typer.Option()] = None,
+    repeats: Annotated[Optional[int], typer.Option(help="How often each image is seen per epoch.")] = None,
+    rank: Annotated[Optional[int], typer.Option(help="LoRA rank (network dim).")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="LoRA alpha (default: the rank).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(help="Gradient accumulation steps.")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="Training resolution in pixels.")] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Save the LoRA and a checkpoint every N steps (0: only at the end).")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option(help="auto | no | fp16 | bf16")] = None,
+    train_text_encoder: Annotated[Optional[bool], typer.Option("--train-text-encoder/--no-train-text-encoder")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a stopped run from its last checkpoint.")] = None,
+    detach: Annotated[bool, typer.Option(help="Run in the background; follow it with `loratui runs`.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Events as JSON lines on stdout.")] = False,
+    start_prepared: Annotated[Optional[Path], typer.Option(hidden=True)] = None,
+) -> None:
+    """Train a LoRA headless, with a progress bar (or --json events)."""
+    from loratui.engine.config import build_config, load_config_file
+
+    with user_errors():
+        if start_prepared is not None:
+            _run_prepared(start_prepared, json_out)
+            return
+        if resume is not None:
+            _resume(resume, json_out)
+            return
+        file_values = load_config_file(config) if config else {}
+        values = _overrides(
+            base_model=base_model, allow_pickle=allow_pickle or None, trigger=trigger, name=name,
+            output_dir=str(output) if output else None, steps=steps, epochs=epochs, repeats=repeats,
+            rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+            resolution=resolution, save_every=save_every, seed=seed, mixed_precision=mixed_precision,
+            train_text_encoder=train_text_encoder, gradient_checkpointing=gradient_checkpointing,
+        )
+        cfg = build_config(
+            str(folder) if folder else None, preset, file_values, str(config) if config else "config", values
+        )
+        _start(cfg, json_out, detach)
+
+
+def _start(cfg, json_out: bool, detach: bool) -> None:
+    """Check the model and dataset cheaply, make the run folder, then train or detach."""
+    from loratui.engine.dataset import scan
+    from loratui.engine.errors import DatasetError
+    from loratui.engine.models import resolve_model
+    from loratui.engine.runs import next_run_dir
+
+    resolve_model(cfg.base_model, cfg.allow_pickle)
+    dataset = scan(cfg.dataset)
+    if not dataset.images:
+        raise DatasetError(
+            f"{dataset.folder}: no images found (looked for .jpg .jpeg .png .webp .bmp)",
+            "point FOLDER at the folder that holds the photos",
+        )
+    base_name = cfg.name or Path(cfg.dataset).resolve().name
+    run_dir = next_run_dir(Path(cfg.output_dir), base_name)
+    run_dir.mkdir(parents=True)
+    if detach:
+        _detach(cfg, run_dir)
+        return
+    _run(cfg, run_dir, json_out, resume=False)
+
+
+def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
+    from loratui.engine.train import train as engine_train
+    from loratui.progress import RichProgressSink, json_stdout_sink
+
+    sink = json_stdout_sink if json_out else RichProgressSink()
+    try:
+        result = engine_train(cfg, run_dir, [sink], resume=resume)
+    finally:
+        if not json_out:
+            sink.close()  # type: ignore[union-attr]
+    if json_out:
+        return
+    if result.status == "stopped":
+        typer.echo(f"stopped at step {result.step}/{result.total_steps}; checkpoint saved.")
+        typer.echo(f"continue with: loratui train --resume {run_dir}")
+    else:
+        stem = result.lora_path.stem if result.lora_path else run_dir.name
+        typer.echo(f"done: {result.lora_path}")
+        typer.echo(f"use it in AUTOMATIC1111 / ComfyUI as <lora:{stem}:0.7>; run card: {run_dir / 'README.md'}")
+
+
+def _resume(run_dir: Path, json_out: bool) -> None:
+    from loratui.engine.config import build_config, load_config_file
+    from loratui.engine.errors import RunError
+    from loratui.engine.runs import CONFIG, effective_status, read_state
+
+    if not (run_dir / CONFIG).is_file():
+        raise RunError(f"{run_dir}: not a loratui run folder (no {CONFIG})", "pass the folder `train` printed")
+    status = effective_status(read_state(run_dir))
+    if status == "finished":
+        raise RunError(f"{run_dir}: this run already finished", "start a new run instead of --resume")
+    if status == "running":
+        raise RunError(f"{run_dir}: this run is still running", "follow it with `loratui runs`")
+    cfg = build_config(None, file_values=load_config_file(run_dir / CONFIG), file_label=str(run_dir / CONFIG))
+    _run(cfg, run_dir, json_out, resume=True)
+
+
+def _detach(cfg, run_dir: Path) -> None:
+    """Start the run as its own process (own session, output to the run folder) and return."""
+    import subprocess
+    import time
+
+    from loratui.engine import atomic
+    from loratui.engine.config import dump_toml
+    from loratui.engine.runs import CONFIG, read_state
+
+    atomic.write_text(run_dir / CONFIG, dump_toml(cfg))
+    log = open(run_dir / "output.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loratui", "train", "--start-prepared", str(run_dir), "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # no controlling terminal: an SSH drop cannot reach it
+        close_fds=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not read_state(run_dir):
+        time.sleep(0.1)
+    if proc.poll() not in (None, 0):
+        tail = (run_dir / "output.log").read_text(errors="replace").strip().splitlines()[-1:]
+        typer.echo(f"error: the run did not start: {tail[0] if tail else 'no output'}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"started {run_dir.name} in the background (pid {proc.pid})")
+    typer.echo(f"  status:  loratui runs")
+    typer.echo(f"  stop:    loratui stop {run_dir}")
+    typer.echo(f"  log:     {run_dir / 'events.jsonl'}")
+
+
+def _run_prepared(run_dir: Path, json_out: bool) -> None:
+    import signal
+
+    from loratui.engine.config import build_config, load_config_file
+    from loratui.engine.runs import CONFIG
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a detached run outlives its terminal
+    cfg = build_config(None, file_values=load_config_file(run_dir / CONFIG), file_label=str(run_dir / CONFIG))
+    _run(cfg, run_dir, json_out, resume=False)
+
+
+@app.command()
+def demo(
+    headless: Annotated[bool, typer.Option(help="Plain progress output instead of the wizard.")] = False,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 150,
+    output: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("loratui-runs"),
+    json_out: Annotated[bool, typer.Option("--json", help="Events as JSON lines on stdout.")] = False,
+) -> None:
+    """The embedded default: the tiny model trains on a generated dataset, on any CPU."""
+    from loratui.engine.config import build_config
+    from loratui.engine.demo import DEMO_TRIGGER, make_demo_dataset
+    from loratui.engine.paths import cache_dir
+
+    with user_errors():
+        if not headless and not json_out:
+            typer.echo("(the wizard is not part of this build yet; running the demo headless)")
+        folder = make_demo_dataset(cache_dir() / "demo-dataset")
+        cfg = build_config(
+            str(folder),
+            "pet",
+            overrides=dict(
+                base_model="tiny", resolution=64, steps=steps, save_every=max(1, steps // 3),
+                trigger=DEMO_TRIGGER, name="demo", output_dir=str(output),
+            ),
+        )
+        if not json_out:
+            typer.echo(f"demo dataset: {folder} (12 generated images, trigger word '{DEMO_TRIGGER}')")
+        _start(cfg, json_out, detach=False)
+
+
+@app.command()
+def presets(
+    folder: Annotated[Optional[Path], typer.Argument(help="Show the schedule each preset gives this dataset.")] = None,
+) -> None:
+    """Show the presets and the values they set."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from loratui.engine.presets import PRESETS
+
+    with user_errors():
+        table = Table(title="loratui presets")
+        for col in ("preset", "what it is for", "rank", "alpha", "lr", "batch", "px", "save every", "aims at"):
+            table.add_column(col)
+        for p in PRESETS.values():
+            table.add_row(
+                p.name, p.summary, str(p.rank), f"{p.alpha:g}", f"{p.lr:g}", str(p.batch_size),
+                str(p.resolution), str(p.save_every), f"~{p.target_steps} steps",
+            )
+        console = Console()
+        console.print(table)
+        if folder is not None:
+            from loratui.engine.config import build_config
+            from loratui.engine.plan import plan_run
+
+            for p in PRESETS:
+                plan = plan_run(build_config(str(folder), p))
+                console.print(f"[bold]{p}[/]: {plan.schedule.explain}")
+        else:
+            console.print("Repeats and epochs are derived from the dataset size: `loratui presets FOLDER` shows how.")
+
+
+@app.command()
+def doctor(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check Python, torch, CUDA, GPU memory and library versions."""
+    from loratui.engine.doctor import diagnose
+
+    with user_errors():
+        report = diagnose()
+        if json_out:
+            import json
+
+            typer.echo(json.dumps(report, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="loratui doctor", show_header=False)
+        table.add_column("item")
+        table.add_column("value")
+        for key, value in report["items"].items():
+            table.add_row(key, str(value))
+        console = Console()
+        console.print(table)
+        for advice in report["advice"]:
+            console.print(f"[yellow]•[/] {advice}")
+
+
+@app.command()
+def runs(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List runs (yours, and any under this folder) with their status."""
+    from loratui.engine.runs import list_runs
+
+    rows = list_runs([Path.cwd(), Path.cwd() / "loratui-runs"])
+    if json_out:
+        import json
+
+        typer.echo(json.dumps([
+            {"run_dir": str(r.run_dir), "name": r.name, "status": r.status, "step": r.step,
+             "total_steps": r.total_steps, "updated_at": r.updated_at}
+            for r in rows
+        ], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="loratui runs")
+    for col in ("name", "status", "step", "folder"):
+        table.add_column(col)
+    colours = {"running": "green", "finished": "blue", "failed": "red", "stale": "red", "stopped": "yellow"}
+    for r in rows:
+        colour = colours.get(r.status, "white")
+        table.add_row(r.name, f"[{colour}]{r.status}[/]", f"{r.step}/{r.total_steps}", str(r.run_dir))
+    Console().print(table if rows else "no runs yet: start one with `loratui train FOLDER`")
+
+
+@app.command()
+def stop(run_dir: Annotated[Path, typer.Argument(help="The run folder.")]) -> None:
+    """Ask a running run to save a checkpoint and stop."""
+    from loratui.engine.errors import RunError
+    from loratui.engine.runs import STATE, effective_status, read_state, request_stop
+
+    with user_errors():
+        if not (run_dir / STATE).is_file():
+            raise RunError(f"{run_dir}: not a loratui run folder (no {STATE})", "see `loratui runs`")
+        if not request_stop(run_dir):
+            status = effective_status(read_state(run_dir))
+            raise RunError(f"{run_dir}: not running (status: {status})", "nothing to stop")
+        typer.echo(f"asked {run_dir.name} to save a checkpoint and stop")
+
+
+def _register_optional_commands() -> None:
+    # Commands that live in their own modules (dataset lint and captions).
+    with contextlib.suppress(ImportError):
+        from loratui import dataset_commands
+
+        dataset_commands.register(app)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    """Console-script entry point: one line per error, a traceback only with LORATUI_DEBUG=1."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so in one line unless asked for the detail
+        if os.environ.get("LORATUI_DEBUG"):
+            raise
+        typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (rerun with LORATUI_DEBUG=1 for details)", err=True)
+        sys.exit(1)

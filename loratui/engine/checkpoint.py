@@ -1,0 +1,138 @@
+"""Resume checkpoints: everything ``--resume`` needs, written so a torn one is never picked.
+
+A checkpoint is a folder ``checkpoints/stepNNNNNN/`` built under a temp name, every file
+fsynced, then renamed into place; only after that does ``checkpoints/latest.json`` (written
+atomically) point at it. A crash at any moment leaves the previous pointer and folder whole.
+Loading uses ``torch.load(weights_only=True)``: a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loratui.engine import atomic
+from loratui.engine.errors import RunError
+
+LATEST = "latest.json"
+
+
+@dataclass
+class TrainerState:
+    """The loop's own counters and the objects whose state must survive a restart."""
+
+    step: int
+    micro_index: int
+    adapters: dict[str, Any]  # "unet.…"/"text_encoder.…" peft keys → tensors
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+
+
+def save_checkpoint(folder: Path, state: TrainerState, keep: int) -> Path:
+    """Write ``state`` as ``folder/stepNNNNNN`` atomically, point latest.json at it, prune old ones."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"step{state.step:06d}"
+    staging = folder / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        save_file({k: v.contiguous() for k, v in state.adapters.items()}, staging / "adapters.safetensors")
+        torch.save(state.optimizer, staging / "optimizer.pt")
+        torch.save(state.scheduler, staging / "scheduler.pt")
+        if state.scaler is not None:
+            torch.save(state.scaler, staging / "scaler.pt")
+        torch.save(_rng_state(), staging / "rng.pt")
+        (staging / "trainer.json").write_text(
+            json.dumps({"step": state.step, "micro_index": state.micro_index, **(state.extra or {})})
+        )
+        for child in staging.iterdir():
+            with open(child, "rb") as fh:
+                os.fsync(fh.fileno())
+        final = folder / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    atomic.write_json(folder / LATEST, {"step": state.step, "dir": name})
+    _prune(folder, keep, final)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint folder, or None."""
+    try:
+        pointer = json.loads((folder / LATEST).read_text())
+        path = folder / pointer["dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if (path / "trainer.json").is_file() else None
+
+
+def load_checkpoint(path: Path) -> TrainerState:
+    """Read a checkpoint folder (weights only: nothing in it can run code)."""
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        meta = json.loads((path / "trainer.json").read_text())
+        adapters = load_file(path / "adapters.safetensors")
+        optimizer = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
+        scheduler = torch.load(path / "scheduler.pt", weights_only=True, map_location="cpu")
+        scaler_path = path / "scaler.pt"
+        scaler = torch.load(scaler_path, weights_only=True) if scaler_path.exists() else None
+        rng = torch.load(path / "rng.pt", weights_only=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise RunError(f"{path}: checkpoint is unreadable ({exc})", "resume from an earlier one") from None
+    _set_rng_state(rng)
+    extra = {k: v for k, v in meta.items() if k not in ("step", "micro_index")}
+    return TrainerState(meta["step"], meta["micro_index"], adapters, optimizer, scheduler, scaler, extra)
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    version, state, gauss = random.getstate()
+    np_state = np.random.get_state()
+    out = {
+        "torch": torch.get_rng_state(),
+        "python": [version, list(state), gauss],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype("int64")), *np_state[2:]],
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(rng["torch"])
+    version, state, gauss = rng["python"]
+    random.setstate((version, tuple(state), gauss))
+    kind, keys, *rest = rng["numpy"]
+    np.random.set_state((kind, keys.numpy().astype("uint32"), *rest))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _prune(folder: Path, keep: int, newest: Path) -> None:
+    done = sorted(p for p in folder.glob("step*") if p.is_dir())
+    for old in done[:-keep]:
+        if old != newest:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in folder.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)

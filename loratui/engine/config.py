@@ -1,0 +1,238 @@
+"""The run config: one validated model, read from TOML (or lora-scripts YAML), written as TOML.
+
+Layering, lowest first: the preset, then the config file, then every CLI flag. A value that
+is not allowed is one line naming the key, where it came from, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from loratui.engine.errors import ConfigError
+from loratui.engine.presets import get_preset
+
+DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs; written to ``RUN_DIR/config.toml`` so the run can be reproduced."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    dataset: str = Field(description="the folder of images")
+    preset: Literal["person", "style", "pet"] = "person"
+    base_model: str = Field(DEFAULT_BASE_MODEL, min_length=1)
+    allow_pickle: bool = False
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    output_dir: str = "loratui-runs"
+    trigger: str | None = None
+    metadata_path: str | None = None
+
+    resolution: int = Field(512, ge=64, le=2048, multiple_of=8)
+    batch_size: int = Field(4, ge=1, le=256)
+    grad_accum: int = Field(1, ge=1, le=1024)
+    steps: int | None = Field(None, ge=1, le=1_000_000)
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    repeats: int | None = Field(None, ge=1, le=1000)
+    buckets: bool = True
+
+    rank: int = Field(16, ge=1, le=1024)
+    alpha: float | None = Field(None, gt=0, le=4096)
+    lr: float = Field(1e-4, gt=0, lt=1)
+    text_encoder_lr: float | None = Field(None, gt=0, lt=1)
+    train_text_encoder: bool = False
+    lr_scheduler: Literal[
+        "constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial"
+    ] = "cosine"
+    warmup_steps: int | None = Field(None, ge=0)
+    optimizer: Literal["auto", "adamw", "adamw8bit"] = "auto"
+    max_grad_norm: float = Field(1.0, ge=0)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    save_precision: Literal["fp16", "bf16", "fp32"] = "fp16"
+    min_snr_gamma: float = Field(5.0, ge=0, le=100)
+    noise_offset: float = Field(0.0, ge=0, le=1)
+    gradient_checkpointing: bool = False
+    cache_latents: bool = True
+
+    shuffle_tags: bool = False
+    keep_tokens: int = Field(1, ge=0, le=75)
+    caption_dropout: float = Field(0.0, ge=0, le=1)
+
+    save_every: int = Field(100, ge=0)
+    keep_checkpoints: int = Field(3, ge=1, le=1000)
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    sample_every: int = Field(0, ge=0)
+    sample_prompts: list[str] = Field(default_factory=list)
+    gpus: int = Field(1, ge=1, le=64)
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger_is_one_token(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value or "," in value:
+            raise ValueError("must be a non-empty word or phrase without commas")
+        return value
+
+    @property
+    def lora_alpha(self) -> float:
+        """The alpha actually used: the set one, or the rank (scale 1)."""
+        return float(self.alpha) if self.alpha is not None else float(self.rank)
+
+
+def preset_values(preset: str) -> dict[str, Any]:
+    """The config values a preset sets."""
+    p = get_preset(preset)
+    return {
+        "preset": p.name,
+        "rank": p.rank,
+        "lr": p.lr,
+        "batch_size": p.batch_size,
+        "resolution": p.resolution,
+        "save_every": p.save_every,
+        "noise_offset": p.noise_offset,
+        "shuffle_tags": p.shuffle_tags,
+        "keep_tokens": p.keep_tokens,
+    }
+
+
+def build_config(
+    dataset: str | None,
+    preset: str | None = None,
+    file_values: dict[str, Any] | None = None,
+    file_label: str = "config",
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Layer preset < file < flags and validate; flags with value None are not set."""
+    file_values = dict(file_values or {})
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    chosen = overrides.get("preset") or preset or file_values.get("preset") or "person"
+    try:
+        values = preset_values(chosen)
+    except ValueError as exc:
+        raise ConfigError(f"preset: {exc}") from None
+    sources = {k: f"preset {chosen}" for k in values}
+    for key, value in file_values.items():
+        values[key] = value
+        sources[key] = file_label
+    for key, value in overrides.items():
+        values[key] = value
+        sources[key] = "--" + key.replace("_", "-")
+    if dataset is not None:
+        values["dataset"] = str(dataset)
+        sources["dataset"] = "FOLDER"
+    if "dataset" not in values:
+        raise ConfigError("no dataset folder given", "pass FOLDER or set train_data_dir in --config")
+    try:
+        return RunConfig(**values)
+    except ValidationError as exc:
+        raise _one_line(exc, sources, values) from None
+
+
+def _one_line(exc: ValidationError, sources: dict[str, str], values: dict[str, Any]) -> ConfigError:
+    err = exc.errors()[0]
+    key = str(err["loc"][0]) if err["loc"] else "config"
+    source = sources.get(key, "config")
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(RunConfig.model_fields)
+        return ConfigError(f"{source}: unknown key {key!r}", f"allowed keys: {allowed}")
+    shown = values.get(key)
+    msg = err["msg"]
+    msg = msg.replace("Input should be", "must be")
+    return ConfigError(f"{source}: {key} = {shown!r}: {msg}")
+
+
+# lora-scripts YAML keys (DESIGN.md) and a few common kohya names, mapped to ours.
+LORA_SCRIPTS_KEYS = {
+    "train_data_dir": "dataset",
+    "metadata_path": "metadata_path",
+    "base_model": "base_model",
+    "pretrained_model_name_or_path": "base_model",
+    "lora_rank": "rank",
+    "network_dim": "rank",
+    "network_alpha": "alpha",
+    "lora_alpha": "alpha",
+    "batch_size": "batch_size",
+    "train_batch_size": "batch_size",
+    "epochs": "epochs",
+    "max_train_epochs": "epochs",
+    "max_train_steps": "steps",
+    "learning_rate": "lr",
+    "unet_lr": "lr",
+    "text_encoder_lr": "text_encoder_lr",
+    "output_dir": "output_dir",
+    "output_name": "name",
+    "save_steps": "save_every",
+    "save_every_n_steps": "save_every",
+    "resolution": "resolution",
+    "seed": "seed",
+    "trigger_word": "trigger",
+    "preset": "preset",
+}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config (our keys) or a lora-scripts style YAML (mapped to our keys)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file", "check the --config path")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text", "save the config as UTF-8") from None
+    if suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data.pop("resolved", None)  # written by loratui for the reader; derived again on load
+        return data
+    if suffix in (".yaml", ".yml"):
+        return _from_lora_scripts_yaml(path, text)
+    raise ConfigError(f"{path}: unknown config format {suffix!r}", "use a .toml or .yaml file")
+
+
+def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise ConfigError(f"{path}: not valid YAML: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the YAML must be a mapping of keys to values")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        mapped = LORA_SCRIPTS_KEYS.get(str(key))
+        if mapped is None:
+            raise ConfigError(
+                f"{path}: unknown key {key!r}", f"known keys: {', '.join(sorted(LORA_SCRIPTS_KEYS))}"
+            )
+        if mapped == "resolution" and isinstance(value, str):
+            # kohya writes "512,512": we train square-area buckets of the first number
+            try:
+                value = int(value.split(",")[0].strip())
+            except ValueError:
+                raise ConfigError(f"{path}: resolution = {value!r}: must be a number like 512") from None
+        out[mapped] = value
+    return out
+
+
+def dump_toml(config: RunConfig, resolved: dict[str, Any] | None = None) -> str:
+    """The config as TOML (None values left out), with an optional ``[resolved]`` table."""
+    import tomli_w
+
+    data = {k: v for k, v in config.model_dump().items() if v is not None}
+    if resolved:
+        data["resolved"] = {k: v for k, v in resolved.items() if v is not None}
+    header = "# loratui run config: `loratui train --config config.toml` reproduces this run.\n"
+    return header + tomli_w.dumps(data)

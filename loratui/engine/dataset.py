@@ -1,0 +1,164 @@
+"""The dataset folder: which images there are, their captions and their repeats.
+
+Conventions (DESIGN.md): images with a sidecar ``x.txt`` caption (kohya; UTF-8), an optional
+``metadata.csv`` (``filename,prompt``; lora-scripts) whose captions lose to a sidecar, and
+kohya repeat folders (``10_mycat/`` repeats each image in it ten times). Nothing outside the
+folder is ever followed: symlinks that leave it are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loratui.engine.errors import DatasetError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+METADATA_NAME = "metadata.csv"
+REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One training image: where it is, its caption (or None) and how often it repeats."""
+
+    path: Path
+    rel: str  # POSIX path relative to the dataset folder
+    caption: str | None
+    repeats: int = 1
+    caption_source: str = "none"  # "sidecar" | "metadata" | "none"
+
+
+@dataclass
+class Dataset:
+    """What a scan of a dataset folder found."""
+
+    folder: Path
+    images: list[ImageRecord]
+    notes: list[str] = field(default_factory=list)  # things the user should be told
+
+    @property
+    def has_repeat_folders(self) -> bool:
+        return any(r.repeats != 1 for r in self.images) or any(
+            REPEAT_FOLDER.match(Path(r.rel).parts[0]) for r in self.images if len(Path(r.rel).parts) > 1
+        )
+
+
+def is_image_name(name: str) -> bool:
+    """True when ``name`` has one of the image extensions loratui trains on."""
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` resolves (symlinks followed) to somewhere inside ``folder``."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def iter_image_paths(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (sorted, hidden entries skipped, no escaping links)."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not is_image_name(name):
+                continue
+            path = Path(root) / name
+            if is_inside(path, folder):
+                found.append(path)
+    return found
+
+
+def repeats_for(rel: str) -> int:
+    """The kohya repeat count of an image from its top-level folder name (``10_cat`` → 10)."""
+    parts = Path(rel).parts
+    if len(parts) > 1:
+        match = REPEAT_FOLDER.match(parts[0])
+        if match:
+            return max(1, int(match.group(1)))
+    return 1
+
+
+def read_sidecar(image: Path) -> str | None:
+    """The caption in ``image``'s ``.txt`` sidecar, stripped; None when there is none."""
+    sidecar = image.with_suffix(".txt")
+    if not sidecar.is_file():
+        return None
+    try:
+        return sidecar.read_text(encoding="utf-8-sig").strip()
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{sidecar}: caption is not UTF-8 text", "re-save it as UTF-8 or delete it"
+        ) from exc
+
+
+def read_metadata_csv(folder: Path) -> dict[str, str]:
+    """Captions from ``metadata.csv`` (``filename,prompt``), keyed by POSIX relative path."""
+    path = folder / METADATA_NAME
+    if not path.is_file():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from Excel is not part of the header
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text", "re-save it as UTF-8 CSV") from exc
+    rows = csv.reader(io.StringIO(text, newline=""))
+    header = next(rows, None)
+    if header is None:
+        return {}
+    names = [h.strip().lower() for h in header]
+    if "filename" not in names:
+        raise DatasetError(
+            f"{path}: the first row must name the columns 'filename,prompt'",
+            "add the header row or delete the file",
+        )
+    file_col = names.index("filename")
+    text_col = next((names.index(n) for n in ("prompt", "caption", "text") if n in names), None)
+    if text_col is None:
+        raise DatasetError(f"{path}: no 'prompt' column", "name the caption column 'prompt'")
+    captions: dict[str, str] = {}
+    for row in rows:
+        if len(row) <= max(file_col, text_col):
+            continue
+        name = row[file_col].strip().replace("\\", "/")
+        if name:
+            captions[name] = row[text_col].strip()
+    return captions
+
+
+def scan(folder: str | os.PathLike[str]) -> Dataset:
+    """Scan a dataset folder: images, captions (sidecar wins over metadata.csv) and repeats."""
+    root = Path(folder)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such folder", "check the path")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder", "pass the folder that holds the images")
+    metadata = read_metadata_csv(root)
+    images: list[ImageRecord] = []
+    conflicts = 0
+    for path in iter_image_paths(root):
+        rel = path.relative_to(root).as_posix()
+        sidecar = read_sidecar(path)
+        from_csv = metadata.get(rel)
+        if sidecar is not None:
+            if from_csv is not None and from_csv != sidecar:
+                conflicts += 1
+            caption, source = sidecar, "sidecar"
+        elif from_csv is not None:
+            caption, source = from_csv, "metadata"
+        else:
+            caption, source = None, "none"
+        images.append(ImageRecord(path, rel, caption, repeats_for(rel), source))
+    notes = []
+    if conflicts:
+        notes.append(
+            f"{conflicts} caption(s) in {METADATA_NAME} differ from the .txt beside the image; "
+            "the .txt wins"
+        )
+    return Dataset(root, images, notes)

@@ -1,0 +1,170 @@
+"""The run's one event stream: typed events, the bus that fans them out, and the JSONL file.
+
+Every consumer (the CLI's Rich progress, ``events.jsonl``, the TUI) is a sink on one bus.
+A sink that raises is dropped with a note on stderr; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+@dataclass
+class Event:
+    """Base of all events: ``event`` names the kind, ``t`` is unix seconds."""
+
+    event: ClassVar[str] = "event"
+    t: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.event, **asdict(self)}
+
+
+@dataclass
+class RunStarted(Event):
+    event: ClassVar[str] = "run_started"
+    name: str
+    run_dir: str
+    config: dict[str, Any]
+    total_steps: int
+    start_step: int = 0
+    schedule: str = ""
+
+
+@dataclass
+class PhaseProgress(Event):
+    """Work before the first step (loading, caching latents), so a wait is never silent."""
+
+    event: ClassVar[str] = "phase"
+    phase: str
+    done: int
+    total: int
+
+
+@dataclass
+class StepLogged(Event):
+    event: ClassVar[str] = "step"
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    lr: float
+    it_per_s: float
+    eta_s: float
+    mem_used: int
+    mem_peak: int
+    mem_total: int
+    mem_kind: str
+
+
+@dataclass
+class CheckpointSaved(Event):
+    event: ClassVar[str] = "checkpoint_saved"
+    path: str
+    step: int
+
+
+@dataclass
+class SampleSaved(Event):
+    event: ClassVar[str] = "sample_saved"
+    path: str
+    step: int
+
+
+@dataclass
+class WarningRaised(Event):
+    event: ClassVar[str] = "warning"
+    message: str
+
+
+@dataclass
+class RunFinished(Event):
+    event: ClassVar[str] = "run_finished"
+    path: str
+    step: int = 0
+
+
+@dataclass
+class RunStopped(Event):
+    event: ClassVar[str] = "run_stopped"
+    step: int
+    checkpoint: str
+
+
+@dataclass
+class RunFailed(Event):
+    event: ClassVar[str] = "run_failed"
+    message: str
+    hint: str = ""
+
+
+Sink = Callable[[Event], None]
+
+
+class EventBus:
+    """Fans each event out to every sink; a failing sink is removed, never fatal."""
+
+    def __init__(self, sinks: list[Sink] | None = None) -> None:
+        self.sinks: list[Sink] = list(sinks or [])
+
+    def add(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    def emit(self, event: Event) -> None:
+        for sink in list(self.sinks):
+            try:
+                sink(event)
+            except Exception as exc:  # a consumer must never crash a run
+                self.sinks.remove(sink)
+                print(f"loratui: an event consumer failed and was detached: {exc!r}", file=sys.stderr)
+
+
+class JsonlSink:
+    """Appends each event as one JSON line and flushes, so followers see it at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        self._fh.write(json.dumps(event.to_dict(), default=str) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Whole event lines from ``path`` after byte ``offset``, and the offset to read on from.
+
+    A line still being written (no newline yet) is left for the next read.
+    """
+    events: list[dict[str, Any]] = []
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return events, offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return events, offset
+    for line in data[: end + 1].splitlines():
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn line from a killed writer; the next ones are still good
+    return events, offset + end + 1
+
+
+def iter_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Every complete event in ``path``."""
+    yield from read_events(path)[0]

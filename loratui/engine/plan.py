@@ -1,0 +1,91 @@
+"""Planning a run before any heavy work: the images, their buckets, and the step schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loratui.engine.batches import BatchPlan, TrainItem
+from loratui.engine.buckets import make_buckets, nearest_bucket
+from loratui.engine.config import RunConfig
+from loratui.engine.dataset import REPEAT_FOLDER, Dataset, scan
+from loratui.engine.errors import DatasetError, LoratuiError
+from loratui.engine.images import image_size
+from loratui.engine.presets import Schedule, derive_schedule, get_preset
+
+
+@dataclass
+class RunPlan:
+    """What a run will train on and for how long."""
+
+    dataset: Dataset
+    items: list[TrainItem]
+    batches: BatchPlan
+    schedule: Schedule
+    warnings: list[str] = field(default_factory=list)
+
+    def caption_for(self, item: TrainItem) -> str:
+        """The stored caption, or the class name of a kohya folder (``10_mycat`` → ``mycat``)."""
+        if item.record.caption:
+            return item.record.caption
+        parts = item.record.rel.split("/")
+        match = REPEAT_FOLDER.match(parts[0]) if len(parts) > 1 else None
+        return match.group(2).replace("_", " ") if match else ""
+
+
+def plan_run(config: RunConfig) -> RunPlan:
+    """Scan the dataset, bucket every image (headers only) and derive the schedule."""
+    dataset = scan(config.dataset)
+    if config.metadata_path:
+        _check_metadata_path(dataset, config.metadata_path)
+    if not dataset.images:
+        raise DatasetError(
+            f"{dataset.folder}: no images found (looked for .jpg .jpeg .png .webp .bmp)",
+            "point FOLDER at the folder that holds the photos",
+        )
+    buckets = make_buckets(config.resolution, config.buckets)
+    items: list[TrainItem] = []
+    warnings = list(dataset.notes)
+    for record in dataset.images:
+        try:
+            width, height = image_size(record.path)
+        except LoratuiError as exc:
+            warnings.append(f"skipped {record.rel}: {exc.message}")
+            continue
+        bucket = nearest_bucket(width, height, buckets)
+        items.append(TrainItem(len(items), record, bucket, record.repeats))
+    if not items:
+        raise DatasetError(f"{dataset.folder}: none of the images can be read", "run `loratui check` on it")
+    uncaptioned = sum(1 for i in items if not i.record.caption)
+    if uncaptioned:
+        warnings.append(
+            f"{uncaptioned} of {len(items)} images have no caption"
+            + (f"; they train on the trigger word '{config.trigger}' alone" if config.trigger else "")
+        )
+    preset = get_preset(config.preset)
+    probe = BatchPlan(items, config.batch_size, config.seed)
+    schedule = derive_schedule(
+        probe.bucket_views(),
+        config.batch_size,
+        preset.target_steps,
+        epochs=config.epochs,
+        repeats=config.repeats,
+        steps=config.steps,
+        grad_accum=config.grad_accum,
+        folder_repeats=any(i.repeats != 1 for i in items),
+    )
+    if schedule.repeats != 1:
+        items = [TrainItem(i.index, i.record, i.bucket, i.repeats * schedule.repeats) for i in items]
+    return RunPlan(dataset, items, BatchPlan(items, config.batch_size, config.seed), schedule, warnings)
+
+
+def _check_metadata_path(dataset: Dataset, metadata_path: str) -> None:
+    from pathlib import Path
+
+    path = Path(metadata_path)
+    if not path.is_absolute():
+        path = dataset.folder / path
+    if path.resolve() != (dataset.folder / "metadata.csv").resolve():
+        raise DatasetError(
+            f"{metadata_path}: loratui reads metadata.csv from the dataset folder itself",
+            f"move it to {dataset.folder / 'metadata.csv'}",
+        )

@@ -1,0 +1,64 @@
+"""The run card: README.md in the run folder, saying what was trained and how to use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loratui.engine import atomic
+
+
+def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
+    """Write ``run_dir/README.md`` from ``info`` (name, trigger, preset, config values, …)."""
+    name = info["name"]
+    trigger = info.get("trigger")
+    prompt_hint = f"{trigger}, " if trigger else ""
+    status = info.get("status", "finished")
+    lines = [
+        f"# {name}",
+        "",
+        f"A LoRA trained with loratui ({status} at step {info.get('step')} of {info.get('total_steps')}).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| trigger word | `{trigger}` |" if trigger else "| trigger word | (none set) |",
+        f"| preset | {info.get('preset')} |",
+        f"| base model | {info.get('base_model')} |",
+        f"| images | {info.get('images')} ({info.get('schedule', '')}) |",
+        f"| rank / alpha | {info.get('rank')} / {info.get('alpha')} |",
+        f"| learning rate | {info.get('lr')} ({info.get('lr_scheduler')}) |",
+        f"| batch size | {info.get('batch_size')} at {info.get('resolution')} px |",
+        f"| seed | {info.get('seed')} |",
+        f"| final loss | {info['final_loss']:.4f} |" if info.get("final_loss") is not None else "| final loss | n/a |",
+        "",
+        "## Files",
+        "",
+        f"- `{name}.safetensors`: the LoRA (kohya format) for AUTOMATIC1111, ComfyUI, Forge, InvokeAI.",
+        f"- `{name}-stepNNNNNN.safetensors`: the LoRA at each save, to compare over-training.",
+        "- `diffusers/pytorch_lora_weights.safetensors`: the same LoRA in diffusers format.",
+        "- `checkpoints/`: what `loratui train --resume` needs. Delete it once you are happy.",
+        "- `config.toml`: `loratui train --config config.toml` trains this run again.",
+        "",
+        "## Use it",
+        "",
+        f"**AUTOMATIC1111 / Forge**: copy `{name}.safetensors` to `models/Lora/`, then prompt",
+        f"`{prompt_hint}<lora:{name}:0.7>` (try strengths 0.6-1.0).",
+        "",
+        f"**ComfyUI**: copy it to `models/loras/` and add a *Load LoRA* node after the checkpoint loader",
+        "(strength_model 0.7, strength_clip 0.7); put the trigger word in the prompt.",
+        "",
+        "**diffusers**:",
+        "",
+        "```python",
+        "from diffusers import StableDiffusionPipeline",
+        f'pipe = StableDiffusionPipeline.from_pretrained("{info.get("base_model")}")',
+        f'pipe.load_lora_weights("{name}.safetensors")',
+        f'image = pipe("{prompt_hint}a photo", cross_attention_kwargs={{"scale": 0.7}}).images[0]',
+        "```",
+        "",
+    ]
+    for note in info.get("notes", []):
+        lines.insert(3, f"> {note}\n")
+    path = run_dir / "README.md"
+    atomic.write_text(path, "\n".join(lines))
+    return path

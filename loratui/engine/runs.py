@@ -1,0 +1,191 @@
+"""Run directories: naming, ``state.json``, the lock, stop requests and the run registry."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loratui.engine import atomic
+from loratui.engine.errors import RunError
+from loratui.engine.events import Event, StepLogged
+from loratui.engine.paths import state_dir
+
+STATE = "state.json"
+EVENTS = "events.jsonl"
+CONFIG = "config.toml"
+LOCK = ".lock"
+STOP_REQUEST = "stop.request"
+
+
+def next_run_dir(output_dir: Path, base_name: str) -> Path:
+    """``output_dir/base_name`` if free, else the next free ``base_name-vN``."""
+    base_name = re.sub(r"[^A-Za-z0-9._-]+", "-", base_name).strip("-.") or "lora"
+    candidate = output_dir / base_name
+    n = 2
+    while candidate.exists():
+        candidate = output_dir / f"{base_name}-v{n}"
+        n += 1
+    return candidate
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """The run's ``state.json`` ({} when there is none or it is unreadable)."""
+    try:
+        return json.loads((run_dir / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when a process with ``pid`` exists (a zombie counts as gone)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def effective_status(state: dict[str, Any]) -> str:
+    """The status to show: a 'running' run whose process is gone is 'stale'."""
+    status = state.get("status", "unknown")
+    if status == "running" and not pid_alive(state.get("pid")):
+        return "stale"
+    return status
+
+
+class StateWriter:
+    """An event sink that keeps ``state.json`` current (steps throttled to one write a second)."""
+
+    def __init__(self, run_dir: Path, base: dict[str, Any]) -> None:
+        self.path = run_dir / STATE
+        self.state = dict(base)
+        self._last_write = 0.0
+
+    def update(self, **values: Any) -> None:
+        self.state.update(values, updated_at=time.time())
+        atomic.write_json(self.path, self.state)
+        self._last_write = time.monotonic()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepLogged):
+            self.state.update(step=event.step, total_steps=event.total_steps, loss=event.loss)
+            if time.monotonic() - self._last_write < 1.0 and event.step != event.total_steps:
+                return
+            self.update()
+        elif event.event == "checkpoint_saved":
+            self.update(last_checkpoint=event.path)  # type: ignore[attr-defined]
+
+
+class RunLock:
+    """An exclusive lock on a run directory, so two processes never write one run."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise RunError(
+                    f"{self.path.parent}: another loratui process is using this run",
+                    "wait for it, or `loratui stop` it first",
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def request_stop(run_dir: Path) -> bool:
+    """Ask a run to checkpoint and stop: a request file, and SIGTERM to its process.
+
+    Returns False when the run is not running (nothing to stop).
+    """
+    state = read_state(run_dir)
+    if effective_status(state) != "running":
+        return False
+    atomic.write_text(run_dir / STOP_REQUEST, str(time.time()))
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(int(state["pid"]), signal.SIGTERM)
+    return True
+
+
+@dataclass
+class RunSummary:
+    """A row of ``loratui runs``."""
+
+    run_dir: Path
+    name: str
+    status: str
+    step: int
+    total_steps: int
+    updated_at: float
+
+
+def registry_path() -> Path:
+    return state_dir() / "runs.json"
+
+
+def register_run(run_dir: Path) -> None:
+    """Remember ``run_dir`` in the user's run registry (best effort: never fails a run)."""
+    with contextlib.suppress(OSError, ValueError):
+        path = registry_path()
+        runs = json.loads(path.read_text()) if path.is_file() else []
+        entry = str(run_dir.resolve())
+        if entry not in runs:
+            runs.append(entry)
+        atomic.write_json(path, runs[-500:])
+
+
+def list_runs(extra_roots: list[Path] | None = None) -> list[RunSummary]:
+    """The registered runs plus any run directory under ``extra_roots``, newest first."""
+    seen: dict[Path, None] = {}
+    with contextlib.suppress(OSError, ValueError):
+        for entry in json.loads(registry_path().read_text()):
+            seen[Path(entry)] = None
+    for root in extra_roots or []:
+        for state_file in list(root.glob(f"*/{STATE}")) + list(root.glob(f"*/*/{STATE}")):
+            seen[state_file.parent.resolve()] = None
+    rows = []
+    for run_dir in seen:
+        state = read_state(run_dir)
+        if not state:
+            continue
+        rows.append(
+            RunSummary(
+                run_dir,
+                state.get("name", run_dir.name),
+                effective_status(state),
+                int(state.get("step", 0)),
+                int(state.get("total_steps", 0)),
+                float(state.get("updated_at", 0.0)),
+            )
+        )
+    return sorted(rows, key=lambda r: r.updated_at, reverse=True)

@@ -1,0 +1,45 @@
+"""The stop request a run polls: SIGINT/SIGTERM, ``loratui stop``'s request file, or code."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+
+class StopSignal:
+    """Set when the run should checkpoint and end as ``stopped``."""
+
+    def __init__(self, request_file: Path | None = None) -> None:
+        self.request_file = request_file
+        self._event = threading.Event()
+        self.reason = ""
+        self._previous: dict[int, object] = {}
+
+    def request(self, reason: str = "stop requested") -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        if not self._event.is_set() and self.request_file is not None and self.request_file.exists():
+            self.request("stop requested by `loratui stop`")
+        return self._event.is_set()
+
+    def install_handlers(self) -> None:
+        """Turn SIGINT/SIGTERM into a stop request (main thread only; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def restore_handlers(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self._event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C means now
+        self.request(f"received {signal.Signals(signum).name}")

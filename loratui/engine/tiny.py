@@ -1,0 +1,140 @@
+"""The embedded default: a tiny, randomly initialised SD-1.5-shaped pipeline.
+
+It has the same component types and module names as Stable Diffusion 1.5 (a 4-level UNet with
+cross-attention, an 8x VAE with 4 latent channels, a CLIP text encoder and tokenizer, a DDPM
+scheduler with SD's betas) but only a few MB of weights, so it builds offline in under a
+second and trains on a CPU. LoRA files made on it use the same key names as SD-1.5 ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from loratui.engine.paths import cache_dir
+
+# Bump when the configs below change, so stale caches are rebuilt rather than trusted.
+TINY_VERSION = 1
+TINY_RESOLUTION = 64  # what the demo trains at: 8x8 latents
+
+UNET_CONFIG = {
+    "sample_size": TINY_RESOLUTION // 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "block_out_channels": [16, 16, 32, 32],
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+}
+VAE_CONFIG = {
+    "sample_size": TINY_RESOLUTION,
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [8, 8, 16, 16],
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "latent_channels": 4,
+    "scaling_factor": 0.18215,
+}
+TEXT_CONFIG = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 77,
+    "projection_dim": 32,
+}
+SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+    "steps_offset": 1,
+}
+
+
+def tiny_model_dir() -> Path:
+    """The tiny pipeline's folder in the user cache, built first if it is missing or stale."""
+    target = cache_dir() / f"tiny-sd15-v{TINY_VERSION}"
+    if not (target / "model_index.json").is_file():
+        build_tiny_pipeline(target)
+    return target
+
+
+def build_tiny_pipeline(target: Path) -> Path:
+    """Build the tiny pipeline from configs (seeded, so every machine gets the same weights)."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    try:
+        tokenizer = _build_tokenizer(staging / "_tok")
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            unet = UNet2DConditionModel(**UNET_CONFIG)
+            vae = AutoencoderKL(**VAE_CONFIG)
+            text_encoder = CLIPTextModel(
+                CLIPTextConfig(
+                    vocab_size=len(tokenizer),
+                    bos_token_id=tokenizer.bos_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **TEXT_CONFIG,
+                )
+            )
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=DDPMScheduler(**SCHEDULER_CONFIG),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.save_pretrained(staging / "pipe", safe_serialization=True)
+        if target.exists():
+            shutil.rmtree(target)
+        (staging / "pipe").rename(target)  # atomic: a half-built model is never found
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP's byte-level alphabet: printable bytes map to themselves, the rest past U+0100."""
+    printable = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
+    table: dict[int, str] = {}
+    shifted = 0
+    for byte in range(256):
+        if byte in printable:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(256 + shifted)
+            shifted += 1
+    return table
+
+
+def _build_tokenizer(folder: Path):
+    """A character-level CLIP BPE tokenizer: every byte, with and without the word end mark."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = list(_bytes_to_unicode().values())
+    tokens = alphabet + [c + "</w>" for c in alphabet] + ["</w>", "<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    merges = ["#version: 0.2"] + [f"{c} </w>" for c in alphabet]
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("\n".join(merges) + "\n", encoding="utf-8")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)

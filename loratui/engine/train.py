@@ -1,0 +1,529 @@
+"""The training loop. It reads top to bottom: plan, load, prepare, cache, loop, save.
+
+Every stochastic choice at micro-batch ``m`` (noise, timesteps, latent sample, caption
+shuffle and dropout) is drawn from generators seeded by ``(seed, m)``, and the data order is
+a function of ``(seed, epoch)``. So a CPU run is repeatable, and a resumed run continues
+exactly where the interrupted one was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loratui.engine import checkpoint as ckpt
+from loratui.engine import export, lora
+from loratui.engine.config import RunConfig, dump_toml
+from loratui.engine.errors import LoratuiError, RunError
+from loratui.engine.events import (
+    CheckpointSaved,
+    EventBus,
+    JsonlSink,
+    PhaseProgress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    Sink,
+    StepLogged,
+    WarningRaised,
+)
+from loratui.engine.memory import read_memory
+from loratui.engine.models import Components, load_components, resolve_model
+from loratui.engine.plan import RunPlan, plan_run
+from loratui.engine.prompts import training_caption
+from loratui.engine.runcard import write_run_card
+from loratui.engine.runs import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, register_run
+from loratui.engine.stop import StopSignal
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    status: str  # "finished" | "stopped"
+    run_dir: Path
+    lora_path: Path | None
+    step: int
+    total_steps: int
+    final_loss: float | None
+
+
+def train(
+    config: RunConfig,
+    run_dir: Path,
+    sinks: list[Sink] | None = None,
+    stop: StopSignal | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Train ``config`` into ``run_dir``, reporting to ``sinks`` (and events.jsonl, state.json).
+
+    With ``resume`` the newest checkpoint in ``run_dir`` is loaded and the run continues to the
+    same total steps. Raises LoratuiError for problems the user can fix (after a run_failed
+    event); a stop request ends the run as ``stopped`` with a checkpoint.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    lock.acquire()
+    stop = stop or StopSignal(run_dir / STOP_REQUEST)
+    if stop.request_file is None:
+        stop.request_file = run_dir / STOP_REQUEST
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / STOP_REQUEST).unlink()  # an old request must not stop the new run
+    jsonl = JsonlSink(run_dir / EVENTS)
+    state = StateWriter(
+        run_dir,
+        {"name": run_dir.name, "run_dir": str(run_dir.resolve()), "pid": os.getpid(), "step": 0},
+    )
+    bus = EventBus([jsonl, state, *(sinks or [])])
+    state.update(status="running", started_at=time.time())
+    register_run(run_dir)
+    try:
+        return _train(config, run_dir, bus, state, stop, resume)
+    except LoratuiError as exc:
+        bus.emit(RunFailed(exc.message, exc.hint))
+        state.update(status="failed", message=str(exc))
+        raise
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        bus.emit(RunFailed(message, "this is a bug or an environment problem; see events.jsonl"))
+        state.update(status="failed", message=message)
+        raise
+    finally:
+        jsonl.close()
+        lock.release()
+
+
+def _train(
+    config: RunConfig, run_dir: Path, bus: EventBus, state: StateWriter, stop: StopSignal, resume: bool
+) -> RunResult:
+    import torch
+    import torch.nn.functional as F
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import compute_snr
+
+    # --- plan: cheap checks first, so a bad path fails before anything heavy loads
+    spec = resolve_model(config.base_model, config.allow_pickle)
+    plan = plan_run(config)
+    total_steps = plan.schedule.total_steps
+    name = run_dir.name
+    resolved = {"total_steps": total_steps, "repeats": plan.schedule.repeats, "epochs": plan.schedule.epochs}
+    if not resume:
+        from loratui.engine import atomic
+
+        atomic.write_text(run_dir / CONFIG, dump_toml(config, resolved))
+    for message in plan.warnings:
+        bus.emit(WarningRaised(message))
+
+    # --- load
+    bus.emit(PhaseProgress("loading model", 0, 1))
+    comps = load_components(spec)
+    bus.emit(PhaseProgress("loading model", 1, 1))
+    accelerator, weight_dtype = _make_accelerator(config, bus)
+    device = accelerator.device
+    unet, vae, text_encoder, tokenizer, noise_scheduler = (
+        comps.unet, comps.vae, comps.text_encoder, comps.tokenizer, comps.noise_scheduler
+    )
+
+    # --- prepare: frozen base in the compute dtype, LoRA adapters in fp32
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    alpha = config.lora_alpha
+    lora.add_lora(unet, lora.UNET_TARGETS, config.rank, alpha)
+    text_encoder.requires_grad_(False)
+    vae.requires_grad_(False)
+    if config.train_text_encoder:
+        lora.add_lora(text_encoder, lora.TEXT_TARGETS, config.rank, alpha)
+    unet.to(device, dtype=weight_dtype)
+    text_encoder.to(device, dtype=weight_dtype)
+    vae.to(device, dtype=torch.float32)  # SD's VAE overflows in fp16; it runs once per image
+    for model in (unet, text_encoder):
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if config.train_text_encoder:
+            text_encoder.gradient_checkpointing_enable()
+    unet.train()
+    text_encoder.train(config.train_text_encoder)
+
+    # --- cache latents once (mean and std of the VAE posterior; sampled fresh each step)
+    latent_cache: dict[int, tuple[Any, Any]] = {}
+    if config.cache_latents:
+        latent_cache = _cache_latents(plan, vae, device, bus)
+        vae.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # --- optimizer and LR schedule
+    groups = [{"params": lora.lora_parameters(unet), "lr": config.lr}]
+    if config.train_text_encoder:
+        te_lr = config.text_encoder_lr or config.lr / 2
+        groups.append({"params": lora.lora_parameters(text_encoder), "lr": te_lr})
+    optimizer, optimizer_name = _make_optimizer(config, groups, device, bus)
+    warmup = config.warmup_steps
+    if warmup is None:
+        warmup = 0 if config.lr_scheduler == "constant" else round(0.05 * total_steps)
+    lr_scheduler = get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps
+    )
+    if config.train_text_encoder:
+        unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
+    else:
+        unet, optimizer = accelerator.prepare(unet, optimizer)
+    trained = [unet, text_encoder] if config.train_text_encoder else [unet]
+    params = [p for g in groups for p in g["params"]]
+
+    # --- resume
+    start_step = 0
+    if resume:
+        start_step = _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, config)
+    started_at = float(state.state.get("started_at") or time.time())
+    bus.emit(
+        RunStarted(name, str(run_dir), config.model_dump(), total_steps, start_step, plan.schedule.explain)
+    )
+    state.update(total_steps=total_steps, step=start_step)
+
+    # --- loop
+    accum = config.grad_accum
+    prediction_type = noise_scheduler.config.prediction_type
+    durations: deque[float] = deque(maxlen=20)
+    smoothed: float | None = None
+    last_lora: Path | None = None
+    step = start_step
+    stop.install_handlers()
+    try:
+        while step < total_steps:
+            tic = time.perf_counter()
+            loss_sum = 0.0
+            for k in range(accum):
+                micro = step * accum + k
+                epoch, indices = plan.batches.batch_at(micro)
+                gen = torch.Generator().manual_seed(_stream_seed(config.seed, micro))
+                py_rng = random.Random(_stream_seed(config.seed, micro))
+                latents = _latents_for(plan, indices, latent_cache, vae, gen)
+                latents = latents.to(device, dtype=weight_dtype) * vae.config.scaling_factor
+                bsz = latents.shape[0]
+                noise = torch.randn(latents.shape, generator=gen)
+                if config.noise_offset:
+                    noise += config.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=gen)
+                noise = noise.to(device, dtype=weight_dtype)
+                timesteps = torch.randint(
+                    0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=gen
+                ).to(device)
+                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+                captions = [
+                    training_caption(
+                        plan.caption_for(plan.items[i]),
+                        config.trigger,
+                        py_rng,
+                        shuffle=config.shuffle_tags,
+                        keep_tokens=config.keep_tokens,
+                        dropout=config.caption_dropout,
+                    )
+                    for i in indices
+                ]
+                ids = tokenizer(
+                    captions,
+                    padding="max_length",
+                    max_length=tokenizer.model_max_length,
+                    truncation=True,
+                    return_tensors="pt",
+                ).input_ids.to(device)
+                sync = contextlib.nullcontext() if k == accum - 1 else accelerator.no_sync(unet)
+                with sync, accelerator.autocast():
+                    with torch.set_grad_enabled(config.train_text_encoder):
+                        encoder_states = text_encoder(ids, return_dict=False)[0]
+                    pred = unet(noisy, timesteps, encoder_states, return_dict=False)[0]
+                    if prediction_type == "v_prediction":
+                        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+                    else:
+                        target = noise
+                    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
+                    if config.min_snr_gamma > 0:
+                        snr = compute_snr(noise_scheduler, timesteps)
+                        weight = snr.clamp(max=config.min_snr_gamma)
+                        weight = weight / (snr + 1) if prediction_type == "v_prediction" else weight / snr
+                        loss = loss * weight
+                    loss = loss.mean()
+                    accelerator.backward(loss / accum)
+                loss_sum += loss.detach().item()
+            if config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+
+            loss_value = loss_sum / accum
+            smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
+            durations.append(time.perf_counter() - tic)
+            it_per_s = len(durations) / sum(durations)
+            mem = read_memory(device)
+            bus.emit(
+                StepLogged(
+                    step=step,
+                    total_steps=total_steps,
+                    epoch=(step * accum - 1) // plan.batches.batches_per_epoch + 1,
+                    loss=loss_value,
+                    lr=lr_scheduler.get_last_lr()[0],
+                    it_per_s=it_per_s,
+                    eta_s=(total_steps - step) / it_per_s,
+                    mem_used=mem.used,
+                    mem_peak=mem.peak,
+                    mem_total=mem.total,
+                    mem_kind=mem.kind,
+                )
+            )
+            if not math.isfinite(loss_value):
+                bus.emit(WarningRaised(f"loss is {loss_value} at step {step}"))
+
+            saving = config.save_every and step % config.save_every == 0 and step < total_steps
+            if saving or (stop.requested and step < total_steps):
+                last_lora = _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler,
+                                  config, plan, comps, bus, started_at, total_steps)
+                if stop.requested:
+                    bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(run_dir / "checkpoints"))))
+                    state.update(status="stopped", step=step, message=stop.reason)
+                    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "stopped")
+                    return RunResult("stopped", run_dir, last_lora, step, total_steps, smoothed)
+    finally:
+        stop.restore_handlers()
+
+    # --- save the final LoRA in both formats, and the run card
+    unet_sd, te_sd = _adapter_dicts(accelerator, trained)
+    meta = _metadata(config, plan, comps, step, total_steps, started_at, name)
+    final = export.save_kohya(run_dir / f"{name}.safetensors", export.to_kohya(unet_sd, te_sd, alpha, config.save_precision), meta)
+    export.save_diffusers(
+        run_dir / "diffusers",
+        unet_sd,
+        te_sd,
+        lora.adapter_metadata(accelerator.unwrap_model(unet)),
+        lora.adapter_metadata(accelerator.unwrap_model(text_encoder)) if te_sd else None,
+        config.save_precision,
+    )
+    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "finished")
+    state.update(status="finished", step=step, lora=str(final), final_loss=smoothed, finished_at=time.time())
+    bus.emit(RunFinished(str(final), step))
+    return RunResult("finished", run_dir, final, step, total_steps, smoothed)
+
+
+def _stream_seed(seed: int, micro: int) -> int:
+    # A distinct, well-mixed seed per micro-batch; the constant is just a large odd number.
+    return (seed * 0x9E3779B97F4A7C15 + micro * 0xBF58476D1CE4E5B9) % (2**63 - 1)
+
+
+def _make_accelerator(config: RunConfig, bus: EventBus):
+    import torch
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "no"
+    elif precision != "no" and not cuda:
+        bus.emit(WarningRaised(f"mixed precision {precision} needs a GPU; training in fp32 on the CPU"))
+        precision = "no"
+    accelerator = Accelerator(mixed_precision=precision, cpu=not cuda)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return accelerator, dtype
+
+
+def _make_optimizer(config: RunConfig, groups: list[dict], device, bus: EventBus):
+    import torch
+
+    want_8bit = config.optimizer == "adamw8bit" or (config.optimizer == "auto" and device.type == "cuda")
+    if want_8bit and device.type == "cuda":
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(groups, weight_decay=1e-2), "AdamW8bit"
+        except ImportError:
+            if config.optimizer == "adamw8bit":
+                bus.emit(WarningRaised("bitsandbytes is not installed; using AdamW (pip install bitsandbytes)"))
+    elif config.optimizer == "adamw8bit":
+        bus.emit(WarningRaised("8-bit AdamW needs a CUDA GPU; using AdamW"))
+    fused = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, weight_decay=1e-2, **fused), "AdamW"
+
+
+def _cache_latents(plan: RunPlan, vae, device, bus: EventBus) -> dict[int, tuple[Any, Any]]:
+    import torch
+
+    cache: dict[int, tuple[Any, Any]] = {}
+    total = len(plan.items)
+    every = max(1, total // 50)
+    bus.emit(PhaseProgress("caching latents", 0, total))
+    with torch.no_grad():
+        for n, item in enumerate(plan.items, 1):
+            cache[item.index] = _encode(vae, item, device)
+            if n % every == 0 or n == total:
+                bus.emit(PhaseProgress("caching latents", n, total))
+    return cache
+
+
+def _encode(vae, item, device) -> tuple[Any, Any]:
+    import torch
+
+    from loratui.engine.images import fit_to_bucket, open_rgb, to_tensor
+
+    pixels = to_tensor(fit_to_bucket(open_rgb(item.record.path), item.bucket)).unsqueeze(0)
+    with torch.no_grad():
+        dist = vae.encode(pixels.to(device, dtype=torch.float32)).latent_dist
+    return dist.mean[0].cpu(), dist.std[0].cpu()
+
+
+def _latents_for(plan: RunPlan, indices: list[int], cache: dict, vae, gen) -> Any:
+    import torch
+
+    out = []
+    for i in indices:
+        mean, std = cache[i] if i in cache else _encode(vae, plan.items[i], next(vae.parameters()).device)
+        out.append(mean + std * torch.randn(mean.shape, generator=gen))
+    return torch.stack(out)
+
+
+def _adapter_dicts(accelerator, trained: list) -> tuple[dict, dict | None]:
+    unet_sd = lora.lora_state_dict(accelerator.unwrap_model(trained[0]))
+    te_sd = lora.lora_state_dict(accelerator.unwrap_model(trained[1])) if len(trained) > 1 else None
+    return unet_sd, te_sd
+
+
+def _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler, config, plan, comps, bus,
+          started_at, total_steps) -> Path:
+    """A step LoRA file (kohya format) and a resume checkpoint."""
+    unet_sd, te_sd = _adapter_dicts(accelerator, trained)
+    meta = _metadata(config, plan, comps, step, total_steps, started_at, f"{name}-step{step:06d}")
+    path = export.save_kohya(
+        run_dir / f"{name}-step{step:06d}.safetensors",
+        export.to_kohya(unet_sd, te_sd, config.lora_alpha, config.save_precision),
+        meta,
+    )
+    adapters = {f"unet.{k}": v for k, v in unet_sd.items()}
+    if te_sd:
+        adapters.update({f"text_encoder.{k}": v for k, v in te_sd.items()})
+    scaler = accelerator.scaler.state_dict() if getattr(accelerator, "scaler", None) else None
+    ckpt.save_checkpoint(
+        run_dir / "checkpoints",
+        ckpt.TrainerState(
+            step, step * config.grad_accum, adapters, optimizer.state_dict(), lr_scheduler.state_dict(), scaler,
+            {"total_steps": total_steps, "seed": config.seed},
+        ),
+        config.keep_checkpoints,
+    )
+    bus.emit(CheckpointSaved(str(path), step))
+    return path
+
+
+def _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, config) -> int:
+    latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    if latest is None:
+        raise RunError(f"{run_dir}: no checkpoint to resume from", "start the run again without --resume")
+    saved = ckpt.load_checkpoint(latest)
+    unet_sd = {k[len("unet."):]: v for k, v in saved.adapters.items() if k.startswith("unet.")}
+    te_sd = {k[len("text_encoder."):]: v for k, v in saved.adapters.items() if k.startswith("text_encoder.")}
+    lora.load_lora_state_dict(accelerator.unwrap_model(unet), unet_sd)
+    if te_sd:
+        lora.load_lora_state_dict(accelerator.unwrap_model(text_encoder), te_sd)
+    optimizer.load_state_dict(saved.optimizer)
+    lr_scheduler.load_state_dict(saved.scheduler)
+    if saved.scaler is not None and getattr(accelerator, "scaler", None):
+        accelerator.scaler.load_state_dict(saved.scaler)
+    return saved.step
+
+
+def _metadata(config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, started_at, output_name):
+    from collections import Counter
+
+    from loratui.engine.prompts import split_tags, with_trigger
+
+    by_folder: dict[str, Counter] = {}
+    for item in plan.items:
+        folder = item.record.rel.split("/")[0] if "/" in item.record.rel else plan.dataset.folder.name
+        by_folder.setdefault(folder, Counter()).update(
+            split_tags(with_trigger(plan.caption_for(item), config.trigger))
+        )
+    return export.kohya_metadata(
+        session_id=random.Random(started_at).randrange(2**31),
+        training_started_at=started_at,
+        training_finished_at=time.time(),
+        output_name=output_name,
+        network_module="networks.lora",
+        network_dim=config.rank,
+        network_alpha=config.lora_alpha,
+        network_args={},
+        base_model_version=comps.version,
+        sd_model_name=comps.spec.name,
+        v2=comps.version == "sd_v2",
+        resolution=f"({config.resolution}, {config.resolution})",
+        enable_bucket=config.buckets,
+        learning_rate=config.lr,
+        unet_lr=config.lr,
+        text_encoder_lr=(config.text_encoder_lr or config.lr / 2) if config.train_text_encoder else 0,
+        network_train_unet_only=not config.train_text_encoder,
+        lr_scheduler=config.lr_scheduler,
+        lr_warmup_steps=config.warmup_steps,
+        optimizer="torch.optim.AdamW" if config.optimizer != "adamw8bit" else "bitsandbytes.optim.AdamW8bit",
+        max_train_steps=total_steps,
+        steps=step,
+        epoch=(step * config.grad_accum - 1) // plan.batches.batches_per_epoch + 1 if step else 0,
+        num_epochs=plan.schedule.epochs,
+        num_train_images=sum(i.repeats for i in plan.items),
+        num_reg_images=0,
+        batch_size_per_device=config.batch_size,
+        total_batch_size=config.batch_size * config.grad_accum,
+        gradient_accumulation_steps=config.grad_accum,
+        gradient_checkpointing=config.gradient_checkpointing,
+        mixed_precision=config.mixed_precision,
+        save_precision=config.save_precision,
+        min_snr_gamma=config.min_snr_gamma,
+        noise_offset=config.noise_offset,
+        seed=config.seed,
+        keep_tokens=config.keep_tokens,
+        shuffle_caption=config.shuffle_tags,
+        caption_dropout_rate=config.caption_dropout,
+        max_grad_norm=config.max_grad_norm,
+        tag_frequency={k: dict(v) for k, v in by_folder.items()},
+        training_comment=f"trigger: {config.trigger}" if config.trigger else None,
+        loratui_preset=config.preset,
+        loratui_version=_version(),
+    )
+
+
+def _version() -> str:
+    from loratui import __version__
+
+    return __version__
+
+
+def _card(run_dir, config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, loss, status):
+    write_run_card(
+        run_dir,
+        {
+            "name": run_dir.name,
+            "status": status,
+            "trigger": config.trigger,
+            "preset": config.preset,
+            "base_model": comps.spec.name if comps.spec.kind != "hub" else comps.spec.location,
+            "images": len(plan.items),
+            "schedule": plan.schedule.explain,
+            "rank": config.rank,
+            "alpha": config.lora_alpha,
+            "lr": config.lr,
+            "lr_scheduler": config.lr_scheduler,
+            "batch_size": config.batch_size,
+            "resolution": config.resolution,
+            "seed": config.seed,
+            "step": step,
+            "total_steps": total_steps,
+            "final_loss": loss,
+        },
+    )

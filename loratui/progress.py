@@ -1,0 +1,95 @@
+"""The headless front end's views of the event stream: Rich progress, or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from loratui.engine.events import Event
+
+
+def human_bytes(n: float) -> str:
+    """1536 → '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_seconds(s: float) -> str:
+    """3725 → '1:02:05'."""
+    s = max(0, int(round(s)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class RichProgressSink:
+    """Shows a run on a Rich console: phases, a step bar with loss, speed, ETA and memory."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=False)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._started = False
+
+    def _task(self, key: str, description: str, total: int) -> TaskID:
+        if not self._started:
+            self.progress.start()
+            self._started = True
+        if key not in self._tasks:
+            self._tasks[key] = self.progress.add_task(description, total=total, info="")
+        return self._tasks[key]
+
+    def __call__(self, event: Event) -> None:
+        e: Any = event
+        kind = event.event
+        if kind == "phase":
+            task = self._task(e.phase, e.phase, e.total)
+            self.progress.update(task, completed=e.done, total=e.total)
+        elif kind == "run_started":
+            self.console.print(f"[bold]{e.name}[/] → {e.run_dir}")
+            self.console.print(f"schedule: {e.schedule}")
+            if e.start_step:
+                self.console.print(f"resuming at step {e.start_step}")
+            task = self._task("train", "training", e.total_steps)
+            self.progress.update(task, completed=e.start_step)
+        elif kind == "step":
+            task = self._task("train", "training", e.total_steps)
+            info = (
+                f"loss {e.loss:.4f} · {e.it_per_s:.2f} it/s · ETA {human_seconds(e.eta_s)} · "
+                f"{e.mem_kind} {human_bytes(e.mem_used)}/{human_bytes(e.mem_total)}"
+            )
+            self.progress.update(task, completed=e.step, total=e.total_steps, info=info)
+        elif kind == "checkpoint_saved":
+            self.console.print(f"[green]saved[/] step {e.step}: {e.path}")
+        elif kind == "sample_saved":
+            self.console.print(f"sample at step {e.step}: {e.path}")
+        elif kind == "warning":
+            self.console.print(f"[yellow]warning:[/] {e.message}")
+        elif kind in ("run_finished", "run_stopped", "run_failed"):
+            self.close()
+
+    def close(self) -> None:
+        if self._started:
+            self.progress.stop()
+            self._started = False
+
+
+def json_stdout_sink(event: Event) -> None:
+    """Each event as one JSON line on stdout (``--json``)."""
+    sys.stdout.write(json.dumps(event.to_dict(), default=str) + "\n")
+    sys.stdout.flush()
