@@ -99,23 +99,15 @@ def train(
 
 def _start(cfg, json_out: bool, detach: bool) -> None:
     """Check the model and dataset cheaply, make the run folder, then train or detach."""
-    from loratui.engine.dataset import scan
-    from loratui.engine.errors import DatasetError
-    from loratui.engine.models import resolve_model
-    from loratui.engine.runs import next_run_dir
+    from loratui.engine.launch import launch_detached, prepare_run_dir
 
-    resolve_model(cfg.base_model, cfg.allow_pickle)
-    dataset = scan(cfg.dataset)
-    if not dataset.images:
-        raise DatasetError(
-            f"{dataset.folder}: no images found (looked for .jpg .jpeg .png .webp .bmp)",
-            "point FOLDER at the folder that holds the photos",
-        )
-    base_name = cfg.name or Path(cfg.dataset).resolve().name
-    run_dir = next_run_dir(Path(cfg.output_dir), base_name)
-    run_dir.mkdir(parents=True)
+    run_dir = prepare_run_dir(cfg)
     if detach:
-        _detach(cfg, run_dir)
+        launched = launch_detached(cfg, run_dir)
+        typer.echo(f"started {run_dir.name} in the background (pid {launched.pid})")
+        typer.echo(f"  watch:   loratui attach {run_dir}")
+        typer.echo(f"  status:  loratui runs")
+        typer.echo(f"  stop:    loratui stop {run_dir}")
         return
     _run(cfg, run_dir, json_out, resume=False)
 
@@ -155,38 +147,6 @@ def _resume(run_dir: Path, json_out: bool) -> None:
         raise RunError(f"{run_dir}: this run is still running", "follow it with `loratui runs`")
     cfg = build_config(None, file_values=load_config_file(run_dir / CONFIG), file_label=str(run_dir / CONFIG))
     _run(cfg, run_dir, json_out, resume=True)
-
-
-def _detach(cfg, run_dir: Path) -> None:
-    """Start the run as its own process (own session, output to the run folder) and return."""
-    import subprocess
-    import time
-
-    from loratui.engine import atomic
-    from loratui.engine.config import dump_toml
-    from loratui.engine.runs import CONFIG, read_state
-
-    atomic.write_text(run_dir / CONFIG, dump_toml(cfg))
-    log = open(run_dir / "output.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loratui", "train", "--start-prepared", str(run_dir), "--json"],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,  # no controlling terminal: an SSH drop cannot reach it
-        close_fds=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and not read_state(run_dir):
-        time.sleep(0.1)
-    if proc.poll() not in (None, 0):
-        tail = (run_dir / "output.log").read_text(errors="replace").strip().splitlines()[-1:]
-        typer.echo(f"error: the run did not start: {tail[0] if tail else 'no output'}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"started {run_dir.name} in the background (pid {proc.pid})")
-    typer.echo(f"  status:  loratui runs")
-    typer.echo(f"  stop:    loratui stop {run_dir}")
-    typer.echo(f"  log:     {run_dir / 'events.jsonl'}")
 
 
 def _run_prepared(run_dir: Path, json_out: bool) -> None:

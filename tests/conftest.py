@@ -40,15 +40,3 @@ def small_dataset(tmp_path) -> Path:
 
     folder = make_demo_dataset(tmp_path / "photos", count=4)
     return folder
-
-
-def tiny_config(dataset: Path, out: Path, **overrides):
-    """A config for the tiny model on ``dataset`` that trains in a few seconds."""
-    from loratui.engine.config import build_config
-
-    values = dict(
-        base_model="tiny", resolution=64, steps=20, save_every=10, batch_size=2, trigger="zxq",
-        output_dir=str(out), lr=1e-3,
-    )
-    values.update(overrides)
-    return build_config(str(dataset), "pet", overrides=values)

@@ -137,3 +137,23 @@ def test_runs_lists_a_finished_run(tmp_path, small_dataset, tiny_model):
     listed = json.loads(loratui("runs", "--json", cwd=tmp_path).stdout)
     mine = [r for r in listed if Path(r["run_dir"]).parent == (tmp_path / "loratui-runs").resolve()]
     assert mine and mine[0]["status"] == "finished" and mine[0]["step"] == 1
+
+
+def test_detach_runs_in_its_own_session_and_finishes(tmp_path, small_dataset, tiny_model):
+    import time
+
+    proc = loratui("train", str(small_dataset), "--base-model", "tiny", "--steps", "10", "--resolution", "64",
+                   "--output", str(tmp_path), "--detach")
+    assert proc.returncode == 0, proc.stderr
+    assert "in the background" in proc.stdout and "loratui stop" in proc.stdout
+    run = tmp_path / "photos"
+    state = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = json.loads((run / "state.json").read_text()) if (run / "state.json").exists() else {}
+        if state.get("status") in ("finished", "failed"):
+            break
+        time.sleep(0.2)
+    assert state.get("status") == "finished", (run / "output.log").read_text()
+    assert os.getsid(0) != state["pid"]  # it was its own session leader, not ours
+    assert (run / "photos.safetensors").is_file()

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from tinyrun import tiny_config
 from loratui.engine.events import StepLogged
 from loratui.engine.stop import StopSignal
 from loratui.engine.train import train
