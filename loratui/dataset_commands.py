@@ -151,4 +151,69 @@ def caption_command(
     overwrite: Annotated[bool, typer.Option(help="Replace captions that exist (undoable).")] = False,
 ) -> None:
     """Auto-caption the images that have no caption (never overwrites without --overwrite)."""
-    raise _fail("not implemented yet")
+    from rich.console import Console
+
+    from loratui.engine.errors import LoratuiError
+
+    out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        _caption(out, err, folder, captioner, model, trigger, overwrite)
+    except LoratuiError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the captions written so far are kept", err=True)
+        raise typer.Exit(130) from None
+
+
+def _caption(out: Any, err: Any, folder: Path, name: str, model: str | None, trigger: str | None, overwrite: bool) -> None:
+    from rich.markup import escape
+
+    from loratui.engine.captioners import caption_paths, load_captioner
+    from loratui.engine.captionstore import CaptionStore
+    from loratui.engine.errors import DatasetError
+    from loratui.engine.tags import with_trigger_first
+
+    if trigger is not None:
+        trigger = " ".join(trigger.split())
+        if not trigger or "," in trigger:
+            raise DatasetError(f"--trigger {trigger!r}: must be a word or phrase without commas", "e.g. --trigger sks")
+    store = CaptionStore(folder)
+    for note in store.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    entries = store.entries
+    if not entries:
+        raise DatasetError(f"{folder}: no images found", "point FOLDER at the folder that holds the photos")
+    todo = [e for e in entries if overwrite or not e.caption]
+    # An unreadable caption is the user's text in another encoding: only --overwrite replaces it.
+    todo = [e for e in todo if overwrite or e.source != "unreadable"]
+    kept = len(entries) - len(todo)
+    if not todo:
+        out.print(f"All {len(entries)} images have captions; nothing to do (--overwrite replaces them).")
+        return
+    captioner = load_captioner(name, model)
+    by_path = {e.image: e.rel for e in todo}
+    written = 0
+    failed: list[tuple[str, str]] = []
+    batches = 0
+    with _progress(err, f"captioning with {name}", min_total=1) as on_progress:
+        for results in caption_paths(captioner, [e.image for e in todo], lambda d, t: on_progress("images", d, t)):
+            new: dict[str, str] = {}
+            for r in results:
+                rel = by_path[r.path]
+                if r.caption is None:
+                    if trigger:  # the trigger alone is still a useful caption
+                        new[rel] = trigger
+                    else:
+                        failed.append((rel, r.error or "no caption"))
+                    continue
+                new[rel] = with_trigger_first(r.caption, trigger) if trigger else r.caption
+            if new:
+                batches += 1
+                # Each batch is written (and journaled) as it finishes: an interruption keeps it.
+                done = store.set_captions(new, label=f"auto-caption ({name}) batch {batches}")
+                written += sum(1 for f in done.files if f.endswith(".txt"))
+    out.print(f"Captioned {written} image{'s' if written != 1 else ''} with {name}" + (f", trigger {trigger!r} first" if trigger else "") + ".")
+    if kept:
+        out.print(f"{kept} already had a caption and were left alone (--overwrite replaces them).")
+    for rel, why in failed:
+        out.print(f"[yellow]skipped[/] {escape(rel)}: {escape(why)}")

@@ -113,8 +113,9 @@ def _write_error(exc: OSError, where: Path) -> DatasetError:
 
 
 def clean_caption(text: str) -> str:
-    """A caption as stored: surrounding whitespace trimmed (kohya strips it too)."""
-    return text.strip()
+    """A caption as stored: surrounding whitespace trimmed (kohya strips it too), and line
+    breaks as ``\n``: a bare ``\r`` would not survive a CSV reader in text mode."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 class CaptionStore:

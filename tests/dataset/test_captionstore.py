@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loratui.engine import atomic
-from loratui.engine.captionstore import JOURNAL_DIR, CaptionStore
+from loratui.engine.captionstore import JOURNAL_DIR, CaptionStore, clean_caption
 from loratui.engine.dataset import read_metadata_csv
 from loratui.engine.errors import DatasetError
 
@@ -172,7 +172,7 @@ def test_any_caption_round_trips_through_metadata_csv(captions):
         store = CaptionStore(root)
         store.set_captions(dict(zip(IMAGES, captions)))
         store.write_metadata_csv()
-        expected = {rel: text.strip() for rel, text in zip(IMAGES, captions)}
+        expected = {rel: clean_caption(text) for rel, text in zip(IMAGES, captions)}
         assert read_metadata_csv(root) == expected
         assert {e.rel: e.caption for e in CaptionStore(root).entries} == expected
 
