@@ -143,10 +143,10 @@ def test_detach_runs_in_its_own_session_and_finishes(tmp_path, small_dataset, ti
     import time
 
     proc = loratui("train", str(small_dataset), "--base-model", "tiny", "--steps", "10", "--resolution", "64",
-                   "--output", str(tmp_path), "--detach")
+                   "--output", str(tmp_path / "runs"), "--detach")
     assert proc.returncode == 0, proc.stderr
     assert "in the background" in proc.stdout and "loratui stop" in proc.stdout
-    run = tmp_path / "photos"
+    run = tmp_path / "runs" / "photos"
     state = {}
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

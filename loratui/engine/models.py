@@ -116,15 +116,20 @@ def load_components(spec: ModelSpec) -> Components:
 
 
 def _load_single_file(spec: ModelSpec) -> Components:
+    """Load an A1111-style checkpoint with the config folder its shapes call for, offline."""
+    import torch
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
-    from loratui.engine.sd15_config import sd15_config_dir
+    from loratui.engine.sd15_config import config_dir_for_checkpoint
 
+    # Outside the try: an SDXL/SD-2 or unknown file already has its own one-line ModelError.
+    config_dir = config_dir_for_checkpoint(Path(spec.location))
     try:
         pipe = StableDiffusionPipeline.from_single_file(
             spec.location,
-            config=str(sd15_config_dir()),
+            config=str(config_dir),
             local_files_only=True,
+            torch_dtype=torch.float32,  # most shared checkpoints are fp16; training wants an fp32 base
             safety_checker=None,
             requires_safety_checker=False,
         )
@@ -134,6 +139,14 @@ def _load_single_file(spec: ModelSpec) -> Components:
             f"{spec.location}: not a Stable Diffusion 1.5 checkpoint loratui can read: {first}",
             "pass an SD-1.5 .safetensors or a diffusers folder",
         ) from None
+    # diffusers leaves a weight the file lacks on the meta device, and says nothing; name it here.
+    for part in ("unet", "vae", "text_encoder"):
+        missing = [name for name, p in getattr(pipe, part).named_parameters() if p.is_meta]
+        if missing:
+            raise ModelError(
+                f"{spec.location}: the {part} weights are incomplete ({len(missing)} missing, e.g. {missing[0]})",
+                "pass a full SD-1.5 checkpoint (UNet, VAE and text encoder) or a diffusers folder",
+            )
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     return Components(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, scheduler, spec)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import pattern, save
+from dataset_corpus import pattern, save
 from typer.testing import CliRunner
 
 from loratui import dataset_commands

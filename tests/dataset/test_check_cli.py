@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import typer
-from conftest import EXPECTED, TRIGGER, good_folder
+from dataset_corpus import EXPECTED, TRIGGER, good_folder
 from typer.testing import CliRunner
 
 from loratui import dataset_commands

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ACCEPTED, EXPECTED, TRIGGER, bomb_png, good_folder, pattern, save
+from dataset_corpus import ACCEPTED, EXPECTED, TRIGGER, bomb_png, good_folder, pattern, save
 
 from loratui.engine.errors import ConfigError, DatasetError
 from loratui.engine.lint import check

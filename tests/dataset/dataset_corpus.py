@@ -1,4 +1,4 @@
-"""Fixtures for the dataset tests: generated image folders, good and bad.
+"""Generated image folders for the dataset tests, good and bad (imported by their conftest).
 
 Every image is made here with Pillow and NumPy, seeded, so the corpus is the same on every
 machine and nothing is downloaded.
@@ -13,7 +13,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image, ImageFilter
 
 TRIGGER = "sks"
@@ -175,17 +174,3 @@ def build_bad_corpus(root: Path) -> Path:
     fine("huge.jpg", pattern(225, (4000, 3000)), quality=80)
     fine("10_repeat/good_r.png")
     return folder
-
-
-@pytest.fixture(scope="session")
-def bad_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_bad_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
-    # The CLIP tokenizer folder is built once per test session, away from the user's cache.
-    if "LORATUI_CACHE_DIR" not in os.environ:
-        os.environ["LORATUI_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    yield
