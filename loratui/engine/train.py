@@ -192,6 +192,29 @@ def _train(
     )
     state.update(total_steps=total_steps, step=start_step)
 
+    # --- text conditioning: a frozen text encoder gives the same output for the same caption,
+    # so each distinct caption is encoded once (bounded, for shuffled tags)
+    text_cache: dict[str, Any] = {}
+
+    def text_states(captions: list[str]):
+        missing = [c for c in dict.fromkeys(captions) if c not in text_cache]
+        if config.train_text_encoder or missing:
+            ids = tokenizer(
+                list(captions if config.train_text_encoder else missing),
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(device)
+            with torch.set_grad_enabled(config.train_text_encoder):
+                states = text_encoder(ids, return_dict=False)[0]
+            if config.train_text_encoder:
+                return states
+            if len(text_cache) > 4096:
+                text_cache.clear()
+            text_cache.update(zip(missing, states.detach()))
+        return torch.stack([text_cache[c] for c in captions])
+
     # --- loop
     accum = config.grad_accum
     prediction_type = noise_scheduler.config.prediction_type
@@ -231,17 +254,9 @@ def _train(
                     )
                     for i in indices
                 ]
-                ids = tokenizer(
-                    captions,
-                    padding="max_length",
-                    max_length=tokenizer.model_max_length,
-                    truncation=True,
-                    return_tensors="pt",
-                ).input_ids.to(device)
                 sync = contextlib.nullcontext() if k == accum - 1 else accelerator.no_sync(unet)
                 with sync, accelerator.autocast():
-                    with torch.set_grad_enabled(config.train_text_encoder):
-                        encoder_states = text_encoder(ids, return_dict=False)[0]
+                    encoder_states = text_states(captions)
                     pred = unet(noisy, timesteps, encoder_states, return_dict=False)[0]
                     if prediction_type == "v_prediction":
                         target = noise_scheduler.get_velocity(latents, noise, timesteps)
