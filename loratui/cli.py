@@ -291,11 +291,15 @@ def stop(run_dir: Annotated[Path, typer.Argument(help="The run folder.")]) -> No
 
 
 def _register_optional_commands() -> None:
-    # Commands that live in their own modules (dataset lint and captions).
-    with contextlib.suppress(ImportError):
-        from loratui import dataset_commands
+    # Commands that live in their own modules, each with register(app).
+    import importlib
+    import importlib.util
 
-        dataset_commands.register(app)
+    for module in ("dataset_commands", "sample_commands"):
+        if importlib.util.find_spec(f"loratui.{module}") is not None:
+            importlib.import_module(f"loratui.{module}").register(app)
+    with contextlib.suppress(ImportError):
+        from loratui import ui_commands  # noqa: F401  (the wizard's, added in its own change)
 
 
 _register_optional_commands()

@@ -1,0 +1,68 @@
+"""Rendering sample images with the model being trained (or any base model plus a LoRA).
+
+One seed per prompt, so the same prompt is comparable across checkpoints and strengths.
+The sampler draws only from its own generator (and the global RNG is forked around it), so
+taking samples never changes what training sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loratui.engine import atomic
+
+SAMPLE_STEPS = 20
+NEGATIVE = "lowres, blurry, deformed, watermark, text"
+
+
+def default_prompts(preset_prompts: tuple[str, ...], trigger: str | None, fallback_caption: str) -> list[str]:
+    """The preset's prompts around the trigger word; without one, a training caption."""
+    if trigger:
+        return [p.format(trigger=trigger) for p in preset_prompts]
+    return [fallback_caption or "a photo"]
+
+
+def build_pipeline(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_config: Any):
+    """A StableDiffusionPipeline around existing modules (nothing is copied or reloaded)."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DPMSolverMultistepScheduler.from_config(scheduler_config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def render(pipe: Any, prompt: str, seed: int, width: int, height: int, steps: int = SAMPLE_STEPS,
+           cross_attention_kwargs: dict | None = None):
+    """One image for ``prompt`` at ``seed`` (a PIL image)."""
+    import torch
+
+    device = next(pipe.unet.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        return pipe(
+            prompt,
+            negative_prompt=NEGATIVE,
+            num_inference_steps=steps,
+            width=width,
+            height=height,
+            guidance_scale=7.0,
+            generator=generator,
+            cross_attention_kwargs=cross_attention_kwargs,
+        ).images[0]
+
+
+def save_png(image: Any, path: Path) -> Path:
+    """Write a PIL image as PNG atomically."""
+    with atomic.atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return path
