@@ -295,11 +295,9 @@ def _register_optional_commands() -> None:
     import importlib
     import importlib.util
 
-    for module in ("dataset_commands", "sample_commands"):
+    for module in ("dataset_commands", "sample_commands", "ui_commands"):
         if importlib.util.find_spec(f"loratui.{module}") is not None:
             importlib.import_module(f"loratui.{module}").register(app)
-    with contextlib.suppress(ImportError):
-        from loratui import ui_commands  # noqa: F401  (the wizard's, added in its own change)
 
 
 _register_optional_commands()
