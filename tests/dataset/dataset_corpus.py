@@ -81,6 +81,7 @@ EXPECTED = {
     "outside.png": "unsafe_path",
     "linked_dir/": "unsafe_path",
     "../escape.png": "unsafe_path",
+    "/etc/hosts.png": "unsafe_path",
     "anim.webp": "animated_image",
     "clip.gif": "ignored_file",
     "bad\\xff.png": "non_utf8_filename",
@@ -145,6 +146,7 @@ def build_bad_corpus(root: Path) -> Path:
     (folder / "metadata.csv").write_text(
         'filename,prompt\n'
         '"../escape.png","sks, outside"\n'
+        '/etc/hosts.png,"sks, absolute"\n'
         'gone.png,"sks, an image that is not there"\n'
         'good_02.png,"sks, a different caption, with ""quotes"""\n'
     )
