@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 import warnings
 from collections import defaultdict
@@ -286,7 +285,6 @@ def _read_captions(scan: _Scan) -> dict[str, str]:
             scan.add(METADATA_NAME, "unreadable_caption", message.replace(str(meta_path) + ": ", ""))
             return captions
         display_for = {im.path.relative_to(root).as_posix(): im.rel for im in scan.images}
-        conflicts = 0
         for name, text in metadata.items():
             if _unsafe_name(name, root):
                 scan.add(name, "unsafe_path", f"{METADATA_NAME} names a file outside the folder; ignored")
@@ -298,7 +296,6 @@ def _read_captions(scan: _Scan) -> dict[str, str]:
             rel = display_for[clean]
             if rel in captions or (root / clean).with_suffix(".txt").relative_to(root).as_posix() in unreadable:
                 if rel in captions and captions[rel] != text:
-                    conflicts += 1
                     scan.add(rel, "caption_conflict", f"{METADATA_NAME} has a different caption; the .txt wins")
                 continue
             captions[rel] = text
