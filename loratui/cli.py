@@ -174,7 +174,10 @@ def demo(
 
     with user_errors():
         if not headless and not json_out:
-            typer.echo("(the wizard is not part of this build yet; running the demo headless)")
+            from loratui.ui_commands import open_wizard
+
+            open_wizard(None, demo=True)
+            return
         folder = make_demo_dataset(cache_dir() / "demo-dataset")
         cfg = build_config(
             str(folder),
@@ -306,6 +309,21 @@ _register_optional_commands()
 def main() -> None:
     """Console-script entry point: one line per error, a traceback only with LORATUI_DEBUG=1."""
     try:
+        args = sys.argv[1:]
+        # `loratui` alone, or `loratui FOLDER` (a folder, not a command name): the wizard.
+        if not args or (
+            not args[0].startswith("-")
+            and args[0] not in {c.name or c.callback.__name__ for c in app.registered_commands}
+            and Path(args[0]).is_dir()
+        ):
+            from loratui.ui_commands import open_wizard
+
+            try:
+                with user_errors():
+                    open_wizard(Path(args[0]) if args else None)
+            except typer.Exit as exc:  # click's Exit is no SystemExit outside the Typer app
+                sys.exit(exc.exit_code)
+            return
         app()
     except SystemExit:
         raise

@@ -1,0 +1,375 @@
+"""Step 1: pick the folder. A tree of folders and images, recent folders, and for the folder
+under the cursor a live summary from the dataset engine; errors block Next, warnings can be
+accepted."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DirectoryTree, Footer, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from loratui.widgets.stepbar import StepBar
+
+RECENT_FILE = "recent.json"
+RECENT_MAX = 8
+SHOWN_FINDINGS = 6  # per severity in the summary; the caption step shows each image's
+
+
+def recent_folders() -> list[Path]:
+    """Folders picked before, newest first (those that still exist)."""
+    from loratui.engine.paths import state_dir
+
+    try:
+        entries = json.loads((state_dir() / RECENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [Path(e) for e in entries if isinstance(e, str) and Path(e).is_dir()][:RECENT_MAX]
+
+
+def remember_folder(folder: Path) -> None:
+    """Put ``folder`` first in the recent list (best effort: a read-only home is no error)."""
+    from loratui.engine import atomic
+    from loratui.engine.paths import state_dir
+
+    entries = [str(folder)] + [str(p) for p in recent_folders() if p != folder]
+    try:
+        state_dir().mkdir(parents=True, exist_ok=True)
+        atomic.write_text(state_dir() / RECENT_FILE, json.dumps(entries[:RECENT_MAX]))
+    except OSError:
+        pass
+
+
+def count_images(folder: Path, limit: int = 20000) -> int:
+    """Images directly in ``folder`` or in its kohya repeat folders (cheap: no recursion)."""
+    from loratui.engine.dataset import REPEAT_FOLDER, is_image_name
+
+    count = seen = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                seen += 1
+                if seen > limit:
+                    break
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_file() and is_image_name(entry.name):
+                    count += 1
+                elif entry.is_dir() and REPEAT_FOLDER.match(entry.name):
+                    with os.scandir(entry.path) as inner:
+                        count += sum(1 for e in inner if e.is_file() and is_image_name(e.name))
+    except OSError:
+        return 0
+    return count
+
+
+@dataclass(frozen=True)
+class FolderSummary:
+    """What the summary panel shows for one folder."""
+
+    folder: Path
+    images: int
+    report: Any = None  # a lint CheckReport (None when the folder has no images)
+    sizes: tuple[int, int, int, int] | None = None  # min w, min h, max w, max h
+    error: str = ""
+
+
+def thresholds_for(resolution: int) -> Any:
+    """The lint thresholds for a run at ``resolution``: an image is too small for *this* run
+    when its short side is under the training resolution (an error under half of it)."""
+    from dataclasses import replace
+
+    from loratui.engine.lint_rules import DEFAULT_THRESHOLDS
+
+    return replace(DEFAULT_THRESHOLDS, min_short_side=resolution, min_short_side_error=max(1, resolution // 2))
+
+
+def training_resolution(state: Any) -> int:
+    """The resolution the wizard's run will train at (an override, else the preset's)."""
+    from loratui.engine.presets import PRESETS
+
+    value = state.overrides.get("resolution")
+    return value if isinstance(value, int) else PRESETS[state.preset].resolution
+
+
+def summarise(
+    folder: Path, pixels: bool = False, trigger: str | None = None, on_progress=None, resolution: int = 512
+) -> FolderSummary:
+    """Count, check (header pass unless ``pixels``) and measure the images of ``folder``."""
+    from loratui.engine import lint
+    from loratui.engine.dataset import iter_image_paths
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.images import image_size
+
+    if count_images(folder) == 0:
+        return FolderSummary(folder, 0)
+    try:
+        report = lint.check(
+            folder, trigger=trigger, pixels=pixels, on_progress=on_progress, thresholds=thresholds_for(resolution)
+        )
+    except LoratuiError as exc:
+        return FolderSummary(folder, 0, error=str(exc))
+    sizes = []
+    for path in iter_image_paths(folder)[:5000]:
+        try:
+            sizes.append(image_size(path))
+        except LoratuiError:
+            continue
+    box = None
+    if sizes:
+        areas = sorted(sizes, key=lambda s: s[0] * s[1])
+        box = (*areas[0], *areas[-1])
+    return FolderSummary(folder, report.images, report, box)
+
+
+def summary_markup(s: FolderSummary | None, checking: str = "") -> str:
+    if s is None:
+        return "[dim]Move to a folder to see what is in it.[/]"
+    lines = [f"[b]{s.folder.name or s.folder}[/]", f"[dim]{s.folder}[/]", ""]
+    if s.error:
+        return "\n".join(lines + [f"[red]{s.error}[/]"])
+    if s.images == 0 or s.report is None:
+        return "\n".join(lines + ["No images here (jpg, jpeg, png, webp, bmp).", "Open a folder that holds your photos."])
+    r = s.report
+    lines.append(f"[b]{r.images}[/] images · [b]{r.captioned}[/] captioned")
+    if s.sizes:
+        lines.append(f"sizes {s.sizes[0]}×{s.sizes[1]} to {s.sizes[2]}×{s.sizes[3]} px")
+    lines.append("")
+    if checking:
+        lines.append(f"[yellow]{checking}[/]")
+    if not r.findings:
+        lines.append("[green]✓ no problems found[/]" + ("" if r.pixels_checked else " [dim](quick check)[/]"))
+    for severity, colour, label in (("error", "red", "errors: fix these before training"),
+                                     ("warning", "yellow", "warnings: you can accept these")):
+        found = [f for f in r.findings if f.severity == severity]
+        if not found:
+            continue
+        lines.append(f"[{colour} b]{len(found)} {label}[/]")
+        for f in found[:SHOWN_FINDINGS]:
+            where = "" if f.path == "." else f"{f.path}: "
+            lines.append(f"  [{colour}]•[/] {where}{f.message}")
+        if len(found) > SHOWN_FINDINGS:
+            lines.append(f"  … and {len(found) - SHOWN_FINDINGS} more")
+    if not r.pixels_checked:
+        lines += ["", "[dim]A full check (blur, duplicates, exposure) runs on Next.[/]"]
+    return "\n".join(lines)
+
+
+class ImagesTree(DirectoryTree):
+    """Folders and images only; hidden entries left out."""
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        from loratui.engine.dataset import is_image_name
+
+        return [p for p in paths if not p.name.startswith(".") and (self._safe_is_dir(p) or is_image_name(p.name))]
+
+
+class FolderScreen(Screen[None]):
+    """Pick the dataset folder."""
+
+    TITLE = "Pick folder"
+    HELP = (
+        "Move through the tree with the arrow keys (Enter opens a folder). The panel on the right "
+        "shows what the folder under the cursor holds and what `loratui check` finds there. "
+        "Errors must be fixed before training; warnings can be accepted. Type a path in the box "
+        "at the top to jump to it, or pick a recent folder."
+    )
+    DEFAULT_CSS = """
+    FolderScreen #columns { height: 1fr; }
+    FolderScreen #left { width: 2fr; }
+    FolderScreen #path { margin: 0 0; }
+    FolderScreen #recent { height: auto; max-height: 6; }
+    FolderScreen #recent-label { color: $text-muted; padding: 0 1; }
+    FolderScreen ImagesTree { height: 1fr; }
+    FolderScreen #summary-box { width: 3fr; }
+    """
+    BINDINGS = [
+        Binding("ctrl+n", "next", "Next", id="folder.next"),
+        Binding("ctrl+l", "focus_path", "Type a path", id="folder.path"),
+        Binding("ctrl+u", "parent", "Parent folder", id="folder.parent"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: Path | None = None
+        self.summary: FolderSummary | None = None
+        self._debounce: Timer | None = None
+        self._checking = False
+
+    def compose(self) -> ComposeResult:
+        state = self.app.state  # type: ignore[attr-defined]
+        root = self.app.browse_root  # type: ignore[attr-defined]
+        yield StepBar("folder")
+        with Horizontal(id="columns"):
+            with Vertical(id="left"):
+                yield Input(str(state.folder or ""), placeholder="type a folder path, Enter", id="path", compact=True)
+                recent = recent_folders()
+                if recent:
+                    yield Label("recent", id="recent-label")
+                    yield OptionList(*[Option(str(p), id=str(p)) for p in recent], id="recent")
+                yield ImagesTree(root, id="tree")
+            with VerticalScroll(id="summary-box", classes="panel"):
+                yield Static(summary_markup(None), id="summary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ImagesTree).focus()
+        folder = self.app.state.folder  # type: ignore[attr-defined]
+        if folder is not None:
+            self.look_at(folder)
+
+    # -- the folder under the cursor ----------------------------------------------------------
+
+    def look_at(self, folder: Path, delay: float = 0.0) -> None:
+        """Summarise ``folder`` (after ``delay`` s, so holding an arrow key is cheap)."""
+        if self._debounce is not None:
+            self._debounce.stop()
+        if folder == self.current and self.summary is not None and self.summary.folder == folder:
+            return
+        self.current = folder
+        self.query_one(StepBar).set_detail(str(folder))
+        if delay:
+            self._debounce = self.set_timer(delay, lambda: self.refresh_summary(folder))
+        else:
+            self.refresh_summary(folder)
+
+    @work(thread=True, exclusive=True, group="summary", exit_on_error=False)
+    def refresh_summary(self, folder: Path) -> FolderSummary:
+        summary = summarise(folder, pixels=False, resolution=training_resolution(self.app.state))  # type: ignore[attr-defined]
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show, summary)
+        return summary
+
+    def _show(self, summary: FolderSummary, checking: str = "") -> None:
+        if summary.folder != self.current:
+            return
+        self.summary = summary
+        self.query_one("#summary", Static).update(summary_markup(summary, checking))
+
+    @on(DirectoryTree.NodeHighlighted)
+    def highlighted(self, event: DirectoryTree.NodeHighlighted) -> None:
+        entry = event.node.data
+        if entry is None:
+            return
+        path = Path(entry.path)
+        self.look_at(path if path.is_dir() else path.parent, delay=0.15)
+
+    @on(OptionList.OptionHighlighted, "#recent")
+    def recent_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.look_at(Path(str(event.option.id)), delay=0.15)
+
+    @on(OptionList.OptionSelected, "#recent")
+    def recent_selected(self, event: OptionList.OptionSelected) -> None:
+        self.look_at(Path(str(event.option.id)))
+        self.action_next()
+
+    @on(Input.Submitted, "#path")
+    def path_typed(self, event: Input.Submitted) -> None:
+        path = Path(event.value).expanduser()
+        if not path.is_dir():
+            self.notify(f"{path}: no such folder", severity="error")
+            return
+        path = path.resolve()
+        self.query_one(ImagesTree).path = path
+        self.look_at(path)
+        self.query_one(ImagesTree).focus()
+
+    def action_focus_path(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    def action_parent(self) -> None:
+        tree = self.query_one(ImagesTree)
+        parent = Path(tree.path).resolve().parent
+        tree.path = parent
+        self.look_at(parent)
+
+    # -- Next: the full check, then on to the captions ----------------------------------------
+
+    def action_next(self) -> None:
+        if self.current is None:
+            self.notify("Move to the folder that holds your photos first.", severity="warning")
+            return
+        if self._checking:
+            return
+        self._checking = True
+        self.full_check(self.current, self.app.state.trigger or None)  # type: ignore[attr-defined]
+
+    @work(thread=True, exclusive=True, group="check", exit_on_error=False)
+    def full_check(self, folder: Path, trigger: str | None) -> None:
+        last = [0.0]
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if time.monotonic() - last[0] > 0.1:  # at most ten redraws a second
+                last[0] = time.monotonic()
+                if self.summary is not None and self.summary.folder == folder:
+                    self.app.call_from_thread(self._show, self.summary, f"checking: {stage} {done}/{total}")
+
+        try:
+            summary = summarise(folder, pixels=True, trigger=trigger, on_progress=progress,
+                                resolution=training_resolution(self.app.state))  # type: ignore[attr-defined]
+            if summary.images:
+                remember_folder(folder)
+        finally:
+            self.app.call_from_thread(setattr, self, "_checking", False)
+        self.app.call_from_thread(self._checked, summary)
+
+    def _checked(self, summary: FolderSummary) -> None:
+        if summary.folder != self.current:
+            return
+        self._show(summary)
+        if summary.error or not summary.images:
+            self.notify(summary.error or f"{summary.folder}: no images here", severity="error")
+            return
+        report = summary.report
+        if report.errors:
+            first = report.errors[0]
+            self.notify(
+                f"{len(report.errors)} error(s) block training, e.g. {first.path}: {first.message}",
+                title="Fix these first", severity="error", timeout=10,
+            )
+            return
+        if report.warnings:
+            from loratui.screens.dialogs import ConfirmDialog
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._go_on(summary)
+
+            self.app.push_screen(
+                ConfirmDialog(
+                    f"Continue with {len(report.warnings)} warning(s)?",
+                    "They are listed on the right; you can fix them later and check again.",
+                    yes="Accept and continue", no="Stay here",
+                ),
+                answered,
+            )
+            return
+        self._go_on(summary)
+
+    def _go_on(self, summary: FolderSummary) -> None:
+        state = self.app.state  # type: ignore[attr-defined]
+        state.folder = summary.folder
+        state.report = summary.report
+        state.warnings_accepted = bool(summary.report.warnings)
+        self.app.step_after("folder")  # type: ignore[attr-defined]
+
+    def on_worker_state_changed(self, event: Any) -> None:
+        from textual.worker import WorkerState
+
+        if event.state == WorkerState.ERROR:
+            self._checking = False
+            exc = event.worker.error
+            self.notify(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}", severity="error")

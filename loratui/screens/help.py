@@ -1,0 +1,50 @@
+"""The help screen (?): what this step is for, and every key it has."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Label, Markdown
+
+GENERAL = """\
+**Everywhere:** `ctrl+n` next step · `escape` back · `?` this help · `ctrl+p` command palette ·
+`ctrl+q` quit. A run keeps going when you quit or your SSH link drops:
+`loratui attach RUN_DIR` brings the live view back, `loratui runs` lists runs.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists the keys of the screen below it, with a paragraph on what that screen does."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; background: $background 60%; }
+    HelpScreen > Vertical { width: 76; max-width: 100%; height: 90%; border: thick $primary;
+                            background: $surface; padding: 0 1; }
+    HelpScreen Markdown { margin: 0; padding: 0; }
+    HelpScreen .title { text-style: bold; }
+    """
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help.close")]
+
+    def __init__(self, target: Screen) -> None:
+        super().__init__()
+        self.target = target
+
+    def compose(self) -> ComposeResult:
+        about = getattr(self.target, "HELP", "") or ""
+        rows = ["| key | does |", "|---|---|"]
+        seen = set()
+        for key, active in self.target.active_bindings.items():
+            binding = active.binding
+            if not binding.description or (binding.action, binding.description) in seen:
+                continue
+            seen.add((binding.action, binding.description))
+            rows.append(f"| `{self.app.get_key_display(binding)}` | {binding.description} |")
+        with Vertical():
+            yield Label(f"Help: {self.target.title or 'loratui'}", classes="title")
+            with VerticalScroll():
+                yield Markdown(about + "\n\n" + "\n".join(rows) + "\n\n" + GENERAL)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,269 @@
+"""Step 4, the run view: a live (or finished) run, followed through its ``events.jsonl``.
+
+Started from the wizard, the screen's worker launches the run as its own process (its own
+session: closing the app or a dropped SSH link leaves it going) and then follows it; opened
+by ``loratui attach`` it follows an existing run. Either way the history is replayed first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Label, ProgressBar, Static
+from textual.worker import get_current_worker
+
+from loratui.progress import human_seconds
+from loratui.screens.follow import RunSnapshot, follow_run
+from loratui.widgets.loss import LossChart
+from loratui.widgets.memory import MemoryMeter
+from loratui.widgets.preview import ImagePreview
+from loratui.widgets.stepbar import StepBar
+
+STATUS_STYLE = {
+    "starting": "yellow", "running": "green", "finished": "blue", "stopped": "yellow",
+    "failed": "red", "stale": "red",
+}
+
+
+class RunUpdated(Message):
+    """The follower's latest view of the run; a newer one replaces any still queued."""
+
+    def __init__(self, snapshot: RunSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunUpdated)
+
+
+class RunLaunched(Message):
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
+class RunScreen(Screen[None]):
+    """Loss, memory, speed, ETA, checkpoints, samples and warnings of one run."""
+
+    TITLE = "Train"
+    HELP = (
+        "The run trains in its own process: **d** (detach) quits and leaves it going, and so does a "
+        "dropped SSH link. Come back with `loratui attach RUN_DIR`. **s** asks it to save a checkpoint "
+        "and stop (continue later with `loratui train --resume RUN_DIR`)."
+    )
+    DEFAULT_CSS = """
+    RunScreen #body { height: 1fr; padding: 0 1; }
+    RunScreen #status { height: 1; }
+    RunScreen ProgressBar { width: 1fr; height: 1; }
+    RunScreen ProgressBar Bar { width: 1fr; }
+    RunScreen #checkpoint, RunScreen #schedule { height: 1; color: $text-muted; }
+    RunScreen #lower { height: 1fr; }
+    RunScreen #notes { width: 1fr; height: 1fr; overflow-y: auto; }
+    RunScreen #sample-box { width: 34; height: 1fr; display: none; }
+    RunScreen #sample-label { height: 1; color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding("s", "stop", "Stop", id="run.stop"),
+        Binding("d", "detach", "Detach", id="run.detach"),
+        Binding("o", "open_folder", "Run folder", id="run.open"),
+        Binding("escape", "back", "Back", id="run.back"),
+        Binding("q", "quit_view", "Close", id="run.quit"),
+    ]
+
+    def __init__(self, run_dir: Path | None = None, config: Any = None) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.config = config
+        self.snapshot = RunSnapshot(run_dir or Path("."))
+        self._notified_end = False
+
+    def compose(self) -> ComposeResult:
+        yield StepBar("run", str(self.run_dir.name) if self.run_dir else "")
+        with Vertical(id="body"):
+            yield Label("starting…", id="status")
+            yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="progress")
+            yield LossChart(id="loss")
+            yield MemoryMeter(id="memory")
+            yield Label("", id="checkpoint")
+            with Horizontal(id="lower"):
+                yield Static("", id="notes")
+                with Vertical(id="sample-box"):
+                    yield Label("no sample yet", id="sample-label")
+                    yield ImagePreview(id="sample")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.follow()
+
+    # -- the worker: launch (from the wizard) and follow --------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="follow", exclusive=True)
+    def follow(self) -> None:
+        worker = get_current_worker()
+        if self.run_dir is None:
+            from loratui.engine.launch import launch_detached, prepare_run_dir
+
+            run_dir = prepare_run_dir(self.config)
+            self.post_message(RunLaunched(run_dir))
+            launch_detached(self.config, run_dir)
+        else:
+            run_dir = self.run_dir
+        follow_run(run_dir, lambda snap: self.post_message(RunUpdated(snap)), lambda: worker.is_cancelled)
+
+    def on_worker_state_changed(self, event: Any) -> None:
+        from textual.worker import WorkerState
+
+        if event.worker.group == "follow" and event.state == WorkerState.ERROR:
+            exc = event.worker.error
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            hint = getattr(exc, "hint", "")
+            self.snapshot = RunSnapshot(self.run_dir or Path("."), status="failed", message=message, hint=hint)
+            self.render_snapshot(self.snapshot)
+            self.notify(message + (f"\n{hint}" if hint else ""), title="The run could not start", severity="error",
+                        timeout=15)
+
+    @on(RunLaunched)
+    def launched(self, message: RunLaunched) -> None:
+        self.run_dir = message.run_dir
+        self.query_one(StepBar).set_detail(message.run_dir.name)
+        self.app.run_dir = message.run_dir  # type: ignore[attr-defined]
+        self.app.exit_message = self._detach_message()  # type: ignore[attr-defined]
+
+    @on(RunUpdated)
+    def updated(self, message: RunUpdated) -> None:
+        self.snapshot = message.snapshot
+        if self.run_dir is not None:
+            self.app.exit_message = None if message.snapshot.ended else self._detach_message()  # type: ignore[attr-defined]
+        self.render_snapshot(message.snapshot)
+        self.refresh_bindings()
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def render_snapshot(self, s: RunSnapshot) -> None:
+        colour = STATUS_STYLE.get(s.status, "white")
+        parts = [f"[{colour} b]● {s.status}[/]"]
+        if s.status in ("starting", "running") and s.phase and s.phase_total:
+            parts.append(f"{s.phase} {s.phase_done}/{s.phase_total}")
+        if s.total_steps:
+            parts.append(f"step {s.step}/{s.total_steps}")
+        if s.epoch:
+            parts.append(f"epoch {s.epoch}")
+        if s.it_per_s:
+            parts.append(f"{s.it_per_s:.2f} it/s")
+        if s.status == "running" and s.step:
+            parts.append(f"ETA {human_seconds(s.eta_s)}")
+        self.query_one("#status", Label).update(" · ".join(parts))
+        bar = self.query_one(ProgressBar)
+        if s.total_steps:
+            bar.update(total=s.total_steps, progress=s.step)
+        self.query_one(LossChart).show(s.loss, s.smoothed)
+        self.query_one(MemoryMeter).show(s.mem_used, s.mem_peak, s.mem_total, s.mem_kind)
+        checkpoint = (
+            f"last checkpoint: step {s.last_checkpoint_step} → {Path(s.last_checkpoint).name}"
+            if s.last_checkpoint else "no checkpoint yet"
+        )
+        if s.lr:
+            checkpoint += f" · lr {s.lr:.2e}"
+        self.query_one("#checkpoint", Label).update(checkpoint)
+        self.query_one("#notes", Static).update(self._notes(s))
+        if s.last_sample:
+            self.query_one("#sample-box").display = True
+            self.query_one("#sample-label", Label).update(f"sample, step {s.last_sample_step}")
+            self.query_one(ImagePreview).show(Path(s.last_sample))
+        if s.ended and not self._notified_end:
+            self._notified_end = True
+            severity = "information" if s.status == "finished" else "warning" if s.status == "stopped" else "error"
+            self.notify(f"run {s.status}", severity=severity)
+
+    def _notes(self, s: RunSnapshot) -> str:
+        lines: list[str] = []
+        if s.status == "finished":
+            name = s.lora_name
+            lines += [
+                "[b green]Done.[/] Your LoRA:",
+                f"  {s.lora_path}",
+                f"Use it in AUTOMATIC1111 / ComfyUI as [b]<lora:{name}:0.7>[/]"
+                + (f" with the trigger word [b]{s.trigger}[/]." if s.trigger else "."),
+                "Next: compare checkpoints and strengths with",
+                f"  loratui sample {s.run_dir} --prompt \"{s.trigger or 'a photo'}, …\"",
+            ]
+        elif s.status == "stopped":
+            lines += [f"[b yellow]Stopped.[/] {s.message}", f"Continue with: loratui train --resume {s.run_dir}"]
+        elif s.status in ("failed", "stale"):
+            lines += [f"[b red]{'Failed' if s.status == 'failed' else 'Stale'}:[/] {s.message}"]
+            if s.hint:
+                lines.append(f"  {s.hint}")
+        elif s.schedule:
+            lines.append(f"[dim]{s.schedule}[/]")
+        for warning in s.warnings[-5:]:
+            lines.append(f"[yellow]warning:[/] {warning}")
+        return "\n".join(lines)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        live = not self.snapshot.ended
+        # Keys that make no sense now are hidden from the footer, not just greyed out.
+        if action in ("stop", "detach"):
+            return live
+        if action == "quit_view":
+            return not live
+        if action == "back":
+            return not live and self.config is not None
+        return True
+
+    def _detach_message(self) -> str:
+        return (
+            f"{self.run_dir.name if self.run_dir else 'the run'} keeps training in the background.\n"
+            f"  watch:  loratui attach {self.run_dir}\n  stop:   loratui stop {self.run_dir}"
+        )
+
+    def action_detach(self) -> None:
+        self.app.exit_message = self._detach_message() if self.run_dir else None  # type: ignore[attr-defined]
+        self.app.exit()
+
+    def action_quit_view(self) -> None:
+        self.app.exit_message = None  # type: ignore[attr-defined]
+        self.app.exit()
+
+    def action_back(self) -> None:
+        self.app.goto("preset")  # type: ignore[attr-defined]
+
+    def action_open_folder(self) -> None:
+        if self.run_dir is None:
+            self.notify("the run folder is not made yet")
+            return
+        self.app.copy_to_clipboard(str(self.run_dir))
+        self.notify(f"{self.run_dir}\n(copied to the clipboard where the terminal allows it)", title="Run folder")
+
+    def action_stop(self) -> None:
+        from loratui.screens.dialogs import ConfirmDialog
+
+        if self.run_dir is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.request_stop()
+
+        self.app.push_screen(
+            ConfirmDialog("Stop this run?", "It saves a checkpoint first; `loratui train --resume` continues it.",
+                          yes="Stop", no="Keep training"),
+            answered,
+        )
+
+    @work(thread=True, exit_on_error=False, group="stop")
+    def request_stop(self) -> None:
+        from loratui.engine.runs import request_stop
+
+        if request_stop(self.run_dir):  # type: ignore[arg-type]
+            self.app.call_from_thread(self.notify, "asked the run to save a checkpoint and stop")
+        else:
+            self.app.call_from_thread(self.notify, "the run is not running", severity="warning")

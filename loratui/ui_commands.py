@@ -1,0 +1,66 @@
+"""The commands that open the Textual app: ``review FOLDER``, ``attach RUN_DIR``, and the
+wizard itself (``loratui [FOLDER]``, ``loratui demo``).
+
+Only typer is imported at module level: ``loratui --help`` never loads Textual.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``review`` and ``attach`` to the CLI's Typer app."""
+    app.command("review")(review_command)
+    app.command("attach")(attach_command)
+
+
+def _run_app(**kwargs: Any) -> None:
+    """Build the app, run it, then print what it left to say (where a detached run is)."""
+    # textual-image asks the terminal what graphics it supports: that must happen before
+    # Textual takes the terminal over.
+    from loratui.widgets.preview import prepare_graphics
+
+    prepare_graphics()
+    from loratui.app import build_app
+
+    app = build_app(**kwargs)
+    app.run()
+    if app.exit_message:
+        typer.echo(app.exit_message)
+    if app.return_code:
+        raise typer.Exit(app.return_code)
+
+
+def open_wizard(folder: Path | None, demo: bool = False) -> None:
+    """Open the wizard at the folder step (on ``folder`` when given; the demo dataset with the
+    tiny model when ``demo``)."""
+    if folder is not None and not folder.is_dir():
+        typer.echo(f"error: {folder}: no such folder (pass the folder that holds your photos)", err=True)
+        raise typer.Exit(1)
+    _run_app(folder=folder, start="folder", demo=demo)
+
+
+def review_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (captions in .txt beside them).")],
+) -> None:
+    """The wizard, opened at caption review."""
+    if not folder.is_dir():
+        typer.echo(f"error: {folder}: no such folder (pass the folder that holds your photos)", err=True)
+        raise typer.Exit(1)
+    _run_app(folder=folder, start="captions")
+
+
+def attach_command(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder (see `loratui runs`).")],
+) -> None:
+    """Live view of a run (running or finished), with its whole history."""
+    from loratui.engine.runs import EVENTS, STATE
+
+    if not (run_dir / STATE).is_file() and not (run_dir / EVENTS).is_file():
+        typer.echo(f"error: {run_dir}: not a loratui run folder (no {STATE}; see `loratui runs`)", err=True)
+        raise typer.Exit(1)
+    _run_app(start="run", run_dir=run_dir.resolve())

@@ -1,0 +1,1 @@
+"""Reusable widgets of the wizard: step bar, loss chart, memory meter, image preview."""
