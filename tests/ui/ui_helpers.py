@@ -1,0 +1,36 @@
+"""Helpers for the wizard's tests (a plain module, imported by name: conftest names clash)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def screen_text(app: Any) -> str:
+    """What the terminal shows, as plain text (one line per row)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Pause the pilot until ``condition()`` holds (the app keeps running meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition}\n"
+                                 + screen_text(pilot.app))
+        await pilot.pause(0.05)
+    await asyncio.sleep(0)
+
+
+def async_test(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an async test with asyncio (no pytest async plugin needed); fixtures pass through."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
