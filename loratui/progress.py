@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Column
 
 from loratui.engine.events import Event
 
@@ -19,6 +20,15 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def short_bytes(n: float) -> str:
+    """1536 * 2**20 → '1.5G' (for tight columns)."""
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(n) < 1024 or unit == "T":
+            return f"{n:.0f}{unit}" if unit in ("B", "K", "M") else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}T"
 
 
 def human_seconds(s: float) -> str:
@@ -34,14 +44,15 @@ class RichProgressSink:
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=False)
+        # Fits 80 columns: 16 + 20 + 11 + ~33 of info.
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
+            TextColumn("[bold]{task.description}", table_column=Column(width=16, no_wrap=True)),
+            BarColumn(bar_width=20),
+            TextColumn("{task.completed:>5}/{task.total:<5}", table_column=Column(width=11, no_wrap=True)),
+            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
             console=self.console,
             transient=False,
+            expand=False,
         )
         self._tasks: dict[str, TaskID] = {}
         self._started = False
@@ -70,14 +81,18 @@ class RichProgressSink:
         elif kind == "step":
             task = self._task("train", "training", e.total_steps)
             info = (
-                f"loss {e.loss:.4f} · {e.it_per_s:.2f} it/s · ETA {human_seconds(e.eta_s)} · "
-                f"{e.mem_kind} {human_bytes(e.mem_used)}/{human_bytes(e.mem_total)}"
+                f"loss {e.loss:.3f} {e.it_per_s:.1f} it/s ETA {human_seconds(e.eta_s)} "
+                f"{short_bytes(e.mem_used)}/{short_bytes(e.mem_total)}"
             )
             self.progress.update(task, completed=e.step, total=e.total_steps, info=info)
         elif kind == "checkpoint_saved":
             self.console.print(f"[green]saved[/] step {e.step}: {e.path}")
         elif kind == "sample_saved":
             self.console.print(f"sample at step {e.step}: {e.path}")
+        elif kind == "validation":
+            self.console.print(f"validation loss at step {e.step}: {e.loss:.4f}")
+        elif kind == "recommendation":
+            self.console.print(f"[bold]recommended:[/] {e.path} at strength {e.strength} ({e.reason})")
         elif kind == "warning":
             self.console.print(f"[yellow]warning:[/] {e.message}")
         elif kind in ("run_finished", "run_stopped", "run_failed"):

@@ -65,8 +65,11 @@ class RunConfig(BaseModel):
     save_every: int = Field(100, ge=0)
     keep_checkpoints: int = Field(3, ge=1, le=1000)
     seed: int = Field(42, ge=0, le=2**32 - 1)
-    sample_every: int = Field(0, ge=0)
+    sample_every: int | None = Field(None, ge=0)  # None: at every save; 0: never
     sample_prompts: list[str] = Field(default_factory=list)
+    sample_steps: int = Field(20, ge=1, le=150)
+    validation: Literal["auto", "holdout", "train", "off"] = "auto"
+    tensorboard: bool = False
     gpus: int = Field(1, ge=1, le=64)
 
     @field_validator("trigger")
@@ -78,6 +81,11 @@ class RunConfig(BaseModel):
         if not value or "," in value:
             raise ValueError("must be a non-empty word or phrase without commas")
         return value
+
+    @property
+    def sample_interval(self) -> int:
+        """Steps between samples (0: none); by default the save interval."""
+        return self.save_every if self.sample_every is None else self.sample_every
 
     @property
     def lora_alpha(self) -> float:

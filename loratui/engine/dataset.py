@@ -105,7 +105,9 @@ def read_metadata_csv(folder: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM from Excel is not part of the header
+        # bytes, not read_text(): newline translation would rewrite \r inside quoted captions;
+        # utf-8-sig because a BOM from Excel is not part of the header
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text", "re-save it as UTF-8 CSV") from exc
     rows = csv.reader(io.StringIO(text, newline=""))
@@ -141,10 +143,15 @@ def scan(folder: str | os.PathLike[str]) -> Dataset:
         raise DatasetError(f"{root}: not a folder", "pass the folder that holds the images")
     metadata = read_metadata_csv(root)
     images: list[ImageRecord] = []
+    notes: list[str] = []
     conflicts = 0
     for path in iter_image_paths(root):
         rel = path.relative_to(root).as_posix()
-        sidecar = read_sidecar(path)
+        try:
+            sidecar = read_sidecar(path)
+        except DatasetError as exc:  # one bad caption file must not stop the whole scan
+            notes.append(f"skipped {rel}: {exc}")
+            continue
         from_csv = metadata.get(rel)
         if sidecar is not None:
             if from_csv is not None and from_csv != sidecar:
@@ -155,7 +162,6 @@ def scan(folder: str | os.PathLike[str]) -> Dataset:
         else:
             caption, source = None, "none"
         images.append(ImageRecord(path, rel, caption, repeats_for(rel), source))
-    notes = []
     if conflicts:
         notes.append(
             f"{conflicts} caption(s) in {METADATA_NAME} differ from the .txt beside the image; "

@@ -78,6 +78,29 @@ class SampleSaved(Event):
 
 
 @dataclass
+class ValidationLogged(Event):
+    """The validation loss at a checkpoint (held-out images, or training images at fixed noise)."""
+
+    event: ClassVar[str] = "validation"
+    step: int
+    loss: float
+    images: int
+    held_out: bool
+
+
+@dataclass
+class RecommendationMade(Event):
+    """Which checkpoint and strength to use, and why."""
+
+    event: ClassVar[str] = "recommendation"
+    step: int
+    path: str
+    strength: str
+    reason: str
+    overtrained: bool
+
+
+@dataclass
 class WarningRaised(Event):
     event: ClassVar[str] = "warning"
     message: str

@@ -11,6 +11,7 @@ from loratui.engine.dataset import REPEAT_FOLDER, Dataset, scan
 from loratui.engine.errors import DatasetError, LoratuiError
 from loratui.engine.images import image_size
 from loratui.engine.presets import Schedule, derive_schedule, get_preset
+from loratui.engine.validation import holdout_count, pick_holdout
 
 
 @dataclass
@@ -22,6 +23,7 @@ class RunPlan:
     batches: BatchPlan
     schedule: Schedule
     warnings: list[str] = field(default_factory=list)
+    validation_items: list[TrainItem] = field(default_factory=list)  # held out from training
 
     def caption_for(self, item: TrainItem) -> str:
         """The stored caption, or the class name of a kohya folder (``10_mycat`` → ``mycat``)."""
@@ -55,6 +57,13 @@ def plan_run(config: RunConfig) -> RunPlan:
         items.append(TrainItem(len(items), record, bucket, record.repeats))
     if not items:
         raise DatasetError(f"{dataset.folder}: none of the images can be read", "run `loratui check` on it")
+    held = pick_holdout(len(items), holdout_count(len(items), config.validation), config.seed)
+    validation_items = [TrainItem(n, items[i].record, items[i].bucket, 1) for n, i in enumerate(held)]
+    if held:
+        kept = [item for i, item in enumerate(items) if i not in set(held)]
+        items = [TrainItem(n, i.record, i.bucket, i.repeats) for n, i in enumerate(kept)]
+        names = ", ".join(v.record.rel for v in validation_items)
+        warnings.append(f"held back {len(held)} image(s) to measure over-fitting: {names}")
     uncaptioned = sum(1 for i in items if not i.record.caption)
     if uncaptioned:
         warnings.append(
@@ -75,7 +84,9 @@ def plan_run(config: RunConfig) -> RunPlan:
     )
     if schedule.repeats != 1:
         items = [TrainItem(i.index, i.record, i.bucket, i.repeats * schedule.repeats) for i in items]
-    return RunPlan(dataset, items, BatchPlan(items, config.batch_size, config.seed), schedule, warnings)
+    return RunPlan(
+        dataset, items, BatchPlan(items, config.batch_size, config.seed), schedule, warnings, validation_items
+    )
 
 
 def _check_metadata_path(dataset: Dataset, metadata_path: str) -> None:

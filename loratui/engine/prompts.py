@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import random
 
-
-def split_tags(caption: str) -> list[str]:
-    """Comma-separated tags, stripped, empties dropped."""
-    return [t.strip() for t in caption.split(",") if t.strip()]
+from loratui.engine.tags import join_tags, split_tags, with_trigger_first
 
 
 def with_trigger(caption: str, trigger: str | None) -> str:
-    """``caption`` with ``trigger`` as its first tag, unless it already has it as a tag or word."""
-    if not trigger:
-        return caption
-    tags = split_tags(caption)
-    lowered = trigger.lower()
-    if any(t.lower() == lowered for t in tags) or f" {lowered} " in f" {caption.lower()} ":
-        return caption
-    return ", ".join([trigger, *tags])
+    """``caption`` with ``trigger`` as its first tag (once); kept in place inside a sentence tag."""
+    return with_trigger_first(caption, trigger) if trigger else caption
 
 
 def training_caption(
@@ -41,7 +32,7 @@ def training_caption(
         tags = split_tags(caption)
         head, tail = tags[:keep_tokens], tags[keep_tokens:]
         rng.shuffle(tail)
-        caption = ", ".join(head + tail)
+        caption = join_tags(head + tail)
     if dropout > 0 and draw < dropout:
         return ""
     return caption

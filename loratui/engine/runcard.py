@@ -31,12 +31,15 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         f"| seed | {info.get('seed')} |",
         f"| final loss | {info['final_loss']:.4f} |" if info.get("final_loss") is not None else "| final loss | n/a |",
         "",
+        *_recommendation_lines(info),
         "## Files",
         "",
         f"- `{name}.safetensors`: the LoRA (kohya format) for AUTOMATIC1111, ComfyUI, Forge, InvokeAI.",
         f"- `{name}-stepNNNNNN.safetensors`: the LoRA at each save, to compare over-training.",
         "- `diffusers/pytorch_lora_weights.safetensors`: the same LoRA in diffusers format.",
         "- `checkpoints/`: what `loratui train --resume` needs. Delete it once you are happy.",
+        "- `samples/`: images rendered during training (`stepNNNNNN-K.png`, one seed per prompt).",
+        "- `validation.json`: the validation loss at each save.",
         "- `config.toml`: `loratui train --config config.toml` trains this run again.",
         "",
         "## Use it",
@@ -62,3 +65,34 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
     path = run_dir / "README.md"
     atomic.write_text(path, "\n".join(lines))
     return path
+
+
+def _recommendation_lines(info: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    rec = info.get("recommendation")
+    if rec:
+        file = Path(rec["path"]).name
+        lines += [
+            "## Which file to use",
+            "",
+            f"**Recommended: `{file}` at strength {rec['strength']}.** {rec['reason'][0].upper()}{rec['reason'][1:]}.",
+            "",
+        ]
+        if rec.get("overtrained"):
+            lines += ["> Over-training warning: the later checkpoints fit the training photos too closely.", ""]
+    history = info.get("validation") or []
+    if history:
+        held = info.get("held_out") or []
+        source = f"held-out images ({', '.join(held)})" if held else "the training images at fixed noise"
+        lines += [f"Validation loss on {source}:", "", "| step | loss |", "|---|---|"]
+        lines += [f"| {step} | {loss:.4f} |" for step, loss in history]
+        lines.append("")
+    grid = info.get("grid")
+    if grid:
+        lines += [f"![checkpoints × strengths]({grid})", ""]
+    lines += [
+        "Compare checkpoints and strengths side by side with `loratui sample "
+        f"{info.get('run_dir', '.')} --prompt \"...\"` (an XYZ grid).",
+        "",
+    ]
+    return lines

@@ -22,8 +22,12 @@ from loratui.engine import checkpoint as ckpt
 from loratui.engine import export, lora
 from loratui.engine.config import RunConfig, dump_toml
 from loratui.engine.errors import LoratuiError, RunError
+from loratui.engine import atomic
 from loratui.engine.events import (
     CheckpointSaved,
+    RecommendationMade,
+    SampleSaved,
+    ValidationLogged,
     EventBus,
     JsonlSink,
     PhaseProgress,
@@ -41,7 +45,10 @@ from loratui.engine.plan import RunPlan, plan_run
 from loratui.engine.prompts import training_caption
 from loratui.engine.runcard import write_run_card
 from loratui.engine.runs import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, register_run
+from loratui.engine.presets import get_preset
+from loratui.engine.sampling import build_pipeline, default_prompts, render, save_png
 from loratui.engine.stop import StopSignal
+from loratui.engine.validation import ValidationSet, overtraining_step, recommend
 
 
 @dataclass
@@ -116,8 +123,6 @@ def _train(
     name = run_dir.name
     resolved = {"total_steps": total_steps, "repeats": plan.schedule.repeats, "epochs": plan.schedule.epochs}
     if not resume:
-        from loratui.engine import atomic
-
         atomic.write_text(run_dir / CONFIG, dump_toml(config, resolved))
     for message in plan.warnings:
         bus.emit(WarningRaised(message))
@@ -157,11 +162,15 @@ def _train(
 
     # --- cache latents once (mean and std of the VAE posterior; sampled fresh each step)
     latent_cache: dict[int, tuple[Any, Any]] = {}
+    sampling = config.sample_interval > 0
     if config.cache_latents:
         latent_cache = _cache_latents(plan, vae, device, bus)
-        vae.to("cpu")
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    validation = _validation_set(plan, config, vae, device, latent_cache)
+    if config.cache_latents:
+        if not sampling:  # the VAE is needed again only to decode samples
+            vae.to("cpu")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
     # --- optimizer and LR schedule
     groups = [{"params": lora.lora_parameters(unet), "lr": config.lr}]
@@ -214,6 +223,43 @@ def _train(
                 text_cache.clear()
             text_cache.update(zip(missing, states.detach()))
         return torch.stack([text_cache[c] for c in captions])
+
+    # --- checks at each save: validation loss (over-fitting) and sample images
+    history = _load_history(run_dir) if resume else []
+    warned = [False]
+
+    def validate(at: int) -> None:
+        if validation is None:
+            return
+        unet.eval()
+        with accelerator.autocast():
+            loss = validation.loss(unet, text_states, noise_scheduler, device, weight_dtype)
+        unet.train()
+        history.append((at, loss))
+        atomic.write_json(run_dir / "validation.json", {"held_out": validation.held_out, "history": history})
+        bus.emit(ValidationLogged(at, loss, len(validation.latents), validation.held_out))
+        best = overtraining_step(history)
+        if best is not None and not warned[0]:
+            warned[0] = True
+            bus.emit(WarningRaised(
+                f"validation loss rose after step {best}: the LoRA is over-training; "
+                f"{name}-step{best:06d}.safetensors is likely the better file"))
+
+    prompts = config.sample_prompts or default_prompts(
+        get_preset(config.preset).sample_prompts, config.trigger, plan.caption_for(plan.items[0])
+    )
+
+    def take_samples(at: int) -> None:
+        pipe = build_pipeline(accelerator.unwrap_model(unet), vae, accelerator.unwrap_model(text_encoder),
+                              tokenizer, noise_scheduler.config)
+        width, height = (config.resolution, config.resolution)
+        unet.eval()
+        for n, prompt in enumerate(prompts):
+            with accelerator.autocast():
+                image = render(pipe, prompt, config.seed + n, width, height, config.sample_steps)
+            path = save_png(image, run_dir / "samples" / f"step{at:06d}-{n}.png")
+            bus.emit(SampleSaved(str(path), at))
+        unet.train()
 
     # --- loop
     accum = config.grad_accum
@@ -302,6 +348,10 @@ def _train(
                 bus.emit(WarningRaised(f"loss is {loss_value} at step {step}"))
 
             saving = config.save_every and step % config.save_every == 0 and step < total_steps
+            if sampling and (step % config.sample_interval == 0 or step == total_steps):
+                take_samples(step)
+            if saving or step == total_steps:
+                validate(step)
             if saving or (stop.requested and step < total_steps):
                 last_lora = _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler,
                                   config, plan, comps, bus, started_at, total_steps)
@@ -325,10 +375,44 @@ def _train(
         lora.adapter_metadata(accelerator.unwrap_model(text_encoder)) if te_sd else None,
         config.save_precision,
     )
-    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "finished")
-    state.update(status="finished", step=step, lora=str(final), final_loss=smoothed, finished_at=time.time())
+    advice = recommend(history, validation.held_out) if validation else None
+    recommended = None
+    if advice is not None:
+        path = final if advice.step == step else run_dir / f"{name}-step{advice.step:06d}.safetensors"
+        recommended = {"step": advice.step, "path": str(path), "strength": advice.strength,
+                       "reason": advice.reason, "overtrained": advice.overtrained}
+        bus.emit(RecommendationMade(**recommended))
+    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "finished", recommended, history)
+    state.update(status="finished", step=step, lora=str(final), final_loss=smoothed, finished_at=time.time(),
+                 recommendation=recommended)
     bus.emit(RunFinished(str(final), step))
     return RunResult("finished", run_dir, final, step, total_steps, smoothed)
+
+
+def _validation_set(plan: RunPlan, config: RunConfig, vae, device, cache: dict) -> ValidationSet | None:
+    """Held-out images when the plan has them, else up to eight training images."""
+    if config.validation == "off":
+        return None
+    held_out = bool(plan.validation_items)
+    items = plan.validation_items if held_out else plan.items[:8]
+    latents = []
+    for item in items:
+        mean, _ = cache[item.index] if (not held_out and item.index in cache) else _encode(vae, item, device)
+        latents.append(mean * vae.config.scaling_factor)
+    from loratui.engine.prompts import with_trigger
+
+    captions = [with_trigger(plan.caption_for(i), config.trigger) for i in items]
+    return ValidationSet(latents, captions, held_out, config.seed)
+
+
+def _load_history(run_dir: Path) -> list[tuple[int, float]]:
+    import json
+
+    try:
+        data = json.loads((run_dir / "validation.json").read_text())
+        return [(int(a), float(b)) for a, b in data.get("history", [])]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def _stream_seed(seed: int, micro: int) -> int:
@@ -458,7 +542,8 @@ def _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, 
 def _metadata(config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, started_at, output_name):
     from collections import Counter
 
-    from loratui.engine.prompts import split_tags, with_trigger
+    from loratui.engine.prompts import with_trigger
+    from loratui.engine.tags import split_tags
 
     by_folder: dict[str, Counter] = {}
     for item in plan.items:
@@ -519,10 +604,15 @@ def _version() -> str:
     return __version__
 
 
-def _card(run_dir, config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, loss, status):
+def _card(run_dir, config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, loss, status,
+          recommended: dict | None = None, history: list | None = None):
     write_run_card(
         run_dir,
         {
+            "recommendation": recommended,
+            "run_dir": str(run_dir),
+            "validation": history or [],
+            "held_out": [i.record.rel for i in plan.validation_items],
             "name": run_dir.name,
             "status": status,
             "trigger": config.trigger,
