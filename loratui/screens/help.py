@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Label, Markdown
+from textual.widgets import Label, Markdown, Static
 
 GENERAL = """\
 **Everywhere:** `ctrl+n` next step · `escape` back · `?` this help · `ctrl+p` command palette ·
@@ -32,19 +32,30 @@ class HelpScreen(ModalScreen[None]):
         self.target = target
 
     def compose(self) -> ComposeResult:
+        from rich.table import Table
+
         about = getattr(self.target, "HELP", "") or ""
-        rows = ["| key | does |", "|---|---|"]
+        keys = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+        keys.add_column(style="bold", no_wrap=True)
+        keys.add_column()
         seen = set()
-        for key, active in self.target.active_bindings.items():
+        # loratui's keys (they have ids) first, this step's before the app's; Textual's after.
+        ranked = sorted(
+            self.target.active_bindings.values(),
+            key=lambda a: (a.binding.id is None, a.node is not self.target),
+        )
+        for active in ranked:
             binding = active.binding
             if not binding.description or (binding.action, binding.description) in seen:
                 continue
             seen.add((binding.action, binding.description))
-            rows.append(f"| `{self.app.get_key_display(binding)}` | {binding.description} |")
+            keys.add_row(self.app.get_key_display(binding), binding.description)
         with Vertical():
             yield Label(f"Help: {self.target.title or 'loratui'}", classes="title")
             with VerticalScroll():
-                yield Markdown(about + "\n\n" + "\n".join(rows) + "\n\n" + GENERAL)
+                yield Markdown(about)
+                yield Static(keys)
+                yield Markdown(GENERAL)
 
     def action_close(self) -> None:
         self.dismiss(None)
