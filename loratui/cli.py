@@ -68,6 +68,9 @@ def train(
     mixed_precision: Annotated[Optional[str], typer.Option(help="auto | no | fp16 | bf16")] = None,
     train_text_encoder: Annotated[Optional[bool], typer.Option("--train-text-encoder/--no-train-text-encoder")] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = None,
+    sample_every: Annotated[Optional[int], typer.Option(help="Render sample images every N steps (0: off; default: at each save).")] = None,
+    sample_prompt: Annotated[Optional[list[str]], typer.Option(help="A sample prompt (repeatable; default: the preset's).")] = None,
+    tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Log to RUN_DIR/tensorboard.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a stopped run from its last checkpoint.")] = None,
     detach: Annotated[bool, typer.Option(help="Run in the background; follow it with `loratui runs`.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Events as JSON lines on stdout.")] = False,
@@ -90,6 +93,7 @@ def train(
             rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
             resolution=resolution, save_every=save_every, seed=seed, mixed_precision=mixed_precision,
             train_text_encoder=train_text_encoder, gradient_checkpointing=gradient_checkpointing,
+            sample_every=sample_every, sample_prompts=sample_prompt or None, tensorboard=tensorboard,
         )
         cfg = build_config(
             str(folder) if folder else None, preset, file_values, str(config) if config else "config", values

@@ -86,3 +86,18 @@ def test_holdout_only_when_the_dataset_can_spare_it(tmp_path):
     held = plan.validation_items[0].record.rel
     assert held not in {i.record.rel for i in plan.items}
     assert any("held back 1 image" in w for w in plan.warnings)
+
+
+def test_tensorboard_logs_loss_validation_and_samples(tmp_path, small_dataset):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_config(small_dataset, tmp_path, steps=4, save_every=2, sample_every=2, sample_steps=2,
+                      tensorboard=True), tmp_path / "r")
+    logs = list((tmp_path / "r" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert logs
+    acc = EventAccumulator(str(logs[0].parent))
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/loss", "train/lr", "validation/loss"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert any(t.startswith("samples/") for t in tags["images"])

@@ -90,6 +90,10 @@ def train(
         {"name": run_dir.name, "run_dir": str(run_dir.resolve()), "pid": os.getpid(), "step": 0},
     )
     bus = EventBus([jsonl, state, *(sinks or [])])
+    if config.tensorboard:
+        from loratui.engine.tensorboard import TensorBoardSink
+
+        bus.add(TensorBoardSink(run_dir))
     state.update(status="running", started_at=time.time())
     register_run(run_dir)
     try:
