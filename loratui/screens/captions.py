@@ -175,12 +175,13 @@ class CaptionsScreen(Screen[None]):
     def recheck(self, pixels: bool = False) -> None:
         """Re-run the lint (header pass after edits; the full one when no report came along)."""
         from loratui.engine import lint
-        from loratui.screens.folder import thresholds_for, training_resolution
+        from loratui.screens.folder import LINT_LOCK, thresholds_for, training_resolution
 
         folder = self.folder
         state = self.app.state  # type: ignore[attr-defined]
         thresholds = thresholds_for(training_resolution(state))
-        report = lint.check(folder, trigger=state.trigger or None, pixels=pixels, thresholds=thresholds)
+        with LINT_LOCK:
+            report = lint.check(folder, trigger=state.trigger or None, pixels=pixels, thresholds=thresholds)
         self.app.call_from_thread(self._checked, folder, report, pixels)
 
     def _checked(self, folder: Path, report: Any, full: bool) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from textual.worker import get_current_worker
 
 from loratui.widgets.stepbar import StepBar
 
+# One lint at a time: a thread worker cannot be stopped mid-check, and two first checks at
+# once would race to import transformers (for the CLIP token counts), which is not safe.
+LINT_LOCK = threading.Lock()
 RECENT_FILE = "recent.json"
 RECENT_MAX = 8
 SHOWN_FINDINGS = 6  # per severity in the summary; the caption step shows each image's
@@ -117,9 +121,10 @@ def summarise(
     if count_images(folder) == 0:
         return FolderSummary(folder, 0)
     try:
-        report = lint.check(
-            folder, trigger=trigger, pixels=pixels, on_progress=on_progress, thresholds=thresholds_for(resolution)
-        )
+        with LINT_LOCK:
+            report = lint.check(
+                folder, trigger=trigger, pixels=pixels, on_progress=on_progress, thresholds=thresholds_for(resolution)
+            )
     except LoratuiError as exc:
         return FolderSummary(folder, 0, error=str(exc))
     sizes = []
@@ -372,4 +377,6 @@ class FolderScreen(Screen[None]):
         if event.state == WorkerState.ERROR:
             self._checking = False
             exc = event.worker.error
-            self.notify(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}", severity="error")
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            self.query_one("#summary", Static).update(f"[red]The check failed:[/] {message}")
+            self.notify(message, severity="error", timeout=10)
