@@ -162,7 +162,7 @@ def test_other_files_fail_with_one_line_naming_them(tmp_path):
     no_unet = write_header_only(tmp_path / "vae-only.safetensors", {"first_stage_model.decoder.conv_in.bias": (4,)})
     broken = tmp_path / "truncated.safetensors"
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    for path, needle in ((inpaint, "inpainting"), (no_unet, "no Stable Diffusion UNet"), (broken, "not a readable")):
+    for path, needle in ((inpaint, "inpainting"), (no_unet, "no Stable Diffusion UNet"), (broken, "not a valid safetensors")):
         with pytest.raises(ModelError, match=needle) as info:
             load_components(resolve_model(str(path)))
         assert "\n" not in str(info.value) and str(path) in str(info.value)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loratui.engine import atomic
+from loratui.engine import atomic, faults
 from loratui.engine.errors import RunError
 
 LATEST = "latest.json"
@@ -47,6 +47,8 @@ def save_checkpoint(folder: Path, state: TrainerState, keep: int) -> Path:
     staging.mkdir()
     try:
         save_file({k: v.contiguous() for k, v in state.adapters.items()}, staging / "adapters.safetensors")
+        faults.maybe_kill(f"save:{state.step}")  # crash tests: a half-written checkpoint
+        faults.maybe_disk_full(f"save:{state.step}")
         torch.save(state.optimizer, staging / "optimizer.pt")
         torch.save(state.scheduler, staging / "scheduler.pt")
         if state.scaler is not None:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loratui.engine import atomic
+from loratui.engine import atomic, faults
 
 DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
@@ -60,14 +60,21 @@ def model_hashes(tensors: dict[str, Any]) -> tuple[str, str]:
     return full, legacy
 
 
-def save_kohya(path: Path, tensors: dict[str, Any], metadata: dict[str, Any]) -> Path:
+def save_kohya(path: Path, tensors: dict[str, Any], metadata: dict[str, Any], fault_point: str = "") -> Path:
     """Write a kohya-format LoRA atomically, with ``ss_*`` metadata and the model hashes."""
     from safetensors.torch import save
 
     full, legacy = model_hashes(tensors)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     meta.update(sshs_model_hash=full, sshs_legacy_hash=legacy)
-    atomic.write_bytes(path, save(tensors, metadata=meta))
+    data = save(tensors, metadata=meta)
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            if fault_point:  # the reliability tests crash or fill the disk half way through
+                faults.maybe_kill(fault_point)
+                faults.maybe_disk_full(fault_point)
+            fh.write(data[len(data) // 2 :])
     return path
 
 

@@ -54,6 +54,10 @@ def resolve_model(base_model: str, allow_pickle: bool = False) -> ModelSpec:
                 f"{path}: not a model file ({suffix or 'no extension'})",
                 "pass a .safetensors checkpoint, a diffusers folder or a hub id",
             )
+        if suffix == ".safetensors":
+            from loratui.engine.safety import check_safetensors_header
+
+            check_safetensors_header(path)
         return ModelSpec("single_file", str(path.resolve()), path.stem)
     looks_like_path = (
         text.startswith((".", "/", "~"))

@@ -9,6 +9,7 @@ exactly where the interrupted one was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import random
@@ -18,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loratui.engine import atomic, export, faults, lora
 from loratui.engine import checkpoint as ckpt
-from loratui.engine import export, lora
 from loratui.engine.config import RunConfig, dump_toml
 from loratui.engine.errors import LoratuiError, RunError
-from loratui.engine import atomic
 from loratui.engine.events import (
     CheckpointSaved,
     RecommendationMade,
@@ -42,11 +42,12 @@ from loratui.engine.events import (
 from loratui.engine.memory import read_memory
 from loratui.engine.models import Components, load_components, resolve_model
 from loratui.engine.plan import RunPlan, plan_run
-from loratui.engine.prompts import training_caption
+from loratui.engine.metadata import run_metadata
 from loratui.engine.runcard import write_run_card
 from loratui.engine.runs import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, register_run
 from loratui.engine.presets import get_preset
 from loratui.engine.sampling import build_pipeline, default_prompts, render, save_png
+from loratui.engine.step import chunks, draw_micro, sample_losses
 from loratui.engine.stop import StopSignal
 from loratui.engine.validation import ValidationSet, overtraining_step, recommend
 
@@ -77,6 +78,7 @@ def train(
     event); a stop request ends the run as ``stopped`` with a checkpoint.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
+    faults.load()
     lock = RunLock(run_dir)
     lock.acquire()
     stop = stop or StopSignal(run_dir / STOP_REQUEST)
@@ -84,6 +86,8 @@ def train(
         stop.request_file = run_dir / STOP_REQUEST
     with contextlib.suppress(FileNotFoundError):
         (run_dir / STOP_REQUEST).unlink()  # an old request must not stop the new run
+    for leftover in [*run_dir.glob(".*.tmp"), *run_dir.glob("diffusers/.*.tmp")]:
+        leftover.unlink(missing_ok=True)  # half-written files of a process that was killed
     jsonl = JsonlSink(run_dir / EVENTS)
     state = StateWriter(
         run_dir,
@@ -100,12 +104,14 @@ def train(
         return _train(config, run_dir, bus, state, stop, resume)
     except LoratuiError as exc:
         bus.emit(RunFailed(exc.message, exc.hint))
-        state.update(status="failed", message=str(exc))
+        with contextlib.suppress(OSError):  # the disk may be the very thing that failed
+            state.update(status="failed", message=str(exc))
         raise
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
         bus.emit(RunFailed(message, "this is a bug or an environment problem; see events.jsonl"))
-        state.update(status="failed", message=message)
+        with contextlib.suppress(OSError):
+            state.update(status="failed", message=message)
         raise
     finally:
         jsonl.close()
@@ -116,9 +122,7 @@ def _train(
     config: RunConfig, run_dir: Path, bus: EventBus, state: StateWriter, stop: StopSignal, resume: bool
 ) -> RunResult:
     import torch
-    import torch.nn.functional as F
     from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import compute_snr
 
     # --- plan: cheap checks first, so a bad path fails before anything heavy loads
     spec = resolve_model(config.base_model, config.allow_pickle)
@@ -229,7 +233,8 @@ def _train(
         return torch.stack([text_cache[c] for c in captions])
 
     # --- checks at each save: validation loss (over-fitting) and sample images
-    history = _load_history(run_dir) if resume else []
+    # a crash after a validation but before its checkpoint would otherwise count that step twice
+    history = [h for h in _load_history(run_dir) if h[0] <= start_step] if resume else []
     warned = [False]
 
     def validate(at: int) -> None:
@@ -265,70 +270,101 @@ def _train(
             bus.emit(SampleSaved(str(path), at))
         unet.train()
 
-    # --- loop
+    # --- loop: one optimizer step = grad_accum planned micro-batches; each may be split in
+    # `split` pieces (after an out-of-memory error) and across processes (data parallel)
     accum = config.grad_accum
-    prediction_type = noise_scheduler.config.prediction_type
+    rank, world = accelerator.process_index, accelerator.num_processes
+    split = 1
+    lr_scale_rollbacks = 0
+    bad_streak = 0
+    snapshot = _snapshot(accelerator, trained, optimizer, lr_scheduler, start_step)
     durations: deque[float] = deque(maxlen=20)
     smoothed: float | None = None
     last_lora: Path | None = None
     step = start_step
+
+    def latents_of(indices: list[int], gen):
+        return _latents_for(plan, indices, latent_cache, vae, gen)
+
+    def run_step(at: int) -> float:
+        """Forward and backward for optimizer step ``at``; returns the mean loss of its samples."""
+        loss_sum = torch.zeros((), device=device)
+        count = 0
+        for k in range(accum):
+            batch = draw_micro(plan, config, at * accum + k, latents_of, vae.config.scaling_factor,
+                               noise_scheduler.config.num_train_timesteps)
+            mine = list(range(rank, len(batch), world))  # this process's rows of the planned batch
+            pieces = chunks(mine, split) if mine else [[0]]  # an idle rank still joins the all-reduce
+            for p, rows in enumerate(pieces):
+                last = k == accum - 1 and p == len(pieces) - 1
+                with (contextlib.nullcontext() if last else accelerator.no_sync(unet)), accelerator.autocast():
+                    faults.maybe_oom(at + 1)
+                    losses = sample_losses(unet, text_states, noise_scheduler, batch, rows, config, device,
+                                           weight_dtype)
+                    weight = 0.0 if not mine else world / (len(batch) * accum)
+                    if faults.fires(f"nan@{at + 1}"):
+                        losses = losses * float("nan")
+                    accelerator.backward(losses.sum() * weight)
+                if mine:
+                    loss_sum += losses.detach().sum()
+            count += len(batch)
+        total = accelerator.reduce(loss_sum, "sum") if world > 1 else loss_sum
+        return total.item() / count
+
     stop.install_handlers()
     try:
         while step < total_steps:
             tic = time.perf_counter()
-            loss_sum = 0.0
-            for k in range(accum):
-                micro = step * accum + k
-                epoch, indices = plan.batches.batch_at(micro)
-                gen = torch.Generator().manual_seed(_stream_seed(config.seed, micro))
-                py_rng = random.Random(_stream_seed(config.seed, micro))
-                latents = _latents_for(plan, indices, latent_cache, vae, gen)
-                latents = latents.to(device, dtype=weight_dtype) * vae.config.scaling_factor
-                bsz = latents.shape[0]
-                noise = torch.randn(latents.shape, generator=gen)
-                if config.noise_offset:
-                    noise += config.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=gen)
-                noise = noise.to(device, dtype=weight_dtype)
-                timesteps = torch.randint(
-                    0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=gen
-                ).to(device)
-                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-                captions = [
-                    training_caption(
-                        plan.caption_for(plan.items[i]),
-                        config.trigger,
-                        py_rng,
-                        shuffle=config.shuffle_tags,
-                        keep_tokens=config.keep_tokens,
-                        dropout=config.caption_dropout,
+            try:
+                loss_value = run_step(step)
+            except torch.OutOfMemoryError:
+                optimizer.zero_grad(set_to_none=True)
+                _free_memory(device)
+                per_piece = math.ceil(config.batch_size / world / split)
+                if per_piece <= 1:
+                    raise RunError(
+                        f"{run_dir}: out of GPU memory even one image at a time",
+                        "try --gradient-checkpointing, a lower --resolution, or 8-bit AdamW "
+                        "(pip install bitsandbytes), then loratui train --resume RUN_DIR",
+                    ) from None
+                split *= 2
+                bus.emit(WarningRaised(
+                    f"out of GPU memory at step {step + 1}: now {math.ceil(per_piece / 2)} image(s) per pass, "
+                    f"{split}× accumulation; the effective batch stays {config.batch_size * accum}"))
+                continue
+            faults.maybe_kill(f"step:{step + 1}")
+            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm or float("inf"))
+            finite = math.isfinite(loss_value) and (grad_norm is None or bool(torch.isfinite(grad_norm)))
+            if not finite:
+                # A bad step is skipped, never applied; several in a row mean the run has gone
+                # astray, so it returns to the last good state with a lower learning rate.
+                optimizer.zero_grad(set_to_none=True)
+                bad_streak += 1
+                if bad_streak < MAX_BAD_STEPS:
+                    bus.emit(WarningRaised(f"non-finite loss or gradient at step {step + 1}: step skipped"))
+                    lr_scheduler.step()
+                    step += 1
+                    continue
+                lr_scale_rollbacks += 1
+                if lr_scale_rollbacks > MAX_ROLLBACKS:
+                    raise RunError(
+                        f"{run_dir}: training keeps diverging (non-finite loss) after {MAX_ROLLBACKS} "
+                        "rollbacks with lower learning rates",
+                        "lower --lr, use --mixed-precision bf16 or no, and check the dataset with loratui check",
                     )
-                    for i in indices
-                ]
-                sync = contextlib.nullcontext() if k == accum - 1 else accelerator.no_sync(unet)
-                with sync, accelerator.autocast():
-                    encoder_states = text_states(captions)
-                    pred = unet(noisy, timesteps, encoder_states, return_dict=False)[0]
-                    if prediction_type == "v_prediction":
-                        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-                    else:
-                        target = noise
-                    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
-                    if config.min_snr_gamma > 0:
-                        snr = compute_snr(noise_scheduler, timesteps)
-                        weight = snr.clamp(max=config.min_snr_gamma)
-                        weight = weight / (snr + 1) if prediction_type == "v_prediction" else weight / snr
-                        loss = loss * weight
-                    loss = loss.mean()
-                    accelerator.backward(loss / accum)
-                loss_sum += loss.detach().item()
-            if config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                step = _rollback(snapshot, accelerator, trained, optimizer, lr_scheduler)
+                bad_streak = 0
+                hint = " (fp16 overflows easily: --mixed-precision bf16 avoids it)" if weight_dtype == torch.float16 else ""
+                bus.emit(WarningRaised(
+                    f"{MAX_BAD_STEPS} bad steps in a row: rolled back to step {step} and halved the "
+                    f"learning rate (try {lr_scale_rollbacks} of {MAX_ROLLBACKS}){hint}"))
+                continue
+            bad_streak = 0
             optimizer.step()
             lr_scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
 
-            loss_value = loss_sum / accum
             smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
             durations.append(time.perf_counter() - tic)
             it_per_s = len(durations) / sum(durations)
@@ -348,8 +384,6 @@ def _train(
                     mem_kind=mem.kind,
                 )
             )
-            if not math.isfinite(loss_value):
-                bus.emit(WarningRaised(f"loss is {loss_value} at step {step}"))
 
             saving = config.save_every and step % config.save_every == 0 and step < total_steps
             if sampling and (step % config.sample_interval == 0 or step == total_steps):
@@ -357,8 +391,10 @@ def _train(
             if saving or step == total_steps:
                 validate(step)
             if saving or (stop.requested and step < total_steps):
-                last_lora = _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler,
-                                  config, plan, comps, bus, started_at, total_steps)
+                last_lora = _guard_disk(run_dir, step, lambda: _save(
+                    run_dir, name, step, accelerator, trained, optimizer, lr_scheduler,
+                    config, plan, comps, bus, started_at, total_steps))
+                snapshot = _snapshot(accelerator, trained, optimizer, lr_scheduler, step)
                 if stop.requested:
                     bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(run_dir / "checkpoints"))))
                     state.update(status="stopped", step=step, message=stop.reason)
@@ -368,17 +404,8 @@ def _train(
         stop.restore_handlers()
 
     # --- save the final LoRA in both formats, and the run card
-    unet_sd, te_sd = _adapter_dicts(accelerator, trained)
-    meta = _metadata(config, plan, comps, step, total_steps, started_at, name)
-    final = export.save_kohya(run_dir / f"{name}.safetensors", export.to_kohya(unet_sd, te_sd, alpha, config.save_precision), meta)
-    export.save_diffusers(
-        run_dir / "diffusers",
-        unet_sd,
-        te_sd,
-        lora.adapter_metadata(accelerator.unwrap_model(unet)),
-        lora.adapter_metadata(accelerator.unwrap_model(text_encoder)) if te_sd else None,
-        config.save_precision,
-    )
+    final = _guard_disk(run_dir, step, lambda: _export_final(
+        run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps))
     advice = recommend(history, validation.held_out) if validation else None
     recommended = None
     if advice is not None:
@@ -391,6 +418,94 @@ def _train(
                  recommendation=recommended)
     bus.emit(RunFinished(str(final), step))
     return RunResult("finished", run_dir, final, step, total_steps, smoothed)
+
+
+MAX_BAD_STEPS = 3  # non-finite steps in a row before rolling back
+MAX_ROLLBACKS = 3  # rollbacks (each halving the lr) before giving up
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _guard_disk(run_dir: Path, step: int, write):
+    """Run ``write``; a full or read-only disk becomes one clear, resumable error."""
+    try:
+        return write()
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        raise RunError(
+            f"{run_dir}: could not save step {step}: {exc.strerror or exc}",
+            "free disk space or fix the folder's permissions, then loratui train --resume " + str(run_dir),
+        ) from None
+
+
+def _export_final(run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps) -> Path:
+    unet_sd, te_sd = _adapter_dicts(accelerator, trained)
+    meta = run_metadata(config, plan, comps, step, total_steps, started_at, name)
+    tensors = export.to_kohya(unet_sd, te_sd, config.lora_alpha, config.save_precision)
+    final = export.save_kohya(run_dir / f"{name}.safetensors", tensors, meta, fault_point="export")
+    export.save_diffusers(
+        run_dir / "diffusers",
+        unet_sd,
+        te_sd,
+        lora.adapter_metadata(accelerator.unwrap_model(trained[0])),
+        lora.adapter_metadata(accelerator.unwrap_model(trained[1])) if te_sd else None,
+        config.save_precision,
+    )
+    return final
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A detached CPU copy of a (nested) state dict."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+@dataclass
+class _Snapshot:
+    step: int
+    adapters: list[dict]
+    optimizer: dict
+    scheduler: dict
+
+
+def _snapshot(accelerator, trained: list, optimizer, lr_scheduler, step: int) -> _Snapshot:
+    """The last good state in memory (LoRA, optimizer, schedule), for rolling back."""
+    return _Snapshot(
+        step,
+        [_to_cpu(lora.lora_state_dict(accelerator.unwrap_model(m))) for m in trained],
+        _to_cpu(optimizer.state_dict()),
+        _to_cpu(lr_scheduler.state_dict()),
+    )
+
+
+def _rollback(snap: _Snapshot, accelerator, trained: list, optimizer, lr_scheduler) -> int:
+    """Restore ``snap`` with the learning rate halved; returns the step to go on from."""
+    for model, adapters in zip(trained, snap.adapters):
+        lora.load_lora_state_dict(accelerator.unwrap_model(model), adapters)
+    optimizer.load_state_dict(_to_cpu(snap.optimizer))
+    lr_scheduler.load_state_dict(_to_cpu(snap.scheduler))
+    lr_scheduler.base_lrs = [lr * 0.5 for lr in lr_scheduler.base_lrs]
+    snap.scheduler = _to_cpu(lr_scheduler.state_dict())  # a second rollback keeps the lower lr
+    for group, base in zip(optimizer.param_groups, lr_scheduler.base_lrs):
+        group["lr"] = base * lr_scheduler.lr_lambdas[0](lr_scheduler.last_epoch)
+    return snap.step
+
+
+def _free_memory(device) -> None:
+    import gc
+
+    gc.collect()
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def _validation_set(plan: RunPlan, config: RunConfig, vae, device, cache: dict) -> ValidationSet | None:
@@ -417,11 +532,6 @@ def _load_history(run_dir: Path) -> list[tuple[int, float]]:
         return [(int(a), float(b)) for a, b in data.get("history", [])]
     except (OSError, ValueError, TypeError):
         return []
-
-
-def _stream_seed(seed: int, micro: int) -> int:
-    # A distinct, well-mixed seed per micro-batch; the constant is just a large odd number.
-    return (seed * 0x9E3779B97F4A7C15 + micro * 0xBF58476D1CE4E5B9) % (2**63 - 1)
 
 
 def _make_accelerator(config: RunConfig, bus: EventBus):
@@ -504,7 +614,7 @@ def _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler, co
           started_at, total_steps) -> Path:
     """A step LoRA file (kohya format) and a resume checkpoint."""
     unet_sd, te_sd = _adapter_dicts(accelerator, trained)
-    meta = _metadata(config, plan, comps, step, total_steps, started_at, f"{name}-step{step:06d}")
+    meta = run_metadata(config, plan, comps, step, total_steps, started_at, f"{name}-step{step:06d}")
     path = export.save_kohya(
         run_dir / f"{name}-step{step:06d}.safetensors",
         export.to_kohya(unet_sd, te_sd, config.lora_alpha, config.save_precision),
@@ -541,71 +651,6 @@ def _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, 
     if saved.scaler is not None and getattr(accelerator, "scaler", None):
         accelerator.scaler.load_state_dict(saved.scaler)
     return saved.step
-
-
-def _metadata(config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, started_at, output_name):
-    from collections import Counter
-
-    from loratui.engine.prompts import with_trigger
-    from loratui.engine.tags import split_tags
-
-    by_folder: dict[str, Counter] = {}
-    for item in plan.items:
-        folder = item.record.rel.split("/")[0] if "/" in item.record.rel else plan.dataset.folder.name
-        by_folder.setdefault(folder, Counter()).update(
-            split_tags(with_trigger(plan.caption_for(item), config.trigger))
-        )
-    return export.kohya_metadata(
-        session_id=random.Random(started_at).randrange(2**31),
-        training_started_at=started_at,
-        training_finished_at=time.time(),
-        output_name=output_name,
-        network_module="networks.lora",
-        network_dim=config.rank,
-        network_alpha=config.lora_alpha,
-        network_args={},
-        base_model_version=comps.version,
-        sd_model_name=comps.spec.name,
-        v2=comps.version == "sd_v2",
-        resolution=f"({config.resolution}, {config.resolution})",
-        enable_bucket=config.buckets,
-        learning_rate=config.lr,
-        unet_lr=config.lr,
-        text_encoder_lr=(config.text_encoder_lr or config.lr / 2) if config.train_text_encoder else 0,
-        network_train_unet_only=not config.train_text_encoder,
-        lr_scheduler=config.lr_scheduler,
-        lr_warmup_steps=config.warmup_steps,
-        optimizer="torch.optim.AdamW" if config.optimizer != "adamw8bit" else "bitsandbytes.optim.AdamW8bit",
-        max_train_steps=total_steps,
-        steps=step,
-        epoch=(step * config.grad_accum - 1) // plan.batches.batches_per_epoch + 1 if step else 0,
-        num_epochs=plan.schedule.epochs,
-        num_train_images=sum(i.repeats for i in plan.items),
-        num_reg_images=0,
-        batch_size_per_device=config.batch_size,
-        total_batch_size=config.batch_size * config.grad_accum,
-        gradient_accumulation_steps=config.grad_accum,
-        gradient_checkpointing=config.gradient_checkpointing,
-        mixed_precision=config.mixed_precision,
-        save_precision=config.save_precision,
-        min_snr_gamma=config.min_snr_gamma,
-        noise_offset=config.noise_offset,
-        seed=config.seed,
-        keep_tokens=config.keep_tokens,
-        shuffle_caption=config.shuffle_tags,
-        caption_dropout_rate=config.caption_dropout,
-        max_grad_norm=config.max_grad_norm,
-        tag_frequency={k: dict(v) for k, v in by_folder.items()},
-        training_comment=f"trigger: {config.trigger}" if config.trigger else None,
-        loratui_preset=config.preset,
-        loratui_version=_version(),
-    )
-
-
-def _version() -> str:
-    from loratui import __version__
-
-    return __version__
 
 
 def _card(run_dir, config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, loss, status,

@@ -1,0 +1,58 @@
+"""Fault injection points, so the reliability tests can prove the engine heals.
+
+``LORATUI_FAULTS`` lists faults as ``kind@where``, comma separated, each fired once:
+
+- ``nan@7``          the loss at step 7 is NaN (the step is skipped; repeats roll back)
+- ``oom@3``          CUDA out of memory in step 3's forward pass (the micro-batch halves)
+- ``disk_full@save:4``  ENOSPC while writing the step-4 files (clear error, nothing partial)
+- ``kill@step:5``    SIGKILL in the middle of step 5 (after backward, before the update)
+- ``kill@save:4``    SIGKILL half way through writing the step-4 checkpoint
+- ``kill@export``    SIGKILL half way through writing the final LoRA
+
+Unset (the normal case) every check is a dictionary lookup that finds nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+ENV = "LORATUI_FAULTS"
+_pending: set[str] = set()
+
+
+def load() -> None:
+    """Read the fault list from the environment (called once at the start of a run)."""
+    _pending.clear()
+    for item in os.environ.get(ENV, "").split(","):
+        if item.strip():
+            _pending.add(item.strip())
+
+
+def fires(fault: str) -> bool:
+    """True (once) when ``fault`` (e.g. ``"nan@7"``) was asked for."""
+    if fault in _pending:
+        _pending.discard(fault)
+        return True
+    return False
+
+
+def maybe_kill(where: str) -> None:
+    """SIGKILL this process when ``kill@<where>`` was asked for: no cleanup runs, like a crash."""
+    if fires(f"kill@{where}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def maybe_disk_full(where: str) -> None:
+    """Raise ENOSPC when ``disk_full@<where>`` was asked for."""
+    if fires(f"disk_full@{where}"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def maybe_oom(step: int) -> None:
+    """Raise torch's out-of-memory error when ``oom@<step>`` was asked for."""
+    if fires(f"oom@{step}"):
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory (injected by LORATUI_FAULTS)")

@@ -1,0 +1,77 @@
+"""The ``ss_*`` metadata kohya writes into a LoRA file, filled from a loratui run.
+
+AUTOMATIC1111's LoRA tab, civitai and kohya's own tools read these keys: network shape,
+base model, training settings, dataset size and tag frequency.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+from loratui import __version__
+from loratui.engine import export
+from loratui.engine.config import RunConfig
+from loratui.engine.models import Components
+from loratui.engine.plan import RunPlan
+from loratui.engine.prompts import with_trigger
+from loratui.engine.tags import split_tags
+
+
+def run_metadata(
+    config: RunConfig, plan: RunPlan, comps: Components, step: int, total_steps: int, started_at: float,
+    output_name: str,
+) -> dict[str, str]:
+    """kohya's ``ss_*`` metadata for a LoRA file saved at ``step`` of this run."""
+    by_folder: dict[str, Counter] = {}
+    for item in plan.items:
+        folder = item.record.rel.split("/")[0] if "/" in item.record.rel else plan.dataset.folder.name
+        by_folder.setdefault(folder, Counter()).update(
+            split_tags(with_trigger(plan.caption_for(item), config.trigger))
+        )
+    return export.kohya_metadata(
+        session_id=random.Random(started_at).randrange(2**31),
+        training_started_at=started_at,
+        training_finished_at=time.time(),
+        output_name=output_name,
+        network_module="networks.lora",
+        network_dim=config.rank,
+        network_alpha=config.lora_alpha,
+        network_args={},
+        base_model_version=comps.version,
+        sd_model_name=comps.spec.name,
+        v2=comps.version == "sd_v2",
+        resolution=f"({config.resolution}, {config.resolution})",
+        enable_bucket=config.buckets,
+        learning_rate=config.lr,
+        unet_lr=config.lr,
+        text_encoder_lr=(config.text_encoder_lr or config.lr / 2) if config.train_text_encoder else 0,
+        network_train_unet_only=not config.train_text_encoder,
+        lr_scheduler=config.lr_scheduler,
+        lr_warmup_steps=config.warmup_steps,
+        optimizer="torch.optim.AdamW" if config.optimizer != "adamw8bit" else "bitsandbytes.optim.AdamW8bit",
+        max_train_steps=total_steps,
+        steps=step,
+        epoch=(step * config.grad_accum - 1) // plan.batches.batches_per_epoch + 1 if step else 0,
+        num_epochs=plan.schedule.epochs,
+        num_train_images=sum(i.repeats for i in plan.items),
+        num_reg_images=0,
+        batch_size_per_device=config.batch_size,
+        total_batch_size=config.batch_size * config.grad_accum,
+        gradient_accumulation_steps=config.grad_accum,
+        gradient_checkpointing=config.gradient_checkpointing,
+        mixed_precision=config.mixed_precision,
+        save_precision=config.save_precision,
+        min_snr_gamma=config.min_snr_gamma,
+        noise_offset=config.noise_offset,
+        seed=config.seed,
+        keep_tokens=config.keep_tokens,
+        shuffle_caption=config.shuffle_tags,
+        caption_dropout_rate=config.caption_dropout,
+        max_grad_norm=config.max_grad_norm,
+        tag_frequency={k: dict(v) for k, v in by_folder.items()},
+        training_comment=f"trigger: {config.trigger}" if config.trigger else None,
+        loratui_preset=config.preset,
+        loratui_version=__version__,
+    )

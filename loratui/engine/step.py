@@ -1,0 +1,110 @@
+"""One training micro-batch: what it is drawn from, and the loss of any slice of it.
+
+Everything random about micro-batch ``m`` is drawn on the CPU from generators seeded by
+``(seed, m)`` for the whole planned batch, and only then sliced. So a batch split in two
+(after an out-of-memory error) or across GPUs (data parallel) computes exactly the samples
+the unsplit batch would have, and a resumed run draws what the interrupted one would have.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from loratui.engine.config import RunConfig
+from loratui.engine.plan import RunPlan
+from loratui.engine.prompts import training_caption
+
+
+def stream_seed(seed: int, micro: int) -> int:
+    """A distinct, well-mixed seed per micro-batch (the constants are large odd numbers)."""
+    return (seed * 0x9E3779B97F4A7C15 + micro * 0xBF58476D1CE4E5B9) % (2**63 - 1)
+
+
+@dataclass
+class MicroBatch:
+    """A planned batch with its draws, on the CPU: slice it, then move the slice to the device."""
+
+    indices: list[int]
+    latents: Any  # (B, C, h, w), scaled
+    noise: Any
+    timesteps: Any
+    captions: list[str]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def draw_micro(
+    plan: RunPlan,
+    config: RunConfig,
+    micro: int,
+    latents_of: Callable[[list[int], Any], Any],
+    scaling: float,
+    num_timesteps: int,
+) -> MicroBatch:
+    """The ``micro``-th batch of the run, with its latent samples, noise, timesteps and captions."""
+    import torch
+
+    _, indices = plan.batches.batch_at(micro)
+    gen = torch.Generator().manual_seed(stream_seed(config.seed, micro))
+    py_rng = random.Random(stream_seed(config.seed, micro))
+    latents = latents_of(indices, gen) * scaling
+    bsz = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=gen)
+    if config.noise_offset:
+        noise += config.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=gen)
+    timesteps = torch.randint(0, num_timesteps, (bsz,), generator=gen)
+    captions = [
+        training_caption(
+            plan.caption_for(plan.items[i]), config.trigger, py_rng,
+            shuffle=config.shuffle_tags, keep_tokens=config.keep_tokens, dropout=config.caption_dropout,
+        )
+        for i in indices
+    ]
+    return MicroBatch(indices, latents, noise, timesteps, captions)
+
+
+def sample_losses(
+    unet: Any,
+    text_states: Callable[[list[str]], Any],
+    noise_scheduler: Any,
+    batch: MicroBatch,
+    rows: list[int],
+    config: RunConfig,
+    device: Any,
+    dtype: Any,
+) -> Any:
+    """The per-sample training loss (min-SNR weighted when enabled) for ``rows`` of ``batch``."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers.training_utils import compute_snr
+
+    pick = torch.tensor(rows)
+    latents = batch.latents[pick].to(device, dtype)
+    noise = batch.noise[pick].to(device, dtype)
+    timesteps = batch.timesteps[pick].to(device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    states = text_states([batch.captions[r] for r in rows])
+    pred = unet(noisy, timesteps, states, return_dict=False)[0]
+    v_pred = noise_scheduler.config.prediction_type == "v_prediction"
+    target = noise_scheduler.get_velocity(latents, noise, timesteps) if v_pred else noise
+    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
+    if config.min_snr_gamma > 0:
+        snr = compute_snr(noise_scheduler, timesteps)
+        weight = snr.clamp(max=config.min_snr_gamma)
+        loss = loss * (weight / (snr + 1) if v_pred else weight / snr)
+    return loss
+
+
+def chunks(rows: list[int], parts: int) -> list[list[int]]:
+    """``rows`` in ``parts`` nearly equal, non-empty pieces (fewer when there are few rows)."""
+    parts = max(1, min(parts, len(rows)))
+    size, extra = divmod(len(rows), parts)
+    out, start = [], 0
+    for p in range(parts):
+        end = start + size + (1 if p < extra else 0)
+        out.append(rows[start:end])
+        start = end
+    return out
