@@ -71,6 +71,8 @@ def train(
     sample_every: Annotated[Optional[int], typer.Option(help="Render sample images every N steps (0: off; default: at each save).")] = None,
     sample_prompt: Annotated[Optional[list[str]], typer.Option(help="A sample prompt (repeatable; default: the preset's).")] = None,
     tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Log to RUN_DIR/tensorboard.")] = None,
+    gpus: Annotated[Optional[int], typer.Option(help="Train data-parallel on N GPUs (through accelerate).")] = None,
+    compile_unet: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the UNet (slow first steps).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a stopped run from its last checkpoint.")] = None,
     detach: Annotated[bool, typer.Option(help="Run in the background; follow it with `loratui runs`.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Events as JSON lines on stdout.")] = False,
@@ -94,6 +96,7 @@ def train(
             resolution=resolution, save_every=save_every, seed=seed, mixed_precision=mixed_precision,
             train_text_encoder=train_text_encoder, gradient_checkpointing=gradient_checkpointing,
             sample_every=sample_every, sample_prompts=sample_prompt or None, tensorboard=tensorboard,
+            gpus=gpus, compile=compile_unet,
         )
         cfg = build_config(
             str(folder) if folder else None, preset, file_values, str(config) if config else "config", values
@@ -117,6 +120,13 @@ def _start(cfg, json_out: bool, detach: bool) -> None:
 
 
 def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
+    from loratui.engine.distributed import in_launched_worker, launch_data_parallel
+
+    if cfg.gpus > 1 and not in_launched_worker():
+        code = launch_data_parallel(cfg, run_dir, resume=resume, json_out=json_out)
+        if code:
+            raise typer.Exit(code)
+        return
     from loratui.engine.train import train as engine_train
     from loratui.progress import RichProgressSink, json_stdout_sink
 
@@ -147,7 +157,9 @@ def _resume(run_dir: Path, json_out: bool) -> None:
     status = effective_status(read_state(run_dir))
     if status == "finished":
         raise RunError(f"{run_dir}: this run already finished", "start a new run instead of --resume")
-    if status == "running":
+    from loratui.engine.distributed import in_launched_worker
+
+    if status == "running" and not in_launched_worker():  # rank 0 may already have marked it
         raise RunError(f"{run_dir}: this run is still running", "follow it with `loratui runs`")
     cfg = build_config(None, file_values=load_config_file(run_dir / CONFIG), file_label=str(run_dir / CONFIG))
     _run(cfg, run_dir, json_out, resume=True)

@@ -57,6 +57,8 @@ class RunConfig(BaseModel):
     noise_offset: float = Field(0.0, ge=0, le=1)
     gradient_checkpointing: bool = False
     cache_latents: bool = True
+    cache_latents_to_disk: bool = True
+    compile: bool = False
 
     shuffle_tags: bool = False
     keep_tokens: int = Field(1, ge=0, le=75)

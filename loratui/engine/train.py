@@ -44,7 +44,7 @@ from loratui.engine.models import Components, load_components, resolve_model
 from loratui.engine.plan import RunPlan, plan_run
 from loratui.engine.metadata import run_metadata
 from loratui.engine.runcard import write_run_card
-from loratui.engine.runs import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, register_run
+from loratui.engine.runs import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
 from loratui.engine.presets import get_preset
 from loratui.engine.sampling import build_pipeline, default_prompts, render, save_png
 from loratui.engine.step import chunks, draw_micro, sample_losses
@@ -79,6 +79,9 @@ def train(
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     faults.load()
+    if not is_main_process():
+        # data-parallel workers train in step with rank 0 but write nothing: one writer per run
+        return _train(config, run_dir, EventBus(), _NoState(), stop or StopSignal(), resume, main=False)
     lock = RunLock(run_dir)
     lock.acquire()
     stop = stop or StopSignal(run_dir / STOP_REQUEST)
@@ -98,7 +101,8 @@ def train(
         from loratui.engine.tensorboard import TensorBoardSink
 
         bus.add(TensorBoardSink(run_dir))
-    state.update(status="running", started_at=time.time())
+    previous = read_state(run_dir) if resume else {}
+    state.update(status="running", started_at=previous.get("started_at") or time.time())
     register_run(run_dir)
     try:
         return _train(config, run_dir, bus, state, stop, resume)
@@ -118,8 +122,28 @@ def train(
         lock.release()
 
 
+def is_main_process() -> bool:
+    """False in the data-parallel workers accelerate launches beside rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class _NoState:
+    """state.json for a worker that must not write it."""
+
+    state: dict[str, Any] = {}
+
+    def update(self, **values: Any) -> None:
+        pass
+
+
 def _train(
-    config: RunConfig, run_dir: Path, bus: EventBus, state: StateWriter, stop: StopSignal, resume: bool
+    config: RunConfig,
+    run_dir: Path,
+    bus: EventBus,
+    state: StateWriter | _NoState,
+    stop: StopSignal,
+    resume: bool,
+    main: bool = True,
 ) -> RunResult:
     import torch
     from diffusers.optimization import get_scheduler
@@ -130,7 +154,7 @@ def _train(
     total_steps = plan.schedule.total_steps
     name = run_dir.name
     resolved = {"total_steps": total_steps, "repeats": plan.schedule.repeats, "epochs": plan.schedule.epochs}
-    if not resume:
+    if not resume and main:
         atomic.write_text(run_dir / CONFIG, dump_toml(config, resolved))
     for message in plan.warnings:
         bus.emit(WarningRaised(message))
@@ -172,7 +196,8 @@ def _train(
     latent_cache: dict[int, tuple[Any, Any]] = {}
     sampling = config.sample_interval > 0
     if config.cache_latents:
-        latent_cache = _cache_latents(plan, vae, device, bus)
+        with accelerator.main_process_first():  # rank 0 fills the disk cache, the others read it
+            latent_cache = _cache_latents(plan, vae, device, bus, config.cache_latents_to_disk)
     validation = _validation_set(plan, config, vae, device, latent_cache)
     if config.cache_latents:
         if not sampling:  # the VAE is needed again only to decode samples
@@ -192,6 +217,9 @@ def _train(
     lr_scheduler = get_scheduler(
         config.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps
     )
+    if config.compile:
+        # the first steps are slow while it compiles; benchmarks/RESULTS.md says when it pays
+        unet = torch.compile(unet)
     if config.train_text_encoder:
         unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
     else:
@@ -238,12 +266,13 @@ def _train(
     warned = [False]
 
     def validate(at: int) -> None:
-        if validation is None:
+        if validation is None or not main:
             return
-        unet.eval()
+        model = accelerator.unwrap_model(unet)  # no collectives: only rank 0 validates
+        model.eval()
         with accelerator.autocast():
-            loss = validation.loss(unet, text_states, noise_scheduler, device, weight_dtype)
-        unet.train()
+            loss = validation.loss(model, text_states, noise_scheduler, device, weight_dtype)
+        model.train()
         history.append((at, loss))
         atomic.write_json(run_dir / "validation.json", {"held_out": validation.held_out, "history": history})
         bus.emit(ValidationLogged(at, loss, len(validation.latents), validation.held_out))
@@ -259,16 +288,18 @@ def _train(
     )
 
     def take_samples(at: int) -> None:
+        if not main:
+            return
         pipe = build_pipeline(accelerator.unwrap_model(unet), vae, accelerator.unwrap_model(text_encoder),
                               tokenizer, noise_scheduler.config)
         width, height = (config.resolution, config.resolution)
-        unet.eval()
+        pipe.unet.eval()
         for n, prompt in enumerate(prompts):
             with accelerator.autocast():
                 image = render(pipe, prompt, config.seed + n, width, height, config.sample_steps)
             path = save_png(image, run_dir / "samples" / f"step{at:06d}-{n}.png")
             bus.emit(SampleSaved(str(path), at))
-        unet.train()
+        pipe.unet.train()
 
     # --- loop: one optimizer step = grad_accum planned micro-batches; each may be split in
     # `split` pieces (after an out-of-memory error) and across processes (data parallel)
@@ -390,12 +421,17 @@ def _train(
                 take_samples(step)
             if saving or step == total_steps:
                 validate(step)
-            if saving or (stop.requested and step < total_steps):
-                last_lora = _guard_disk(run_dir, step, lambda: _save(
-                    run_dir, name, step, accelerator, trained, optimizer, lr_scheduler,
-                    config, plan, comps, bus, started_at, total_steps))
+            stopping = _agreed_stop(accelerator, stop) and step < total_steps
+            if saving or stopping:
+                if main:
+                    last_lora = _guard_disk(run_dir, step, lambda: _save(
+                        run_dir, name, step, accelerator, trained, optimizer, lr_scheduler,
+                        config, plan, comps, bus, started_at, total_steps))
                 snapshot = _snapshot(accelerator, trained, optimizer, lr_scheduler, step)
-                if stop.requested:
+                if stopping:
+                    accelerator.wait_for_everyone()
+                    if not main:
+                        return RunResult("stopped", run_dir, None, step, total_steps, smoothed)
                     bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(run_dir / "checkpoints"))))
                     state.update(status="stopped", step=step, message=stop.reason)
                     _card(run_dir, config, plan, comps, step, total_steps, smoothed, "stopped")
@@ -404,6 +440,9 @@ def _train(
         stop.restore_handlers()
 
     # --- save the final LoRA in both formats, and the run card
+    if not main:
+        accelerator.wait_for_everyone()
+        return RunResult("finished", run_dir, None, step, total_steps, smoothed)
     final = _guard_disk(run_dir, step, lambda: _export_final(
         run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps))
     advice = recommend(history, validation.held_out) if validation else None
@@ -417,7 +456,19 @@ def _train(
     state.update(status="finished", step=step, lora=str(final), final_loss=smoothed, finished_at=time.time(),
                  recommendation=recommended)
     bus.emit(RunFinished(str(final), step))
+    accelerator.wait_for_everyone()
     return RunResult("finished", run_dir, final, step, total_steps, smoothed)
+
+
+def _agreed_stop(accelerator, stop: StopSignal) -> bool:
+    """Whether any process was asked to stop (all processes must stop at the same step)."""
+    requested = stop.requested
+    if accelerator.num_processes == 1:
+        return requested
+    import torch
+
+    flag = torch.tensor([1.0 if requested else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, "max").item() > 0)
 
 
 MAX_BAD_STEPS = 3  # non-finite steps in a row before rolling back
@@ -568,16 +619,25 @@ def _make_optimizer(config: RunConfig, groups: list[dict], device, bus: EventBus
     return torch.optim.AdamW(groups, weight_decay=1e-2, **fused), "AdamW"
 
 
-def _cache_latents(plan: RunPlan, vae, device, bus: EventBus) -> dict[int, tuple[Any, Any]]:
+def _cache_latents(plan: RunPlan, vae, device, bus: EventBus, use_disk: bool) -> dict[int, tuple[Any, Any]]:
+    """Every training image's VAE posterior, from the disk cache where it has them."""
     import torch
 
+    from loratui.engine.latent_cache import LatentDiskCache, vae_fingerprint
+
+    disk = LatentDiskCache(vae_fingerprint(vae)) if use_disk else None
     cache: dict[int, tuple[Any, Any]] = {}
     total = len(plan.items)
     every = max(1, total // 50)
     bus.emit(PhaseProgress("caching latents", 0, total))
     with torch.no_grad():
         for n, item in enumerate(plan.items, 1):
-            cache[item.index] = _encode(vae, item, device)
+            hit = disk.get(item.record.path, item.bucket) if disk else None
+            if hit is None:
+                hit = _encode(vae, item, device)
+                if disk:
+                    disk.put(item.record.path, item.bucket, *hit)
+            cache[item.index] = hit
             if n % every == 0 or n == total:
                 bus.emit(PhaseProgress("caching latents", n, total))
     return cache
