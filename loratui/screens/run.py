@@ -83,6 +83,7 @@ class RunScreen(Screen[None]):
         self.config = config
         self.snapshot = RunSnapshot(run_dir or Path("."))
         self._notified_end = False
+        self._seen_live = False
 
     def compose(self) -> ComposeResult:
         yield StepBar("run", str(self.run_dir.name) if self.run_dir else "")
@@ -177,7 +178,9 @@ class RunScreen(Screen[None]):
             self.query_one("#sample-box").display = True
             self.query_one("#sample-label", Label).update(f"sample, step {s.last_sample_step}")
             self.query_one(ImagePreview).show(Path(s.last_sample))
-        if s.ended and not self._notified_end:
+        if not s.ended:
+            self._seen_live = True
+        elif self._seen_live and not self._notified_end:  # attaching to an ended run: no toast
             self._notified_end = True
             severity = "information" if s.status == "finished" else "warning" if s.status == "stopped" else "error"
             self.notify(f"run {s.status}", severity=severity)

@@ -34,3 +34,14 @@ def async_test(fn: Callable[..., Any]) -> Callable[..., Any]:
         return asyncio.run(fn(*args, **kwargs))
 
     return wrapper
+
+
+async def settle(pilot: Any, timeout: float = 30.0) -> None:
+    """Wait for the app's workers to finish (the directory tree's loader never does: skipped)."""
+    from textual.widgets import DirectoryTree
+
+    def busy() -> list[Any]:
+        return [w for w in pilot.app.workers if not w.is_finished and not isinstance(w.node, DirectoryTree)]
+
+    await wait_for(pilot, lambda: not busy(), timeout, "the workers")
+    await pilot.pause(0.1)
