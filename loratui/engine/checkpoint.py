@@ -95,8 +95,12 @@ def load_checkpoint(path: Path) -> TrainerState:
         scaler_path = path / "scaler.pt"
         scaler = torch.load(scaler_path, weights_only=True) if scaler_path.exists() else None
         rng = torch.load(path / "rng.pt", weights_only=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise RunError(f"{path}: checkpoint is unreadable ({exc})", "resume from an earlier one") from None
+    except Exception as exc:  # noqa: BLE001 - a refused pickle, a torn file: all one answer
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RunError(
+            f"{path}: checkpoint is unreadable or unsafe ({type(exc).__name__}: {first})",
+            "delete that checkpoint folder to resume from an earlier one",
+        ) from None
     _set_rng_state(rng)
     extra = {k: v for k, v in meta.items() if k not in ("step", "micro_index")}
     return TrainerState(meta["step"], meta["micro_index"], adapters, optimizer, scheduler, scaler, extra)

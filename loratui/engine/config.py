@@ -124,8 +124,8 @@ def build_config(
     chosen = overrides.get("preset") or preset or file_values.get("preset") or "person"
     try:
         values = preset_values(chosen)
-    except ValueError as exc:
-        raise ConfigError(f"preset: {exc}") from None
+    except (ValueError, TypeError):
+        raise ConfigError(f"preset = {chosen!r}: unknown preset", "choose one of person, style, pet") from None
     sources = {k: f"preset {chosen}" for k in values}
     for key, value in file_values.items():
         values[key] = value
@@ -201,6 +201,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
         data.pop("resolved", None)  # written by loratui for the reader; derived again on load
         return data
     if suffix in (".yaml", ".yml"):
@@ -213,6 +215,8 @@ def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
 
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{path}: not valid YAML: {first}") from None

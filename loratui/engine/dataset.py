@@ -110,6 +110,13 @@ def read_metadata_csv(folder: Path) -> dict[str, str]:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text", "re-save it as UTF-8 CSV") from exc
+    try:
+        return _parse_metadata(path, text)
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not a valid CSV file ({exc})", "fix or delete the file") from None
+
+
+def _parse_metadata(path: Path, text: str) -> dict[str, str]:
     rows = csv.reader(io.StringIO(text, newline=""))
     header = next(rows, None)
     if header is None:

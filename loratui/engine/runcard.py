@@ -32,6 +32,7 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         f"| final loss | {info['final_loss']:.4f} |" if info.get("final_loss") is not None else "| final loss | n/a |",
         "",
         *_recommendation_lines(info),
+        *_healed_lines(info),
         "## Files",
         "",
         f"- `{name}.safetensors`: the LoRA (kohya format) for AUTOMATIC1111, ComfyUI, Forge, InvokeAI.",
@@ -96,3 +97,12 @@ def _recommendation_lines(info: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _healed_lines(info: dict[str, Any]) -> list[str]:
+    healed = info.get("healed") or []
+    if not healed:
+        return []
+    lines = ["## Faults healed during the run", ""]
+    lines += [f"- {message}" for message in healed]
+    return [*lines, ""]

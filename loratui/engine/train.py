@@ -306,6 +306,12 @@ def _train(
     accum = config.grad_accum
     rank, world = accelerator.process_index, accelerator.num_processes
     split = 1
+    healed: list[str] = []  # faults the run recovered from, for the run card
+
+    def heal(message: str) -> None:
+        healed.append(message)
+        bus.emit(WarningRaised(message))
+
     lr_scale_rollbacks = 0
     bad_streak = 0
     snapshot = _snapshot(accelerator, trained, optimizer, lr_scheduler, start_step)
@@ -359,7 +365,7 @@ def _train(
                         "(pip install bitsandbytes), then loratui train --resume RUN_DIR",
                     ) from None
                 split *= 2
-                bus.emit(WarningRaised(
+                heal((
                     f"out of GPU memory at step {step + 1}: now {math.ceil(per_piece / 2)} image(s) per pass, "
                     f"{split}× accumulation; the effective batch stays {config.batch_size * accum}"))
                 continue
@@ -372,7 +378,7 @@ def _train(
                 optimizer.zero_grad(set_to_none=True)
                 bad_streak += 1
                 if bad_streak < MAX_BAD_STEPS:
-                    bus.emit(WarningRaised(f"non-finite loss or gradient at step {step + 1}: step skipped"))
+                    heal(f"non-finite loss or gradient at step {step + 1}: step skipped")
                     lr_scheduler.step()
                     step += 1
                     continue
@@ -386,7 +392,7 @@ def _train(
                 step = _rollback(snapshot, accelerator, trained, optimizer, lr_scheduler)
                 bad_streak = 0
                 hint = " (fp16 overflows easily: --mixed-precision bf16 avoids it)" if weight_dtype == torch.float16 else ""
-                bus.emit(WarningRaised(
+                heal((
                     f"{MAX_BAD_STEPS} bad steps in a row: rolled back to step {step} and halved the "
                     f"learning rate (try {lr_scale_rollbacks} of {MAX_ROLLBACKS}){hint}"))
                 continue
@@ -434,7 +440,7 @@ def _train(
                         return RunResult("stopped", run_dir, None, step, total_steps, smoothed)
                     bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(run_dir / "checkpoints"))))
                     state.update(status="stopped", step=step, message=stop.reason)
-                    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "stopped")
+                    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "stopped", healed=healed)
                     return RunResult("stopped", run_dir, last_lora, step, total_steps, smoothed)
     finally:
         stop.restore_handlers()
@@ -452,9 +458,9 @@ def _train(
         recommended = {"step": advice.step, "path": str(path), "strength": advice.strength,
                        "reason": advice.reason, "overtrained": advice.overtrained}
         bus.emit(RecommendationMade(**recommended))
-    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "finished", recommended, history)
+    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "finished", recommended, history, healed)
     state.update(status="finished", step=step, lora=str(final), final_loss=smoothed, finished_at=time.time(),
-                 recommendation=recommended)
+                 recommendation=recommended, healed=healed)
     bus.emit(RunFinished(str(final), step))
     accelerator.wait_for_everyone()
     return RunResult("finished", run_dir, final, step, total_steps, smoothed)
@@ -699,7 +705,9 @@ def _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler, co
 def _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, config) -> int:
     latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
     if latest is None:
-        raise RunError(f"{run_dir}: no checkpoint to resume from", "start the run again without --resume")
+        # stopped before its first save: every draw derives from the seed, so starting over
+        # from step 0 gives exactly the run that was lost
+        return 0
     saved = ckpt.load_checkpoint(latest)
     unet_sd = {k[len("unet."):]: v for k, v in saved.adapters.items() if k.startswith("unet.")}
     te_sd = {k[len("text_encoder."):]: v for k, v in saved.adapters.items() if k.startswith("text_encoder.")}
@@ -714,10 +722,11 @@ def _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, 
 
 
 def _card(run_dir, config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, loss, status,
-          recommended: dict | None = None, history: list | None = None):
+          recommended: dict | None = None, history: list | None = None, healed: list | None = None):
     write_run_card(
         run_dir,
         {
+            "healed": healed or [],
             "recommendation": recommended,
             "run_dir": str(run_dir),
             "validation": history or [],
