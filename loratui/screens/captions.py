@@ -36,6 +36,7 @@ CAPTION_CODES = frozenset({
     "trigger_missing", "caption_conflict",
 })
 TAGS_SHOWN = 300
+PREVIEW_DELAY_S = 0.06  # the picture follows once j/k rests this long; the text at once
 
 
 class CaptionEditor(TextArea):
@@ -84,10 +85,10 @@ class CaptionsScreen(Screen[None]):
     CaptionsScreen #tags { height: 7; }
     CaptionsScreen #right { width: 1fr; }
     CaptionsScreen ImagePreview { height: 1fr; }
-    CaptionsScreen #image-name { height: 1; padding: 0 1; }
+    CaptionsScreen #image-name { height: 1; width: 1fr; padding: 0 1; }
     CaptionsScreen CaptionEditor { height: 5; }
     CaptionsScreen CaptionEditor.editing { border: tall $accent; }
-    CaptionsScreen #findings { height: auto; max-height: 4; padding: 0 1; }
+    CaptionsScreen #findings { height: 3; width: 1fr; padding: 0 1; }
     CaptionsScreen #autocaption { display: none; height: 1; }
     CaptionsScreen #autocaption.running { display: block; }
     """
@@ -283,14 +284,14 @@ class CaptionsScreen(Screen[None]):
         name = self.query_one("#image-name", Label)
         findings = self.query_one("#findings", Static)
         if entry is None:
-            name.update("no images match this filter" if self.entries else "")
+            name.update("no images match this filter" if self.entries else "", layout=False)
             editor.load_text("")
-            findings.update("")
+            findings.update("", layout=False)
             self.query_one(ImagePreview).show(None)
             return
         source = {"metadata": " · from metadata.csv", "unreadable": " · unreadable caption"}.get(entry.source, "")
         repeats = f" · ×{entry.repeats}" if entry.repeats != 1 else ""
-        name.update(f"[b]{entry.rel}[/]{repeats}{source}")
+        name.update(f"[b]{entry.rel}[/]{repeats}{source}", layout=False)  # fixed size: no layout pass
         editor.load_text(entry.caption or "")
         lines = []
         for f in self.findings.get(entry.rel, [])[:4]:
@@ -298,8 +299,8 @@ class CaptionsScreen(Screen[None]):
             lines.append(f"[{colour}]{f.severity}:[/] {f.message}")
         if not entry.caption:
             lines.insert(0, "[dim]no caption yet: e to write one, a to auto-caption[/]")
-        findings.update("\n".join(lines))
-        self.query_one(ImagePreview).show(entry.image)
+        findings.update("\n".join(lines), layout=False)
+        self.query_one(ImagePreview).show(entry.image, delay=PREVIEW_DELAY_S)
 
     def action_move(self, delta: int) -> None:
         images = self.query_one("#images", OptionList)

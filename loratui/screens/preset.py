@@ -133,8 +133,8 @@ class PresetScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+n", "next", "Train", id="preset.next"),
         Binding("escape", "back", "Back", id="preset.back"),
-        Binding("left", "choose(-1)", "Prev preset", id="preset.left"),
-        Binding("right", "choose(1)", "Next preset", id="preset.right"),
+        Binding("left", "choose(-1)", "Prev preset", id="preset.left", priority=True),
+        Binding("right", "choose(1)", "Next preset", id="preset.right", priority=True),
         Binding("1", "pick('person')", "Person", id="preset.person", show=False),
         Binding("2", "pick('style')", "Style", id="preset.style", show=False),
         Binding("3", "pick('pet')", "Pet", id="preset.pet", show=False),

@@ -84,6 +84,7 @@ class RunScreen(Screen[None]):
         self.snapshot = RunSnapshot(run_dir or Path("."))
         self._notified_end = False
         self._seen_live = False
+        self.redraws = 0  # how many snapshots were drawn (the lag harness checks the rate)
 
     def compose(self) -> ComposeResult:
         yield StepBar("run", str(self.run_dir.name) if self.run_dir else "")
@@ -140,6 +141,7 @@ class RunScreen(Screen[None]):
     @on(RunUpdated)
     def updated(self, message: RunUpdated) -> None:
         self.snapshot = message.snapshot
+        self.redraws += 1
         if self.run_dir is not None:
             self.app.exit_message = None if message.snapshot.ended else self._detach_message()  # type: ignore[attr-defined]
         self.render_snapshot(message.snapshot)

@@ -13,6 +13,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Center, Middle
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label
 from textual.worker import get_current_worker
@@ -57,23 +58,36 @@ class ImagePreview(Widget):
         super().__init__(id=id)
         self.path: Path | None = None
         self._picture: Widget | None = None
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Middle():
             with Center():
                 yield Label("no image", id="preview-note")
 
-    def show(self, path: Path | None) -> None:
-        """Show the image at ``path`` (None: show nothing)."""
+    def show(self, path: Path | None, delay: float = 0.0) -> None:
+        """Show the image at ``path`` (None: show nothing), after ``delay`` seconds: while a key
+        is held down the text follows at once and the picture once the cursor rests."""
         if path == self.path:
             return
         self.path = path
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         if path is None:
             self._set(None, "no image")
             return
-        self.run_worker(
-            lambda: self._load(path), thread=True, exclusive=True, group="preview", exit_on_error=False
-        )
+        if delay:
+            self._timer = self.set_timer(delay, lambda: self._start(path))
+        else:
+            self._start(path)
+
+    def _start(self, path: Path) -> None:
+        self._timer = None
+        if path == self.path:
+            self.run_worker(
+                lambda: self._load(path), thread=True, exclusive=True, group="preview", exit_on_error=False
+            )
 
     def _load(self, path: Path) -> None:
         try:

@@ -1,0 +1,142 @@
+"""The wizard's benchmark: first paint, caption-review keystroke latency on 2,000 images, and
+event-loop lag while following a run that writes 100 events a second.
+
+    LORATUI_CACHE_DIR=/tmp/lt-cache-ui .venv/bin/python benchmarks/ui_bench.py [--json]
+
+Goals (issue 4): first paint < 1 s, review latency < 50 ms, lag p99 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "ui"))  # the lag harness, shared with the tests
+sys.path.insert(0, str(ROOT))
+
+
+def make_folder(folder: Path, count: int) -> Path:
+    """``count`` small captioned PNGs (the review's speed does not depend on pixel count)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for n in range(count):
+        Image.new("RGB", (96, 96), (n * 7 % 256, n * 13 % 256, n * 29 % 256)).save(folder / f"img_{n:05d}.png")
+        (folder / f"img_{n:05d}.txt").write_text(f"zxq, a test picture, number {n}, colour {n % 11}")
+    return folder
+
+
+def first_paint(folder: Path, runs: int = 3) -> dict:
+    """`loratui FOLDER` in a real terminal (tmux), from the command to the wizard on screen."""
+    if shutil.which("tmux") is None:
+        return {"skipped": "no tmux"}
+    socket = f"loratui-bench-{os.getpid()}"
+    times = []
+    for n in range(runs):
+        cmd = " ".join(map(shlex.quote, [sys.executable, "-m", "loratui", str(folder)]))
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in os.environ.items() if k.startswith("LORATUI_"))
+        start = time.perf_counter()
+        subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", f"b{n}", "-x", "80",
+                        "-y", "24", f"env {env} {cmd}"], check=True)
+        while True:
+            screen = subprocess.run(["tmux", "-L", socket, "capture-pane", "-p", "-t", f"b{n}"],
+                                    capture_output=True, text=True).stdout
+            if "1 Folder" in screen and "Next" in screen:
+                times.append(time.perf_counter() - start)
+                break
+            if time.perf_counter() - start > 30:
+                times.append(float("nan"))
+                break
+            time.sleep(0.005)
+        subprocess.run(["tmux", "-L", socket, "kill-session", "-t", f"b{n}"], check=False)
+    subprocess.run(["tmux", "-L", socket, "kill-server"], check=False, capture_output=True)
+    return {"runs_s": times, "median_s": statistics.median(times)}
+
+
+async def review_latency(folder: Path, keys: int = 200) -> dict:
+    """j pressed ``keys`` times in the caption review: from the key event to the screen painted
+    with the next image's caption (the screen's compositor refresh after the change)."""
+    from loratui.app import build_app
+    from loratui.screens.captions import CaptionEditor
+
+    app = build_app(folder, start="captions", defaults={"resolution": 64})
+    latencies = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        t_open = time.perf_counter()
+        while screen.current is None:
+            await pilot.pause(0.05)
+        opened = time.perf_counter() - t_open
+        await pilot.pause(0.5)
+        editor = screen.query_one(CaptionEditor)
+        painted = asyncio.Event()
+        refresh = screen._compositor_refresh
+
+        def refresh_and_tell() -> None:
+            refresh()
+            painted.set()
+
+        screen._compositor_refresh = refresh_and_tell  # type: ignore[method-assign]
+        for n in range(1, keys + 1):
+            expected = screen.entries[screen.shown[n]].caption
+            start = time.perf_counter()
+            app.simulate_key("j")
+            while editor.text != expected:
+                await asyncio.sleep(0)
+            painted.clear()
+            await painted.wait()
+            latencies.append(time.perf_counter() - start)
+            await asyncio.sleep(0.02)  # a fast typist: 50 keys a second
+    ms = sorted(1000 * x for x in latencies)
+    return {"images": len(screen.entries), "open_s": opened, "keys": keys,
+            "p50_ms": ms[len(ms) // 2], "p99_ms": ms[int(0.99 * (len(ms) - 1))], "max_ms": ms[-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--images", type=int, default=2000)
+    args = parser.parse_args()
+    os.environ.setdefault("LORATUI_CACHE_DIR", tempfile.mkdtemp(prefix="lt-cache-ui-"))
+    os.environ["LORATUI_STATE_DIR"] = tempfile.mkdtemp(prefix="lt-state-ui-")
+    from ui_lag import measure_follow_lag
+
+    work = Path(tempfile.mkdtemp(prefix="loratui-ui-bench-"))
+    try:
+        t = time.perf_counter()
+        folder = make_folder(work / "photos", args.images)
+        build_s = time.perf_counter() - t
+        small = make_folder(work / "small", 12)
+        results = {
+            "first_paint": first_paint(small),
+            "review": asyncio.run(review_latency(folder)),
+            "lag": asyncio.run(measure_follow_lag(work / "run", rate=100, seconds=5)),
+            "folder_build_s": build_s,
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    fp, rv, lag = results["first_paint"], results["review"], results["lag"]
+    print(f"first paint (tmux, `loratui FOLDER`): median {fp.get('median_s', float('nan')):.2f} s  runs {fp.get('runs_s')}")
+    print(f"caption review on {rv['images']} images: opened in {rv['open_s']:.2f} s; j → next caption "
+          f"p50 {rv['p50_ms']:.1f} ms, p99 {rv['p99_ms']:.1f} ms, max {rv['max_ms']:.1f} ms")
+    print(f"following {lag['rate']:.0f} events/s for {lag['seconds']:.1f} s: loop lag p50 {lag['lag_p50_ms']:.1f} ms, "
+          f"p99 {lag['lag_p99_ms']:.1f} ms, max {lag['lag_max_ms']:.1f} ms; {lag['redraws_per_s']:.1f} redraws/s; "
+          f"last step seen {lag['last_step_seen']}/{lag['events']}")
+
+
+if __name__ == "__main__":
+    main()
