@@ -127,9 +127,8 @@ def test_kill_mid_export_leaves_no_partial_lora(tmp_path, rel_dataset, reference
     assert_bit_identical(load_lora(run_dir / f"{NAME}.safetensors"), reference)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: --resume refuses a run killed before its first "
-                   "checkpoint ('no checkpoint to resume from') instead of starting it again from step 0")
 def test_kill_before_first_checkpoint_is_still_resumable(tmp_path, rel_dataset, reference):
+    """No checkpoint yet: --resume starts again from step 0 (every draw derives from the seed)."""
     child, run_dir = _start(tmp_path, rel_dataset, faults="kill@step:2")
     code, _ = child.finish()
     assert code == -signal.SIGKILL
