@@ -49,6 +49,10 @@ def sample_command(
             )
         with _Bar(err) as on_progress:
             result = render_plan(plan, on_progress)
+    if (target / "config.toml").is_file() and result.grids:
+        from loratui.engine.runcard import add_grid
+
+        add_grid(target, result.grids[0], plan.prompts[0])  # the run card shows the XYZ plot
     if json_out:
         sys.stdout.write(json.dumps(_as_json(result), indent=2, ensure_ascii=False) + "\n")
         return

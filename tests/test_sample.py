@@ -75,6 +75,8 @@ def test_grid_has_a_row_per_checkpoint_and_a_column_per_strength(finished_run, s
     for c in cells:
         x0, y0, x1, y1 = layout.cell_box(rows.index(c["checkpoint"]), STRENGTHS.index(c["strength"]))
         assert np.array_equal(pixels[y0:y1, x0:x1], _pixels(c["path"])), c
+    card = (finished_run / "README.md").read_text()
+    assert "## Checkpoints × strengths" in card and "(samples/grid-0.png)" in card
 
 
 def test_strength_zero_is_the_base_model_and_strength_one_is_not(tiny_model, sampled):

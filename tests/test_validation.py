@@ -20,7 +20,7 @@ def test_sampling_does_not_change_training(tmp_path, small_dataset):
                            shuffle_tags=True), tmp_path / "on")
     off = train(tiny_config(small_dataset, tmp_path, steps=6, save_every=3, sample_every=0,
                             shuffle_tags=True), tmp_path / "off")
-    samples = sorted(p.name for p in (tmp_path / "on" / "samples").glob("*.png"))
+    samples = sorted(p.name for p in (tmp_path / "on" / "samples").glob("step*.png"))
     assert samples == ["step000002-0.png", "step000004-0.png", "step000006-0.png"]
     assert Image.open(tmp_path / "on" / "samples" / samples[0]).size == (64, 64)
     assert not (tmp_path / "off" / "samples").exists()
@@ -101,3 +101,11 @@ def test_tensorboard_logs_loss_validation_and_samples(tmp_path, small_dataset):
     assert {"train/loss", "train/lr", "validation/loss"} <= set(tags["scalars"])
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
     assert any(t.startswith("samples/") for t in tags["images"])
+
+
+def test_run_card_shows_the_samples_over_training(tmp_path, small_dataset):
+    train(tiny_config(small_dataset, tmp_path, steps=4, save_every=2, sample_every=2, sample_steps=2),
+          tmp_path / "r")
+    strip = Image.open(tmp_path / "r" / "samples" / "progress-0.png")
+    assert strip.size == (64 * 2, 64)
+    assert "(samples/progress-0.png)" in (tmp_path / "r" / "README.md").read_text()

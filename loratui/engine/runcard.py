@@ -88,9 +88,9 @@ def _recommendation_lines(info: dict[str, Any]) -> list[str]:
         lines += [f"Validation loss on {source}:", "", "| step | loss |", "|---|---|"]
         lines += [f"| {step} | {loss:.4f} |" for step, loss in history]
         lines.append("")
-    grid = info.get("grid")
-    if grid:
-        lines += [f"![checkpoints × strengths]({grid})", ""]
+    strip = info.get("progress")
+    if strip:
+        lines += ["The first sample prompt at each save, left to right:", "", f"![samples over training]({strip})", ""]
     lines += [
         "Compare checkpoints and strengths side by side with `loratui sample "
         f"{info.get('run_dir', '.')} --prompt \"...\"` (an XYZ grid).",
@@ -106,3 +106,47 @@ def _healed_lines(info: dict[str, Any]) -> list[str]:
     lines = ["## Faults healed during the run", ""]
     lines += [f"- {message}" for message in healed]
     return [*lines, ""]
+
+
+GRID_HEADING = "## Checkpoints × strengths"
+
+
+def add_grid(run_dir: Path, grid: Path, prompt: str) -> None:
+    """Put (or replace) the XYZ grid section in the run card, once `loratui sample` made one."""
+    card = run_dir / "README.md"
+    if not card.is_file():
+        return
+    try:
+        rel = grid.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        rel = str(grid)
+    text = card.read_text(encoding="utf-8")
+    if GRID_HEADING in text:
+        head, _, rest = text.partition(GRID_HEADING)
+        nxt = rest.find("\n## ")
+        text = head.rstrip() + "\n\n" + (rest[nxt + 1 :] if nxt >= 0 else "")
+    section = (
+        f"{GRID_HEADING}\n\nRows are checkpoints, columns strengths (0 is the base model), "
+        f"one seed; prompt: `{prompt}`.\n\n![checkpoints × strengths]({rel})\n\n"
+    )
+    marker = "## Files"
+    text = text.replace(marker, section + marker, 1) if marker in text else text + "\n" + section
+    atomic.write_text(card, text)
+
+
+def progress_strip(run_dir: Path) -> Path | None:
+    """samples/progress-K.png: prompt K's samples in step order, side by side (None if none)."""
+    from PIL import Image
+
+    samples = sorted((run_dir / "samples").glob("step*-0.png"))
+    if len(samples) < 2:
+        return None
+    images = [Image.open(p).convert("RGB") for p in samples[-8:]]
+    width, height = images[0].size
+    strip = Image.new("RGB", (width * len(images), height), "white")
+    for n, im in enumerate(images):
+        strip.paste(im.resize((width, height)), (n * width, 0))
+    path = run_dir / "samples" / "progress-0.png"
+    with atomic.atomic_path(path) as tmp:
+        strip.save(tmp, format="PNG")
+    return path

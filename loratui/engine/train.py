@@ -43,7 +43,7 @@ from loratui.engine.memory import read_memory
 from loratui.engine.models import Components, load_components, resolve_model
 from loratui.engine.plan import RunPlan, plan_run
 from loratui.engine.metadata import run_metadata
-from loratui.engine.runcard import write_run_card
+from loratui.engine.runcard import progress_strip, write_run_card
 from loratui.engine.runs import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
 from loratui.engine.presets import get_preset
 from loratui.engine.sampling import build_pipeline, default_prompts, render, save_png
@@ -723,9 +723,11 @@ def _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, 
 
 def _card(run_dir, config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, loss, status,
           recommended: dict | None = None, history: list | None = None, healed: list | None = None):
+    strip = progress_strip(run_dir) if status == "finished" else None
     write_run_card(
         run_dir,
         {
+            "progress": "samples/progress-0.png" if strip else None,
             "healed": healed or [],
             "recommendation": recommended,
             "run_dir": str(run_dir),
