@@ -121,6 +121,7 @@ BAD_CONFIGS = {
     "not_a_mapping.yaml": ("- a\n- b\n", "mapping"),
     "python_tag.yaml": ("train_data_dir: !!python/object/apply:os.system ['touch PWNED']\n", "not valid YAML"),
     "binary.toml": (b"\xff\xfe\x00rank", "not UTF-8"),
+    "traversal_name.toml": ('name = "../../escape"\n', "name"),
 }
 
 
@@ -228,6 +229,22 @@ def test_a_metadata_csv_with_a_huge_field_is_one_clear_line(tmp_path, rel_datase
     (folder / "metadata.csv").write_text("filename,prompt\na.png," + "x" * 200_000 + "\n")
     result = loratui("train", str(folder), "--base-model", "tiny", "--steps", "1", "--output", str(tmp_path / "o"))
     one_clear_line(result)
+
+
+def test_paths_that_leave_the_dataset_are_never_followed(tmp_path, rel_dataset):
+    from loratui.engine.dataset import scan
+
+    outside = tmp_path / "secret.png"
+    shutil.copy2(next(rel_dataset.glob("*.png")), outside)
+    folder = tmp_path / "photos"
+    shutil.copytree(rel_dataset, folder)
+    (folder / "link.png").symlink_to(outside)
+    (folder / "metadata.csv").write_text("filename,prompt\n../secret.png,stolen\n/etc/passwd,x\n")
+    assert all(image.rel != "link.png" and "secret" not in str(image.path) for image in scan(folder).images)
+    result = loratui("check", str(folder), "--json")
+    assert "Traceback" not in result.stderr, result.stderr
+    unsafe = {f["path"] for f in json.loads(result.stdout)["findings"] if f["code"] == "unsafe_path"}
+    assert {"link.png", "../secret.png", "/etc/passwd"} <= unsafe, unsafe
 
 
 def _shell_calls(source: str) -> list[int]:
