@@ -136,3 +136,22 @@ def test_every_binding_has_an_id_a_description_and_a_footer_entry() -> None:
             ids.add(binding.id)
             # 1/2/3 on the preset step are shortcuts for ←/→, shown on the cards and in help
             assert binding.show or binding.id.startswith("preset."), binding
+
+
+@async_test
+async def test_auto_caption_fills_the_uncaptioned_from_the_review(photos: Path) -> None:
+    (photos / "demo_05.txt").unlink()
+    (photos / "demo_05.png").rename(photos / "red_fox_in_snow.png")
+    app = build_app(photos, start="captions")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.current is not None, 20, "the captions")
+        await pilot.press("f")  # only the uncaptioned
+        assert [screen.entries[i].rel for i in screen.shown] == ["red_fox_in_snow.png"]
+        await pilot.press("a")
+        await wait_for(pilot, lambda: "Auto-caption 1 image" in screen_text(app), 5, "the captioner choice")
+        await pilot.press("down", "down", "enter")  # filename: needs no model
+        await wait_for(pilot, lambda: (photos / "red_fox_in_snow.txt").is_file(), 20, "the caption")
+        assert (photos / "red_fox_in_snow.txt").read_text() == "red fox in snow"
+        await pilot.press("u")  # one undoable operation
+        await wait_for(pilot, lambda: not (photos / "red_fox_in_snow.txt").exists(), 10, "the undo")
