@@ -157,12 +157,13 @@ def summary_markup(s: FolderSummary | None, checking: str = "") -> str:
         lines.append(f"[yellow]{checking}[/]")
     if not r.findings:
         lines.append("[green]✓ no problems found[/]" + ("" if r.pixels_checked else " [dim](quick check)[/]"))
-    for severity, colour, label in (("error", "red", "errors: fix these before training"),
-                                     ("warning", "yellow", "warnings: you can accept these")):
+    for severity, colour, label in (("error", "red", "fix before training"),
+                                     ("warning", "yellow", "you can accept")):
         found = [f for f in r.findings if f.severity == severity]
         if not found:
             continue
-        lines.append(f"[{colour} b]{len(found)} {label}[/]")
+        plural = "s" if len(found) != 1 else ""
+        lines.append(f"[{colour} b]{len(found)} {severity}{plural}: {label} {'these' if plural else 'it'}[/]")
         for f in found[:SHOWN_FINDINGS]:
             where = "" if f.path == "." else f"{f.path}: "
             lines.append(f"  [{colour}]•[/] {where}{f.message}")
