@@ -86,7 +86,25 @@ def train(
             _run_prepared(start_prepared, json_out)
             return
         if resume is not None:
-            _resume(resume, json_out)
+            changed = _overrides(
+                save_every=save_every, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
+                sample_every=sample_every, tensorboard=tensorboard, gpus=gpus, compile=compile_unet,
+            )
+            fixed = {"folder": folder, "--preset": preset, "--base-model": base_model, "--config": config,
+                     "--steps": steps, "--epochs": epochs, "--repeats": repeats, "--rank": rank, "--alpha": alpha,
+                     "--lr": lr, "--batch-size": batch_size, "--grad-accum": grad_accum,
+                     "--resolution": resolution, "--seed": seed, "--trigger": trigger, "--name": name,
+                     "--output": output, "--train-text-encoder": train_text_encoder}
+            given = [flag for flag, value in fixed.items() if value is not None]
+            if given:
+                from loratui.engine.errors import ConfigError
+
+                raise ConfigError(
+                    f"{given[0]} cannot change on --resume: it would make a different run",
+                    "resume as it was, or start a new run; --gradient-checkpointing, --mixed-precision, "
+                    "--save-every, --sample-every, --tensorboard, --gpus and --compile may change",
+                )
+            _resume(resume, json_out, changed)
             return
         file_values = load_config_file(config) if config else {}
         values = _overrides(
@@ -147,7 +165,7 @@ def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
         typer.echo(f"use it in AUTOMATIC1111 / ComfyUI as <lora:{stem}:0.7>; run card: {run_dir / 'README.md'}")
 
 
-def _resume(run_dir: Path, json_out: bool) -> None:
+def _resume(run_dir: Path, json_out: bool, changed: dict | None = None) -> None:
     from loratui.engine.config import build_config, load_config_file
     from loratui.engine.errors import RunError
     from loratui.engine.runs import CONFIG, effective_status, read_state
@@ -161,7 +179,9 @@ def _resume(run_dir: Path, json_out: bool) -> None:
 
     if status == "running" and not in_launched_worker():  # rank 0 may already have marked it
         raise RunError(f"{run_dir}: this run is still running", "follow it with `loratui runs`")
-    cfg = build_config(None, file_values=load_config_file(run_dir / CONFIG), file_label=str(run_dir / CONFIG))
+    cfg = build_config(
+        None, file_values=load_config_file(run_dir / CONFIG), file_label=str(run_dir / CONFIG), overrides=changed
+    )
     _run(cfg, run_dir, json_out, resume=True)
 
 

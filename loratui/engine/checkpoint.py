@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 from dataclasses import dataclass
@@ -87,18 +88,29 @@ def load_checkpoint(path: Path) -> TrainerState:
     import torch
     from safetensors.torch import load_file
 
+    def weights(name: str) -> Any:
+        file = path / name
+        try:
+            return torch.load(file, weights_only=True, map_location="cpu")
+        except pickle.UnpicklingError:
+            raise RunError(
+                f"{file}: refused: it holds more than plain weights (a pickle that could run code)",
+                "delete that checkpoint folder to resume from an earlier one",
+            ) from None
+
     try:
         meta = json.loads((path / "trainer.json").read_text())
         adapters = load_file(path / "adapters.safetensors")
-        optimizer = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
-        scheduler = torch.load(path / "scheduler.pt", weights_only=True, map_location="cpu")
-        scaler_path = path / "scaler.pt"
-        scaler = torch.load(scaler_path, weights_only=True) if scaler_path.exists() else None
-        rng = torch.load(path / "rng.pt", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a refused pickle, a torn file: all one answer
+        optimizer = weights("optimizer.pt")
+        scheduler = weights("scheduler.pt")
+        scaler = weights("scaler.pt") if (path / "scaler.pt").exists() else None
+        rng = weights("rng.pt")
+    except RunError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file: one answer
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise RunError(
-            f"{path}: checkpoint is unreadable or unsafe ({type(exc).__name__}: {first})",
+            f"{path}: checkpoint is unreadable ({type(exc).__name__}: {first})",
             "delete that checkpoint folder to resume from an earlier one",
         ) from None
     _set_rng_state(rng)

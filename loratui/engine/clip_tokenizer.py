@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from importlib import resources
+import threading
 from pathlib import Path
 
 from loratui.engine.paths import cache_dir
@@ -58,8 +59,13 @@ def clip_tokenizer_dir() -> Path:
     """The CLIP ViT-L/14 tokenizer folder in the user cache, built first if missing or partial."""
     target = cache_dir() / f"clip-vit-large-patch14-tokenizer-v{TOKENIZER_VERSION}"
     if not all((target / name).is_file() for name in REQUIRED_FILES):
-        build_clip_tokenizer(target)
+        with _BUILD_LOCK:  # two threads (the wizard's lint workers) must not build at once
+            if not all((target / name).is_file() for name in REQUIRED_FILES):
+                build_clip_tokenizer(target)
     return target
+
+
+_BUILD_LOCK = threading.Lock()
 
 
 def build_clip_tokenizer(target: Path) -> Path:

@@ -145,6 +145,12 @@ def build_config(
 
 
 def _one_line(exc: ValidationError, sources: dict[str, str], values: dict[str, Any]) -> ConfigError:
+    error = _first_error(exc, sources, values)
+    # keys and values come from user files: never let them break the one line
+    return ConfigError(" ".join(error.message.split()), " ".join(error.hint.split()))
+
+
+def _first_error(exc: ValidationError, sources: dict[str, str], values: dict[str, Any]) -> ConfigError:
     err = exc.errors()[0]
     key = str(err["loc"][0]) if err["loc"] else "config"
     source = sources.get(key, "config")

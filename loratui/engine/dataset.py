@@ -92,7 +92,8 @@ def read_sidecar(image: Path) -> str | None:
     if not sidecar.is_file():
         return None
     try:
-        return sidecar.read_text(encoding="utf-8-sig").strip()
+        # bytes.decode is strict at the end of the data; read_text drops a cut-off BOM
+        return sidecar.read_bytes().decode("utf-8-sig").strip()
     except UnicodeDecodeError as exc:
         raise DatasetError(
             f"{sidecar}: caption is not UTF-8 text", "re-save it as UTF-8 or delete it"

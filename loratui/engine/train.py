@@ -13,6 +13,7 @@ import errno
 import math
 import os
 import random
+import shutil
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ def train(
         (run_dir / STOP_REQUEST).unlink()  # an old request must not stop the new run
     for leftover in [*run_dir.glob(".*.tmp"), *run_dir.glob("diffusers/.*.tmp")]:
         leftover.unlink(missing_ok=True)  # half-written files of a process that was killed
+    for staging in run_dir.glob(".diffusers-*"):
+        shutil.rmtree(staging, ignore_errors=True)
     jsonl = JsonlSink(run_dir / EVENTS)
     state = StateWriter(
         run_dir,
@@ -154,7 +157,7 @@ def _train(
     total_steps = plan.schedule.total_steps
     name = run_dir.name
     resolved = {"total_steps": total_steps, "repeats": plan.schedule.repeats, "epochs": plan.schedule.epochs}
-    if not resume and main:
+    if main:  # on resume too: settings changed with it (e.g. --gradient-checkpointing) are kept
         atomic.write_text(run_dir / CONFIG, dump_toml(config, resolved))
     for message in plan.warnings:
         bus.emit(WarningRaised(message))

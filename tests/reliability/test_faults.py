@@ -154,9 +154,6 @@ def test_healed_faults_are_told_in_the_run_card(tmp_path, rel_dataset, monkeypat
     assert "out of GPU memory" in card and "rolled back" in card
 
 
-@pytest.mark.xfail(strict=True, reason="engine/CLI bug: the one-image OOM error says 'try "
-                   "--gradient-checkpointing … then loratui train --resume RUN_DIR', but --resume ignores "
-                   "every other flag without a word, so the advice cannot be followed")
 def test_the_oom_advice_can_be_followed_with_resume(tmp_path, rel_dataset, monkeypatch):
     from reliability_kit import loratui
 
