@@ -105,6 +105,9 @@ def test_a_run_survives_the_terminal_and_attach_shows_it(tmp_path: Path, tiny_mo
         for tabs, field, value in ((1, "steps", "6"), (5, "learning rate", "0.001"),
                                    (1, "batch size", "2"), (1, "resolution", "64")):
             tmux.keys("wizard", *["Tab"] * tabs)
+            # let the focus move land first: on a busy machine a key typed straight after Tab
+            # reached the field being left (batch size "26", resolution "4")
+            time.sleep(0.5)
             tmux.keys("wizard", value, literal=True)
             tmux.wait_for_line("wizard", field, value)
         screen = tmux.screen("wizard")
