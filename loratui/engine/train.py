@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,7 +383,9 @@ def _train(
                 bad_streak += 1
                 if bad_streak < MAX_BAD_STEPS:
                     heal(f"non-finite loss or gradient at step {step + 1}: step skipped")
-                    lr_scheduler.step()
+                    with warnings.catch_warnings():  # the schedule moves on without an update, on purpose
+                        warnings.simplefilter("ignore", UserWarning)
+                        lr_scheduler.step()
                     step += 1
                     continue
                 lr_scale_rollbacks += 1
