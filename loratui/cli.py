@@ -166,7 +166,7 @@ def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
 
 
 def _resume(run_dir: Path, json_out: bool, changed: dict | None = None) -> None:
-    from loratui.engine.config import build_config, load_config_file
+    from loratui.engine.config import load_run_config
     from loratui.engine.errors import RunError
     from loratui.engine.runs import CONFIG, effective_status, read_state
 
@@ -179,21 +179,16 @@ def _resume(run_dir: Path, json_out: bool, changed: dict | None = None) -> None:
 
     if status == "running" and not in_launched_worker():  # rank 0 may already have marked it
         raise RunError(f"{run_dir}: this run is still running", "follow it with `loratui runs`")
-    cfg = build_config(
-        None, file_values=load_config_file(run_dir / CONFIG), file_label=str(run_dir / CONFIG), overrides=changed
-    )
-    _run(cfg, run_dir, json_out, resume=True)
+    _run(load_run_config(run_dir, changed), run_dir, json_out, resume=True)
 
 
 def _run_prepared(run_dir: Path, json_out: bool) -> None:
     import signal
 
-    from loratui.engine.config import build_config, load_config_file
-    from loratui.engine.runs import CONFIG
+    from loratui.engine.config import load_run_config
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a detached run outlives its terminal
-    cfg = build_config(None, file_values=load_config_file(run_dir / CONFIG), file_label=str(run_dir / CONFIG))
-    _run(cfg, run_dir, json_out, resume=False)
+    _run(load_run_config(run_dir), run_dir, json_out, resume=False)
 
 
 @app.command()

@@ -247,6 +247,14 @@ def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
     return out
 
 
+def load_run_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The config a run folder was started with (``config.toml``), with optional ``overrides``."""
+    from loratui.engine.runs import CONFIG
+
+    path = run_dir / CONFIG
+    return build_config(None, file_values=load_config_file(path), file_label=str(path), overrides=overrides)
+
+
 def dump_toml(config: RunConfig, resolved: dict[str, Any] | None = None) -> str:
     """The config as TOML (None values left out), with an optional ``[resolved]`` table."""
     import tomli_w

@@ -279,12 +279,11 @@ def _grid_paths(sample_dir: Path, out: Path | None, count: int) -> list[Path]:
 
 
 def _run_config(run_dir: Path):
-    from loratui.engine.config import build_config, load_config_file
+    from loratui.engine.config import load_run_config
 
-    path = run_dir / "config.toml"
-    if not path.is_file():
+    if not (run_dir / "config.toml").is_file():
         raise RunError(f"{run_dir}: not a loratui run folder (no config.toml)", "pass the run folder `train` printed, or a .safetensors LoRA")
-    return build_config(None, file_values=load_config_file(path), file_label=str(path))
+    return load_run_config(run_dir)
 
 
 def _run_prompts(config: Any) -> list[str]:
