@@ -41,11 +41,14 @@ class Dataset:
     images: list[ImageRecord]
     notes: list[str] = field(default_factory=list)  # things the user should be told
 
-    @property
-    def has_repeat_folders(self) -> bool:
-        return any(r.repeats != 1 for r in self.images) or any(
-            REPEAT_FOLDER.match(Path(r.rel).parts[0]) for r in self.images if len(Path(r.rel).parts) > 1
-        )
+    def require_images(self) -> "Dataset":
+        """This dataset, or a DatasetError when the folder holds no images at all."""
+        if not self.images:
+            raise DatasetError(
+                f"{self.folder}: no images found (looked for .jpg .jpeg .png .webp .bmp)",
+                "point FOLDER at the folder that holds the photos",
+            )
+        return self
 
 
 def is_image_name(name: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -186,8 +186,3 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
         except json.JSONDecodeError:
             continue  # a torn line from a killed writer; the next ones are still good
     return events, offset + end + 1
-
-
-def iter_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete event in ``path``."""
-    yield from read_events(path)[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 from loratui.engine import atomic
 from loratui.engine.config import RunConfig, dump_toml
 from loratui.engine.dataset import scan
-from loratui.engine.errors import DatasetError, RunError
+from loratui.engine.errors import RunError
 from loratui.engine.models import resolve_model
 from loratui.engine.runs import CONFIG, next_run_dir, read_state
 
@@ -32,12 +32,7 @@ class Launched:
 def prepare_run_dir(config: RunConfig) -> Path:
     """Check the model and dataset cheaply, then make the run folder (next free name)."""
     resolve_model(config.base_model, config.allow_pickle)
-    dataset = scan(config.dataset)
-    if not dataset.images:
-        raise DatasetError(
-            f"{dataset.folder}: no images found (looked for .jpg .jpeg .png .webp .bmp)",
-            "point FOLDER at the folder that holds the photos",
-        )
+    scan(config.dataset).require_images()
     base_name = config.name or Path(config.dataset).resolve().name
     run_dir = next_run_dir(Path(config.output_dir), base_name)
     run_dir.mkdir(parents=True)

@@ -39,11 +39,7 @@ def plan_run(config: RunConfig) -> RunPlan:
     dataset = scan(config.dataset)
     if config.metadata_path:
         _check_metadata_path(dataset, config.metadata_path)
-    if not dataset.images:
-        raise DatasetError(
-            f"{dataset.folder}: no images found (looked for .jpg .jpeg .png .webp .bmp)",
-            "point FOLDER at the folder that holds the photos",
-        )
+    dataset.require_images()
     buckets = make_buckets(config.resolution, config.buckets)
     items: list[TrainItem] = []
     warnings = list(dataset.notes)
