@@ -102,6 +102,16 @@ def test_kohya_file_has_real_alpha_and_kohya_metadata(finished_run):
     assert freq["photos"]["zxq"] == 4 and freq["photos"]["a red ball"] == 4
     assert float(meta["ss_training_finished_at"]) >= float(meta["ss_training_started_at"])
     assert len(meta["sshs_model_hash"]) == 64
+    assert meta["ss_optimizer"] == "torch.optim.AdamW"
+
+
+def test_metadata_names_the_optimizer_that_ran_after_a_fallback(tmp_path, small_dataset):
+    warnings = []
+    result = train(tiny_config(small_dataset, tmp_path, steps=1, save_every=0, sample_every=0, optimizer="adamw8bit"),
+                   tmp_path / "r", [lambda e: warnings.append(e.message) if e.event == "warning" else None])
+    assert any("8-bit AdamW needs a CUDA GPU" in w for w in warnings)
+    with safe_open(result.lora_path, "pt") as f:
+        assert f.metadata()["ss_optimizer"] == "torch.optim.AdamW"  # not the 8-bit one that was asked for
 
 
 def test_exported_files_load_in_diffusers_and_strength_zero_is_the_base(finished_run, tiny_model):

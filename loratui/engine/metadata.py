@@ -22,6 +22,7 @@ from loratui.engine.tags import split_tags
 def run_metadata(
     config: RunConfig, plan: RunPlan, comps: Components, step: int, total_steps: int, started_at: float,
     output_name: str,
+    optimizer_name: str,
 ) -> dict[str, str]:
     """kohya's ``ss_*`` metadata for a LoRA file saved at ``step`` of this run."""
     by_folder: dict[str, Counter] = {}
@@ -50,7 +51,7 @@ def run_metadata(
         network_train_unet_only=not config.train_text_encoder,
         lr_scheduler=config.lr_scheduler,
         lr_warmup_steps=config.warmup_steps,
-        optimizer="torch.optim.AdamW" if config.optimizer != "adamw8bit" else "bitsandbytes.optim.AdamW8bit",
+        optimizer=optimizer_name,  # what ran, after any fallback (no GPU, no bitsandbytes)
         max_train_steps=total_steps,
         steps=step,
         epoch=(step * config.grad_accum - 1) // plan.batches.batches_per_epoch + 1 if step else 0,

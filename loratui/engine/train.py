@@ -438,7 +438,7 @@ def _train(
                 if main:
                     last_lora = _guard_disk(run_dir, step, lambda: _save(
                         run_dir, name, step, accelerator, trained, optimizer, lr_scheduler,
-                        config, plan, comps, bus, started_at, total_steps))
+                        config, plan, comps, bus, started_at, total_steps, optimizer_name))
                 snapshot = _snapshot(accelerator, trained, optimizer, lr_scheduler, step)
                 if stopping:
                     accelerator.wait_for_everyone()
@@ -456,7 +456,7 @@ def _train(
         accelerator.wait_for_everyone()
         return RunResult("finished", run_dir, None, step, total_steps, smoothed)
     final = _guard_disk(run_dir, step, lambda: _export_final(
-        run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps))
+        run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps, optimizer_name))
     advice = recommend(history, validation.held_out) if validation else None
     recommended = None
     if advice is not None:
@@ -501,11 +501,20 @@ def _guard_disk(run_dir: Path, step: int, write):
         ) from None
 
 
-def _export_final(run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps) -> Path:
+def _write_lora(run_dir, stem, step, accelerator, trained, config, plan, comps, started_at, total_steps,
+                optimizer_name, fault_point: str = "") -> tuple[Path, dict, dict | None]:
+    """``RUN_DIR/stem.safetensors`` in kohya format with its metadata; also the adapter weights."""
     unet_sd, te_sd = _adapter_dicts(accelerator, trained)
-    meta = run_metadata(config, plan, comps, step, total_steps, started_at, name)
+    meta = run_metadata(config, plan, comps, step, total_steps, started_at, stem, optimizer_name)
     tensors = export.to_kohya(unet_sd, te_sd, config.lora_alpha, config.save_precision)
-    final = export.save_kohya(run_dir / f"{name}.safetensors", tensors, meta, fault_point="export")
+    path = export.save_kohya(run_dir / f"{stem}.safetensors", tensors, meta, fault_point=fault_point)
+    return path, unet_sd, te_sd
+
+
+def _export_final(run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps,
+                  optimizer_name) -> Path:
+    final, unet_sd, te_sd = _write_lora(run_dir, name, step, accelerator, trained, config, plan, comps,
+                                        started_at, total_steps, optimizer_name, fault_point="export")
     export.save_diffusers(
         run_dir / "diffusers",
         unet_sd,
@@ -621,14 +630,14 @@ def _make_optimizer(config: RunConfig, groups: list[dict], device, bus: EventBus
         try:
             import bitsandbytes as bnb
 
-            return bnb.optim.AdamW8bit(groups, weight_decay=1e-2), "AdamW8bit"
+            return bnb.optim.AdamW8bit(groups, weight_decay=1e-2), "bitsandbytes.optim.AdamW8bit"
         except ImportError:
             if config.optimizer == "adamw8bit":
                 bus.emit(WarningRaised("bitsandbytes is not installed; using AdamW (pip install bitsandbytes)"))
     elif config.optimizer == "adamw8bit":
         bus.emit(WarningRaised("8-bit AdamW needs a CUDA GPU; using AdamW"))
     fused = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(groups, weight_decay=1e-2, **fused), "AdamW"
+    return torch.optim.AdamW(groups, weight_decay=1e-2, **fused), "torch.optim.AdamW"
 
 
 def _cache_latents(plan: RunPlan, vae, device, bus: EventBus, use_disk: bool) -> dict[int, tuple[Any, Any]]:
@@ -683,15 +692,10 @@ def _adapter_dicts(accelerator, trained: list) -> tuple[dict, dict | None]:
 
 
 def _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler, config, plan, comps, bus,
-          started_at, total_steps) -> Path:
+          started_at, total_steps, optimizer_name) -> Path:
     """A step LoRA file (kohya format) and a resume checkpoint."""
-    unet_sd, te_sd = _adapter_dicts(accelerator, trained)
-    meta = run_metadata(config, plan, comps, step, total_steps, started_at, f"{name}-step{step:06d}")
-    path = export.save_kohya(
-        run_dir / f"{name}-step{step:06d}.safetensors",
-        export.to_kohya(unet_sd, te_sd, config.lora_alpha, config.save_precision),
-        meta,
-    )
+    path, unet_sd, te_sd = _write_lora(run_dir, f"{name}-step{step:06d}", step, accelerator, trained, config,
+                                       plan, comps, started_at, total_steps, optimizer_name)
     adapters = {f"unet.{k}": v for k, v in unet_sd.items()}
     if te_sd:
         adapters.update({f"text_encoder.{k}": v for k, v in te_sd.items()})
