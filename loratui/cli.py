@@ -60,7 +60,7 @@ def train(
     rank: Annotated[Optional[int], typer.Option(help="LoRA rank (network dim).")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="LoRA alpha (default: the rank).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    batch_size: Annotated[Optional[str], typer.Option(help="Images per step, or 'auto': the most that fit the GPU (up to 8 per GPU).")] = None,
     grad_accum: Annotated[Optional[int], typer.Option(help="Gradient accumulation steps.")] = None,
     resolution: Annotated[Optional[int], typer.Option(help="Training resolution in pixels.")] = None,
     save_every: Annotated[Optional[int], typer.Option(help="Save the LoRA and a checkpoint every N steps (0: only at the end).")] = None,

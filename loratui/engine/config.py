@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,7 +33,7 @@ class RunConfig(BaseModel):
     metadata_path: str | None = None
 
     resolution: int = Field(512, ge=64, le=2048, multiple_of=8)
-    batch_size: int = Field(4, ge=1, le=256)
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 4  # auto: fit the GPU (memory_plan)
     grad_accum: int = Field(1, ge=1, le=1024)
     steps: int | None = Field(None, ge=1, le=1_000_000)
     epochs: int | None = Field(None, ge=1, le=10_000)
@@ -150,6 +150,10 @@ def _one_line(exc: ValidationError, sources: dict[str, str], values: dict[str, A
     return ConfigError(" ".join(error.message.split()), " ".join(error.hint.split()))
 
 
+# keys with two kinds of value, whose pydantic message would name only the first kind
+UNION_MESSAGES = {"batch_size": "must be a whole number from 1 to 256, or auto"}
+
+
 def _first_error(exc: ValidationError, sources: dict[str, str], values: dict[str, Any]) -> ConfigError:
     err = exc.errors()[0]
     key = str(err["loc"][0]) if err["loc"] else "config"
@@ -158,8 +162,7 @@ def _first_error(exc: ValidationError, sources: dict[str, str], values: dict[str
         allowed = ", ".join(RunConfig.model_fields)
         return ConfigError(f"{source}: unknown key {key!r}", f"allowed keys: {allowed}")
     shown = values.get(key)
-    msg = err["msg"]
-    msg = msg.replace("Input should be", "must be")
+    msg = UNION_MESSAGES.get(key) or err["msg"].replace("Input should be", "must be")
     return ConfigError(f"{source}: {key} = {shown!r}: {msg}")
 
 

@@ -46,7 +46,7 @@ def launch_data_parallel(config: RunConfig, run_dir: Path, resume: bool, json_ou
                 f"--gpus {config.gpus}: only {visible} CUDA GPU(s) are visible",
                 "lower --gpus, or check CUDA_VISIBLE_DEVICES and `loratui doctor`",
             )
-    if config.batch_size < config.gpus:
+    if config.batch_size != "auto" and config.batch_size < config.gpus:
         raise ConfigError(
             f"--batch-size {config.batch_size} is smaller than --gpus {config.gpus}",
             "each GPU needs at least one image per batch: raise --batch-size",

@@ -8,7 +8,7 @@ from loratui.engine.batches import BatchPlan, TrainItem
 from loratui.engine.buckets import make_buckets, nearest_bucket
 from loratui.engine.config import RunConfig
 from loratui.engine.dataset import REPEAT_FOLDER, Dataset, scan
-from loratui.engine.errors import DatasetError, LoratuiError
+from loratui.engine.errors import ConfigError, DatasetError, LoratuiError
 from loratui.engine.images import image_size
 from loratui.engine.presets import Schedule, derive_schedule, get_preset
 from loratui.engine.validation import holdout_count, pick_holdout
@@ -36,6 +36,9 @@ class RunPlan:
 
 def plan_run(config: RunConfig) -> RunPlan:
     """Scan the dataset, bucket every image (headers only) and derive the schedule."""
+    if config.batch_size == "auto":  # fit_to_device turns it into a number first
+        raise ConfigError("batch_size = auto is decided when training starts, from the GPU's free memory",
+                          "plan with a number, or start the run")
     dataset = scan(config.dataset)
     if config.metadata_path:
         _check_metadata_path(dataset, config.metadata_path)

@@ -42,6 +42,7 @@ from loratui.engine.events import (
     WarningRaised,
 )
 from loratui.engine.memory import read_memory
+from loratui.engine.memory_plan import fit_to_device
 from loratui.engine.models import Components, load_components, resolve_model
 from loratui.engine.plan import RunPlan, plan_run
 from loratui.engine.metadata import run_metadata
@@ -154,6 +155,11 @@ def _train(
 
     # --- plan: cheap checks first, so a bad path fails before anything heavy loads
     spec = resolve_model(config.base_model, config.allow_pickle)
+    accelerator, weight_dtype = _make_accelerator(config, bus)
+    device = accelerator.device
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(weight_dtype, "fp32")
+    config, split = fit_to_device(config, spec, accelerator, precision,
+                                  "adamw8bit" if _use_8bit(config, device) else "adamw", bus)
     plan = plan_run(config)
     total_steps = plan.schedule.total_steps
     name = run_dir.name
@@ -167,8 +173,6 @@ def _train(
     bus.emit(PhaseProgress("loading model", 0, 1))
     comps = load_components(spec)
     bus.emit(PhaseProgress("loading model", 1, 1))
-    accelerator, weight_dtype = _make_accelerator(config, bus)
-    device = accelerator.device
     unet, vae, text_encoder, tokenizer, noise_scheduler = (
         comps.unet, comps.vae, comps.text_encoder, comps.tokenizer, comps.noise_scheduler
     )
@@ -309,7 +313,6 @@ def _train(
     # `split` pieces (after an out-of-memory error) and across processes (data parallel)
     accum = config.grad_accum
     rank, world = accelerator.process_index, accelerator.num_processes
-    split = 1
     healed: list[str] = []  # faults the run recovered from, for the run card
 
     def heal(message: str) -> None:
@@ -622,20 +625,28 @@ def _make_accelerator(config: RunConfig, bus: EventBus):
     return accelerator, dtype
 
 
+def _use_8bit(config: RunConfig, device) -> bool:
+    """8-bit AdamW when asked for (or "auto") on CUDA with bitsandbytes installed."""
+    import importlib.util
+
+    wanted = config.optimizer == "adamw8bit" or (config.optimizer == "auto" and device.type == "cuda")
+    return wanted and device.type == "cuda" and importlib.util.find_spec("bitsandbytes") is not None
+
+
 def _make_optimizer(config: RunConfig, groups: list[dict], device, bus: EventBus):
     import torch
 
-    want_8bit = config.optimizer == "adamw8bit" or (config.optimizer == "auto" and device.type == "cuda")
-    if want_8bit and device.type == "cuda":
+    if _use_8bit(config, device):
         try:
             import bitsandbytes as bnb
 
             return bnb.optim.AdamW8bit(groups, weight_decay=1e-2), "bitsandbytes.optim.AdamW8bit"
-        except ImportError:
-            if config.optimizer == "adamw8bit":
-                bus.emit(WarningRaised("bitsandbytes is not installed; using AdamW (pip install bitsandbytes)"))
+        except ImportError as exc:  # installed but broken (e.g. built for another CUDA)
+            bus.emit(WarningRaised(f"bitsandbytes does not load ({exc}); using AdamW"))
     elif config.optimizer == "adamw8bit":
-        bus.emit(WarningRaised("8-bit AdamW needs a CUDA GPU; using AdamW"))
+        bus.emit(WarningRaised(
+            "8-bit AdamW needs a CUDA GPU; using AdamW" if device.type != "cuda"
+            else "bitsandbytes is not installed; using AdamW (pip install bitsandbytes)"))
     fused = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, weight_decay=1e-2, **fused), "torch.optim.AdamW"
 
