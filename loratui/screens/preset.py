@@ -48,11 +48,26 @@ class PresetPlan:
 @dataclass(frozen=True)
 class Hardware:
     gpu: str = ""  # name, empty without CUDA
-    memory: int = 0  # bytes
+    memory: int = 0  # bytes in all
+    free: int = 0  # bytes free when looked at
+    precision: str = "fp16"  # what --mixed-precision auto picks on it
 
 
-def plan_presets(state: Any) -> list[PresetPlan]:
-    """Plan the run each preset would make of the dataset, with the user's overrides."""
+@dataclass(frozen=True)
+class MemoryNeed:
+    """The measured GPU memory a preset's run needs, against what this GPU has free."""
+
+    need: int  # bytes one pass of the plan's batch takes
+    usable: int  # of the free memory, what a run plans with (0 without a GPU)
+    fits: int  # the largest batch that fits ``usable`` (0 without a GPU)
+
+
+def plan_presets(state: Any, hw: Hardware | None = None) -> list[PresetPlan]:
+    """Plan the run each preset would make of the dataset, with the user's overrides.
+
+    A batch size of "auto" is planned with what it would pick on ``hw`` (the preset's batch
+    without a GPU), as the run will when it starts.
+    """
     from loratui.engine.errors import LoratuiError
     from loratui.engine.plan import plan_run
     from loratui.engine.presets import PRESETS
@@ -61,6 +76,8 @@ def plan_presets(state: Any) -> list[PresetPlan]:
     for name in PRESETS:
         try:
             config = state.build_config({"preset": name})
+            if config.batch_size == "auto":
+                config = config.model_copy(update={"batch_size": _auto_batch(config, hw or Hardware())})
             plan = plan_run(config)
         except LoratuiError as exc:
             plans.append(PresetPlan(name, error=exc.message))
@@ -71,6 +88,37 @@ def plan_presets(state: Any) -> list[PresetPlan]:
     return plans
 
 
+def _auto_batch(config: Any, hw: Hardware) -> int:
+    from loratui.engine.memory_plan import plan_memory
+    from loratui.engine.models import resolve_model
+
+    spec = resolve_model(config.base_model, config.allow_pickle)
+    return plan_memory(config, spec, hw.free if hw.gpu else None, hw.precision, "adamw").batch_size
+
+
+def measure_needs(state: Any, plans: list[PresetPlan], hw: Hardware) -> dict[str, MemoryNeed]:
+    """Each plan's GPU memory from the measured model (a second or two per new model)."""
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.footprint import memory_model
+    from loratui.engine.memory_plan import budget_of
+    from loratui.engine.models import resolve_model
+
+    needs = {}
+    for plan in plans:
+        if plan.error:
+            continue
+        try:
+            config = state.build_config({"preset": plan.preset, "batch_size": plan.batch_size})
+            spec = resolve_model(config.base_model, config.allow_pickle)
+        except LoratuiError:
+            continue
+        model = memory_model(config, spec, hw.precision, "adamw")
+        usable = budget_of(hw.free) if hw.gpu else 0
+        fits = model.largest_batch(usable, max(plan.batch_size, 8)) if hw.gpu else 0
+        needs[plan.preset] = MemoryNeed(model.estimate(plan.batch_size).total, usable, fits)
+    return needs
+
+
 def detect_hardware() -> Hardware:
     """The GPU, if torch sees one (imported here, in a worker: it takes a second)."""
     try:
@@ -78,23 +126,29 @@ def detect_hardware() -> Hardware:
 
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
-            return Hardware(props.name, int(props.total_memory))
+            free, total = torch.cuda.mem_get_info(0)
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return Hardware(props.name, int(total), int(free), precision)
     except Exception:
         pass
     return Hardware()
 
 
-def estimate(plan: PresetPlan, hw: Hardware, base_model: str) -> str:
-    """A rough time and memory estimate, said to be rough (SD-1.5 on a recent GPU)."""
+def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed | None) -> str:
+    """Time (rough, said to be) and GPU memory (measured model) for ``plan`` on ``hw``."""
     if base_model == "tiny":
         return "tiny model: ~1 min on a CPU"
+    memory = "measuring memory…" if need is None else f"needs ≈ {need.need / 2**30:.1f} GiB"
     if not hw.gpu:
-        return "no GPU: very slow on CPU"
+        return f"no GPU: very slow on CPU · {memory}"
     scale = (plan.resolution / 512) ** 2 * plan.batch_size / 4
-    minutes = plan.total_steps * scale / 1.5 / 60  # ~1.5 it/s at 512 px, batch 4
-    gib = 5.0 + 1.2 * scale * 4  # weights + activations, roughly
-    verdict = "" if gib * 2**30 < hw.memory * 0.9 else " (tight: try a smaller batch)"
-    return f"≈ {minutes:.0f} min · ≈ {gib:.0f} GiB of {hw.memory / 2**30:.0f}{verdict}"
+    minutes = plan.total_steps * scale / 1.5 / 60  # ~1.5 it/s at 512 px, batch 4: a rough guess
+    if need is None:
+        return f"≈ {minutes:.0f} min · {memory}"
+    text = f"≈ {minutes:.0f} min · {need.need / 2**30:.1f} of {hw.free / 2**30:.0f} GiB free"
+    if need.need > need.usable:
+        text += f" (tight: {need.fits} per pass)" if need.fits else " (too big: see Advanced)"
+    return text
 
 
 class PresetCard(Static, can_focus=True):
@@ -119,7 +173,9 @@ class PresetScreen(Screen[None]):
         "Pick **person**, **style** or **pet** with ←/→ (or 1, 2, 3). Each card shows what the preset "
         "gives this dataset: steps, epochs, rank and learning rate. Below: the base model (a diffusers "
         "folder, a .safetensors file, a hub id, or `tiny`), the trigger word and the run's name. Open "
-        "**Advanced** to override any value; it is checked as you type. **ctrl+n** starts training."
+        "**Advanced** to override any value; it is checked as you type (batch size takes a number or "
+        "**auto**: the most images that fit the GPU). Each card's memory figure is measured on the "
+        "model's architecture. **ctrl+n** starts training."
     )
     DEFAULT_CSS = """
     PresetScreen #body { height: 1fr; padding: 0 1; }
@@ -143,6 +199,7 @@ class PresetScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.plans: dict[str, PresetPlan] = {}
+        self.needs: dict[str, MemoryNeed] = {}
         self.hardware = Hardware()
         self.valid = True
         self.error_text = ""
@@ -194,19 +251,29 @@ class PresetScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
     def replan(self) -> None:
         state = self.app.state  # type: ignore[attr-defined]
-        plans = plan_presets(state)
+        plans = plan_presets(state, self.hardware)
         self.app.call_from_thread(self._planned, state.folder, plans)
 
     def _planned(self, folder: Any, plans: list[PresetPlan]) -> None:
         self._planned_for = folder
         self.plans = {p.preset: p for p in plans}
+        self.needs = {}
         self._draw_cards()
+        if self.app.state.base_model != "tiny":  # type: ignore[attr-defined]
+            self.measure(plans)
+
+    @work(thread=True, exclusive=True, group="memory", exit_on_error=False)
+    def measure(self, plans: list[PresetPlan]) -> None:
+        needs = measure_needs(self.app.state, plans, self.hardware)  # type: ignore[attr-defined]
+        self.app.call_from_thread(setattr, self, "needs", needs)
+        self.app.call_from_thread(self._draw_cards)
 
     @work(thread=True, exclusive=True, group="hardware", exit_on_error=False)
     def find_hardware(self) -> None:
         hw = detect_hardware()
         self.app.call_from_thread(setattr, self, "hardware", hw)
-        self.app.call_from_thread(self._draw_cards)
+        if hw.gpu:  # free memory changes "auto" batches and what fits
+            self.app.call_from_thread(self.replan)
 
     def _draw_cards(self) -> None:
         from loratui.engine.presets import PRESETS
@@ -226,7 +293,7 @@ class PresetScreen(Screen[None]):
                 lines += [
                     f"[b]{plan.total_steps}[/] steps · {plan.epochs} epochs",
                     f"rank {plan.rank} · lr {plan.lr:g}",
-                    f"[dim]{estimate(plan, self.hardware, state.base_model)}[/]",
+                    f"[dim]{estimate(plan, self.hardware, state.base_model, self.needs.get(name))}[/]",
                 ]
             card.update("\n".join(lines))
         plan = self.plans.get(state.preset)
@@ -279,7 +346,7 @@ class PresetScreen(Screen[None]):
         if key in SCHEDULE_KEYS:
             self.replan()
         elif key == "base_model":
-            self._draw_cards()
+            self.replan()  # another model: other memory figures
 
     def _validate(self, field: Widget | None = None) -> Any:
         from loratui.engine.errors import LoratuiError

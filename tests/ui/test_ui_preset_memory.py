@@ -1,0 +1,39 @@
+"""The preset step's GPU memory figure comes from the measured model, and "auto" is planned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ui_helpers import async_test, screen_text, wait_for
+
+from loratui.app import build_app
+from loratui.screens.preset import Hardware, PresetScreen, plan_presets
+
+
+@async_test
+async def test_cards_show_the_measured_memory_need(photos: Path, tmp_path: Path, tiny_model) -> None:
+    from loratui.engine.footprint import memory_model
+    from loratui.engine.models import resolve_model
+
+    # the tiny model as a diffusers folder: measured like any other model (no "tiny" shortcut)
+    settings = dict(base_model=str(tiny_model), resolution=64, steps=6, batch_size=2, sample_every=0)
+    app = build_app(photos, start="preset", output_dir=tmp_path / "runs", defaults=settings)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, PresetScreen)
+        await wait_for(pilot, lambda: len(screen.needs) == 3, 60, "the memory figures")
+        config = app.state.build_config({"preset": "pet"})
+        expected = memory_model(config, resolve_model(str(tiny_model)), "fp16", "adamw").estimate(2).total
+        assert screen.needs["pet"].need == expected
+        await wait_for(pilot, lambda: f"needs ≈ {expected / 2**30:.1f} GiB" in screen_text(app), 10, "the card")
+        assert "no GPU: very slow on CPU" in screen_text(app)
+
+
+def test_auto_batch_is_planned_as_the_run_will_pick_it(photos: Path, tmp_path: Path, tiny_model) -> None:
+    from loratui.engine.presets import get_preset
+
+    app = build_app(photos, start="preset", output_dir=tmp_path / "runs",
+                    defaults=dict(base_model="tiny", resolution=64, batch_size="auto"))
+    plans = {p.preset: p for p in plan_presets(app.state, Hardware())}
+    assert all(not p.error for p in plans.values())
+    assert plans["style"].batch_size == get_preset("style").batch_size  # no GPU: the preset's
