@@ -39,11 +39,11 @@ def test_tiny_cpu_run_prints_one_json_object_per_batch():
 def test_sd15_flops_at_512px_are_in_the_known_range():
     bench = _load_bench()
     flops = bench.count_step_flops(bench.unet_config(tiny=False), batch=1, resolution=512)
-    # SD-1.5's UNet forward on 64x64 latents: 339 G multiply-accumulates in its convolutions and
-    # linear layers (BK-SDM, Kim et al. 2023, reports 339 GMACs; forward hooks on this config
-    # give 338.6) plus ~63 GMACs in attention's score and value matmuls (2·N²·C per
-    # self-attention: N=4096, C=320 in five blocks dominate), so ~402 GMACs = ~0.80 TFLOP.
-    # (The often quoted "~0.4 T" for this UNet is that MAC count.)
+    # SD-1.5's UNet forward on 64x64 latents, counted by hand: forward hooks on every conv and
+    # linear layer (output size x fan-in) give 338.6 G multiply-accumulates, and attention's
+    # score and value matmuls add ~63 G (2·N²·C per self-attention; the five at N=4096, C=320
+    # dominate): ~402 GMAC = ~0.80 TFLOP. (The often quoted "~0.4 T" is that MAC count.) The
+    # range allows -6%/+8% and fails if attention went uncounted (~0.68 TFLOP).
     assert 0.75e12 < flops["forward"] < 0.87e12, flops
     # Base frozen: the backward computes input gradients (about one forward again) and the small
     # LoRA weight gradients, so a step is just over twice the forward (full fine-tuning: ~3x).
