@@ -71,6 +71,16 @@ def test_config_file_and_flags(tmp_path, small_dataset, tiny_model):
     assert started["config"]["rank"] == 4 and started["total_steps"] == 2
 
 
+def test_batch_size_auto_from_the_command_line(tmp_path, small_dataset, tiny_model):
+    proc = loratui("train", str(small_dataset), "--base-model", "tiny", "--steps", "2", "--resolution", "64",
+                   "--batch-size", "auto", "--output", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    started = next(e for e in events if e["event"] == "run_started")
+    assert isinstance(started["config"]["batch_size"], int)  # decided before the run starts
+    assert any(e["event"] == "warning" and e["message"].startswith("batch size auto") for e in events)
+
+
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
@@ -80,6 +90,7 @@ def test_config_file_and_flags(tmp_path, small_dataset, tiny_model):
         (["train", "{data}", "--base-model", "{pickle}"], ["pickle", "--allow-pickle"]),
         (["train", "{data}", "--base-model", "tiny", "--rank", "0"], ["--rank", "rank = 0"]),
         (["train", "{data}", "--preset", "cats"], ["unknown preset", "'cats'"]),
+        (["train", "{data}", "--base-model", "tiny", "--batch-size", "lots"], ["--batch-size", "or auto"]),
         (["train", "--resume", "{empty}"], ["not a loratui run folder"]),
         (["stop", "{empty}"], ["not a loratui run folder"]),
     ],
