@@ -152,6 +152,15 @@ def count_step_flops(config: dict[str, Any], batch: int, resolution: int, rank: 
     return {"forward": int(forward), "step": int(counter.get_total_flops())}
 
 
+def memory_model(config: dict[str, Any], args: argparse.Namespace) -> Any:
+    """loratui's measured memory model for this benchmark's step: the UNet alone on the GPU."""
+    from loratui.engine.footprint import DTYPE_BYTES, OPTIMIZER_STATE_BYTES, MemoryModel, measure_unet
+
+    unet = measure_unet(config, args.resolution, args.rank, args.dtype, args.gradient_checkpointing)
+    return MemoryModel(unet, (unet.params - unet.lora_params) * DTYPE_BYTES[args.dtype], 0, 0,
+                       unet.lora_params, OPTIMIZER_STATE_BYTES["adamw"])
+
+
 def _reset_peak_rss() -> None:
     try:  # Linux: "5" resets the process's peak RSS (VmHWM)
         with open("/proc/self/clear_refs", "w") as fh:
@@ -290,8 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{model} UNet, {args.resolution} px, {args.dtype}, LoRA rank {args.rank}, on {device_name}"
         f"{', gradient checkpointing' if args.gradient_checkpointing else ''}{', compiled' if args.compile else ''}; "
         f"median of {args.steps} steps after {args.warmup} warm-up")
-    say(f"{'batch':>5} {'it/s':>8} {'img/s':>8} {'peak mem':>10} {'TFLOP/step':>11} {'TFLOP/s':>9} {'MFU':>6}")
+    say(f"{'batch':>5} {'it/s':>8} {'img/s':>8} {'peak mem':>10} {'TFLOP/step':>11} {'TFLOP/s':>9} {'MFU':>6} "
+        f"{'estimated':>12}")
 
+    memory = memory_model(config, args)
     results: dict[int, dict[str, Any]] = {}
     for batch in args.batch_sizes:
         flops = count_step_flops(config, batch, args.resolution, args.rank)
@@ -301,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup, "gradient_checkpointing": args.gradient_checkpointing,
             "compile": args.compile, "flops_forward": flops["forward"], "flops_per_step": flops["step"],
             "peak_tflops": peak, "mem_kind": "cuda" if device.type == "cuda" else "rss",
+            # what loratui's measured memory model predicts for this step (UNet, LoRA, AdamW):
+            # compare with peak_mem_bytes on CUDA to calibrate it
+            "estimated_mem_bytes": memory.estimate(batch).total,
         }
         timed = None
         try:
@@ -331,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "n/a"
             say(f"{batch:>5} {it_per_s:>8.3f} {batch * it_per_s:>8.2f} {timed['peak_mem_bytes'] / 2**30:>7.2f} GiB "
-                f"{flops['step'] / 1e12:>11.4g} {achieved:>9.4g} {mfu:>6}", flush=True)
+                f"{flops['step'] / 1e12:>11.4g} {achieved:>9.4g} {mfu:>6} "
+                f"{row['estimated_mem_bytes'] / 2**30:>8.2f} GiB", flush=True)
 
     ref = REFERENCE
     ours = results.get(ref["batch"])

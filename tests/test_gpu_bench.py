@@ -34,6 +34,7 @@ def test_tiny_cpu_run_prints_one_json_object_per_batch():
         assert r["mfu"] is None  # no peak for a CPU: printed as n/a
     ratio = rows[1]["flops_per_step"] / rows[0]["flops_per_step"]
     assert 1.9 < ratio < 2.1, ratio  # every op scales with the batch; nothing is shared across it
+    assert 0 < rows[0]["estimated_mem_bytes"] < rows[1]["estimated_mem_bytes"]  # the memory model's
 
 
 def test_sd15_flops_at_512px_are_in_the_known_range():
