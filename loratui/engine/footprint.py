@@ -89,7 +89,10 @@ def config_folder(spec: ModelSpec) -> Path:
     A hub id that is not on disk is taken to be SD-1.5-shaped (what loratui trains), so the
     shipped SD-1.5 configs describe it without a download.
     """
-    from loratui.engine.sd15_config import config_dir_for_checkpoint, shipped_config_root
+    from loratui.engine.sd15_config import (
+        config_dir_for_checkpoint,
+        shipped_config_root,
+    )
 
     if spec.kind == "tiny":
         from loratui.engine.tiny import tiny_model_dir

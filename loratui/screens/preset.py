@@ -92,27 +92,33 @@ def _auto_batch(config: Any, hw: Hardware) -> int:
     from loratui.engine.memory_plan import plan_memory
     from loratui.engine.models import resolve_model
 
-    spec = resolve_model(config.base_model, config.allow_pickle)
-    return plan_memory(config, spec, hw.free if hw.gpu else None, hw.precision, "adamw").batch_size
+    try:
+        spec = resolve_model(config.base_model, config.allow_pickle)
+        return plan_memory(config, spec, hw.free if hw.gpu else None, hw.precision, "adamw").batch_size
+    except Exception:  # no measurable model (yet): the run decides when it starts
+        from loratui.engine.presets import get_preset
+
+        return get_preset(config.preset).batch_size
 
 
-def measure_needs(state: Any, plans: list[PresetPlan], hw: Hardware) -> dict[str, MemoryNeed]:
-    """Each plan's GPU memory from the measured model (a second or two per new model)."""
-    from loratui.engine.errors import LoratuiError
+def measure_needs(state: Any, plans: list[PresetPlan], hw: Hardware) -> dict[str, MemoryNeed | None]:
+    """Each plan's GPU memory from the measured model (a second or two per new model); None
+    for a plan whose model cannot be measured."""
     from loratui.engine.footprint import memory_model
     from loratui.engine.memory_plan import budget_of
     from loratui.engine.models import resolve_model
 
-    needs = {}
+    needs: dict[str, MemoryNeed | None] = {}
     for plan in plans:
         if plan.error:
             continue
         try:
             config = state.build_config({"preset": plan.preset, "batch_size": plan.batch_size})
             spec = resolve_model(config.base_model, config.allow_pickle)
-        except LoratuiError:
+            model = memory_model(config, spec, hw.precision, "adamw")
+        except Exception:  # a bad path, or a model the measurement does not understand: no figure
+            needs[plan.preset] = None
             continue
-        model = memory_model(config, spec, hw.precision, "adamw")
         usable = budget_of(hw.free) if hw.gpu else 0
         fits = model.largest_batch(usable, max(plan.batch_size, 8)) if hw.gpu else 0
         needs[plan.preset] = MemoryNeed(model.estimate(plan.batch_size).total, usable, fits)
@@ -134,16 +140,21 @@ def detect_hardware() -> Hardware:
     return Hardware()
 
 
+MEASURING = MemoryNeed(-1, 0, 0)  # the card's figure while the measurement runs
+
+
 def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed | None) -> str:
-    """Time (rough, said to be) and GPU memory (measured model) for ``plan`` on ``hw``."""
+    """Time (rough, said to be) and GPU memory (measured model) for ``plan`` on ``hw``;
+    ``need`` is MEASURING until measured, None where it cannot be."""
     if base_model == "tiny":
         return "tiny model: ~1 min on a CPU"
-    memory = "measuring memory…" if need is None else f"needs ≈ {need.need / 2**30:.1f} GiB"
+    memory = ("measuring memory…" if need is MEASURING else "memory: n/a" if need is None
+              else f"needs ≈ {need.need / 2**30:.1f} GiB")
     if not hw.gpu:
         return f"no GPU: very slow on CPU · {memory}"
     scale = (plan.resolution / 512) ** 2 * plan.batch_size / 4
     minutes = plan.total_steps * scale / 1.5 / 60  # ~1.5 it/s at 512 px, batch 4: a rough guess
-    if need is None:
+    if need is None or need is MEASURING:
         return f"≈ {minutes:.0f} min · {memory}"
     text = f"≈ {minutes:.0f} min · {need.need / 2**30:.1f} of {hw.free / 2**30:.0f} GiB free"
     if need.need > need.usable:
@@ -199,7 +210,7 @@ class PresetScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.plans: dict[str, PresetPlan] = {}
-        self.needs: dict[str, MemoryNeed] = {}
+        self.needs: dict[str, MemoryNeed | None] = {}
         self.hardware = Hardware()
         self.valid = True
         self.error_text = ""
@@ -293,7 +304,7 @@ class PresetScreen(Screen[None]):
                 lines += [
                     f"[b]{plan.total_steps}[/] steps · {plan.epochs} epochs",
                     f"rank {plan.rank} · lr {plan.lr:g}",
-                    f"[dim]{estimate(plan, self.hardware, state.base_model, self.needs.get(name))}[/]",
+                    f"[dim]{estimate(plan, self.hardware, state.base_model, self.needs.get(name, MEASURING))}[/]",
                 ]
             card.update("\n".join(lines))
         plan = self.plans.get(state.preset)

@@ -27,6 +27,9 @@ async def test_cards_show_the_measured_memory_need(photos: Path, tmp_path: Path,
         assert screen.needs["pet"].need == expected
         await wait_for(pilot, lambda: f"needs ≈ {expected / 2**30:.1f} GiB" in screen_text(app), 10, "the card")
         assert "no GPU: very slow on CPU" in screen_text(app)
+        # a model that cannot be measured (here: no such file) says so instead of waiting forever
+        screen.query_one("#base_model").value = str(tmp_path / "nope.safetensors")
+        await wait_for(pilot, lambda: "memory: n/a" in screen_text(app), 30, "the n/a figure")
 
 
 def test_auto_batch_is_planned_as_the_run_will_pick_it(photos: Path, tmp_path: Path, tiny_model) -> None:
