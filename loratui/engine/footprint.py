@@ -86,8 +86,8 @@ class MemoryModel:
 def config_folder(spec: ModelSpec) -> Path:
     """The diffusers folder whose component configs describe ``spec``'s architecture.
 
-    A hub id that is not on disk is taken to be SD-1.5-shaped (what loratui trains), so the
-    shipped SD-1.5 configs describe it without a download.
+    A hub id is taken to be SD-1.5-shaped (what loratui trains), so the shipped SD-1.5
+    configs describe it without a download (an SD-2 hub model is measured as SD-1.5).
     """
     from loratui.engine.sd15_config import (
         config_dir_for_checkpoint,
