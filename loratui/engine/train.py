@@ -227,7 +227,14 @@ def _train(
     )
     if config.compile:
         # the first steps are slow while it compiles; benchmarks/RESULTS.md says when it pays
-        unet = torch.compile(unet)
+        # one static graph per latent shape (aspect buckets, a short last batch): inductor's
+        # dynamic-shape path failed on the second bucket (benchmarks/RESULTS.md), and a bucket
+        # set is small, so every shape gets its own graph rather than falling back to eager
+        import torch._dynamo
+
+        limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+        setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
+        unet = torch.compile(unet, dynamic=False)
     if config.train_text_encoder:
         unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
     else:
