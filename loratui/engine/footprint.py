@@ -278,7 +278,7 @@ def _param_count(part: str, config: dict[str, Any]) -> int:
         else:
             from transformers import CLIPTextConfig, CLIPTextModel
 
-            model = CLIPTextModel(CLIPTextConfig(**_known(CLIPTextConfig, config)))
+            model = CLIPTextModel(CLIPTextConfig(**_known(config)))
     return sum(p.numel() for p in model.parameters())
 
 
@@ -287,7 +287,8 @@ def _text_lora_params(config: dict[str, Any], rank: int) -> int:
     return config["num_hidden_layers"] * 4 * 2 * rank * config["hidden_size"]
 
 
-def _known(cls: Any, config: dict[str, Any]) -> dict[str, Any]:
+def _known(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the bookkeeping keys a config.json carries beside the model's own."""
     skip = {"architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype", "model_type"}
     return {k: v for k, v in config.items() if k not in skip}
 

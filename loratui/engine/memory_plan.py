@@ -36,6 +36,11 @@ class MemoryPlan:
     messages: list[str] = field(default_factory=list)
 
 
+def planned_batch(config: Any) -> int:
+    """The batch to use where nothing is measured: the set one, or for "auto" the preset's."""
+    return get_preset(config.preset).batch_size if config.batch_size == "auto" else config.batch_size
+
+
 def budget_of(free: int) -> int:
     """The bytes of ``free`` GPU memory a run may plan to use."""
     return max(int(free * HEADROOM) - RESERVE, 0)
@@ -52,7 +57,7 @@ def plan_memory(
     auto = config.batch_size == "auto"
     checkpointing = config.gradient_checkpointing
     if free is None:
-        batch = get_preset(config.preset).batch_size if auto else config.batch_size
+        batch = planned_batch(config)
         note = [f"batch size auto: no GPU, so the {config.preset} preset's batch of {batch}"] if auto else []
         return MemoryPlan(max(batch, world), 1, checkpointing, 0, 0, note)
 
@@ -71,12 +76,13 @@ def plan_memory(
             f"batch size auto: {per_gpu * world}{f' ({per_gpu} per GPU)' if world > 1 else ''}, "
             f"≈ {_gib(fit.total)} of {_gib(budget)} usable GPU memory"))
         if fit.total > budget:
-            messages.append(_advice(model, config, precision, optimizer, budget, "even batch 1 may not fit"))
+            messages.append(_advice(model, precision, optimizer, budget, "even batch 1 may not fit"))
         return MemoryPlan(per_gpu * world, 1, checkpointing, fit.total, budget, messages)
 
     per_gpu = math.ceil(config.batch_size / world)
-    if model.estimate(per_gpu).total <= budget:
-        return MemoryPlan(config.batch_size, 1, checkpointing, model.estimate(per_gpu).total, budget)
+    whole = model.estimate(per_gpu).total
+    if whole <= budget:
+        return MemoryPlan(config.batch_size, 1, checkpointing, whole, budget)
     if model.estimate(1).total > budget and not checkpointing:
         model, checkpointing = _with_checkpointing(config, spec, precision, optimizer), True
         messages.append("gradient checkpointing turned on: not even one image fits without it")
@@ -89,15 +95,15 @@ def plan_memory(
     if split > 1:
         tip = ""
         if not checkpointing:
-            whole = _with_checkpointing(config, spec, precision, optimizer).estimate(per_gpu).total
-            if whole <= budget:
-                tip = f"; --gradient-checkpointing would fit it in one pass (≈ {_gib(whole)}, ~30% more compute)"
+            checkpointed = _with_checkpointing(config, spec, precision, optimizer).estimate(per_gpu).total
+            if checkpointed <= budget:
+                tip = f"; --gradient-checkpointing would fit it in one pass (≈ {_gib(checkpointed)}, ~30% more compute)"
         messages.insert(0, (
             f"batch {config.batch_size} needs ≈ {_gib(model.estimate(per_gpu).total)} of GPU memory and "
             f"{_gib(budget)} is usable: each batch runs as {split} passes of {piece} image(s), "
             f"the effective batch stays {config.batch_size}{tip}"))
     if estimate > budget:
-        messages.append(_advice(model, config, precision, optimizer, budget, "even one image may not fit"))
+        messages.append(_advice(model, precision, optimizer, budget, "even one image may not fit"))
     return MemoryPlan(config.batch_size, split, checkpointing, estimate, budget, messages)
 
 
@@ -105,7 +111,7 @@ def _with_checkpointing(config: Any, spec: ModelSpec, precision: str, optimizer:
     return memory_model(config.model_copy(update={"gradient_checkpointing": True}), spec, precision, optimizer)
 
 
-def _advice(model: MemoryModel, config: Any, precision: str, optimizer: str, budget: int, lead: str) -> str:
+def _advice(model: MemoryModel, precision: str, optimizer: str, budget: int, lead: str) -> str:
     """What would make one image fit, with the measured saving of each remedy."""
     need = model.estimate(1)
     tips = []
@@ -147,7 +153,7 @@ def fit_to_device(config: Any, spec: ModelSpec, accelerator: Any, precision: str
     try:
         plan = plan_memory(config, spec, free, precision, optimizer, world)
     except Exception as exc:  # a model the measurement does not understand
-        fallback = get_preset(config.preset).batch_size if config.batch_size == "auto" else config.batch_size
+        fallback = planned_batch(config)
         plan = MemoryPlan(max(fallback, world), 1, config.gradient_checkpointing, 0, 0, [
             f"no memory estimate for this model ({type(exc).__name__}: {exc}); batch {fallback}"])
     batch, split, checkpointing = plan.batch_size, plan.split, plan.gradient_checkpointing

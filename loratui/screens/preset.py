@@ -89,16 +89,14 @@ def plan_presets(state: Any, hw: Hardware | None = None) -> list[PresetPlan]:
 
 
 def _auto_batch(config: Any, hw: Hardware) -> int:
-    from loratui.engine.memory_plan import plan_memory
+    from loratui.engine.memory_plan import plan_memory, planned_batch
     from loratui.engine.models import resolve_model
 
     try:
         spec = resolve_model(config.base_model, config.allow_pickle)
         return plan_memory(config, spec, hw.free if hw.gpu else None, hw.precision, "adamw").batch_size
     except Exception:  # no measurable model (yet): the run decides when it starts
-        from loratui.engine.presets import get_preset
-
-        return get_preset(config.preset).batch_size
+        return planned_batch(config)
 
 
 def measure_needs(state: Any, plans: list[PresetPlan], hw: Hardware) -> dict[str, MemoryNeed | None]:
