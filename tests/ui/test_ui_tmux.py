@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import re
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ class Tmux:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rows = [r.strip() for r in self.screen(session).splitlines()]
-            if any(r.startswith(label) and r[len(label):].strip() == value for r in rows):
+            if any(r.startswith(label) and _field_value(r[len(label):]) == value for r in rows):
                 return
             time.sleep(0.1)
         raise AssertionError(f"{label} never showed {value!r}; the screen:\n{self.screen(session)}")
@@ -62,6 +63,15 @@ class Tmux:
 
     def kill_server(self) -> None:
         self.run("kill-server", check=False)
+
+
+def _field_value(rest: str) -> str:
+    """The value part of a form row: up to the wide gap before the scrollbar column.
+
+    When the form is scrolled, the scrollbar's thumb (``▁▁``, ``▆▆``) is drawn at the end of
+    whichever row it sits beside, so the row reads ``64   ...   ▁▁``.
+    """
+    return re.split(r"\s{3,}", rest.strip())[0]
 
 
 def _quote(arg: str) -> str:
