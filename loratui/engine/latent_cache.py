@@ -46,14 +46,21 @@ class LatentDiskCache:
     def __init__(self, fingerprint: str, root: Path | None = None) -> None:
         self.folder = (root or cache_dir() / "latents") / fingerprint
 
-    def _path(self, image: Path, bucket: tuple[int, int]) -> Path:
+    def entry(self, image: Path, bucket: tuple[int, int]) -> Path:
+        """Where (mean, std) of ``image`` at ``bucket`` is kept (hashes the file: look it up once)."""
         return self.folder / f"{image_key(image)}-{bucket[0]}x{bucket[1]}.safetensors"
 
     def get(self, image: Path, bucket: tuple[int, int]) -> tuple[Any, Any] | None:
         """The cached (mean, std), or None (a damaged entry counts as missing)."""
+        return self.read(self.entry(image, bucket))
+
+    def put(self, image: Path, bucket: tuple[int, int], mean: Any, std: Any) -> None:
+        """Store (mean, std) atomically; a full disk only costs the cache, never the run."""
+        self.write(self.entry(image, bucket), mean, std)
+
+    def read(self, path: Path) -> tuple[Any, Any] | None:
         from safetensors.torch import load_file
 
-        path = self._path(image, bucket)
         if not path.is_file():
             return None
         try:
@@ -62,14 +69,13 @@ class LatentDiskCache:
         except Exception:  # a torn or foreign file: encode again and overwrite it
             return None
 
-    def put(self, image: Path, bucket: tuple[int, int], mean: Any, std: Any) -> None:
-        """Store (mean, std) atomically; a full disk only costs the cache, never the run."""
+    def write(self, path: Path, mean: Any, std: Any) -> None:
         from safetensors.torch import save
 
         from loratui.engine import atomic
 
         try:
             data = save({"mean": mean.contiguous(), "std": std.contiguous()})
-            atomic.write_bytes(self._path(image, bucket), data)
+            atomic.write_bytes(path, data)
         except OSError:
             pass

@@ -77,14 +77,12 @@ def sample_losses(
     dtype: Any,
 ) -> Any:
     """The per-sample training loss (min-SNR weighted when enabled) for ``rows`` of ``batch``."""
-    import torch
     import torch.nn.functional as F
     from diffusers.training_utils import compute_snr
 
-    pick = torch.tensor(rows)
-    latents = batch.latents[pick].to(device, dtype)
-    noise = batch.noise[pick].to(device, dtype)
-    timesteps = batch.timesteps[pick].to(device)
+    latents = _take(batch.latents, rows).to(device, dtype)
+    noise = _take(batch.noise, rows).to(device, dtype)
+    timesteps = _take(batch.timesteps, rows).to(device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     states = text_states([batch.captions[r] for r in rows])
     pred = unet(noisy, timesteps, states, return_dict=False)[0]
@@ -96,6 +94,17 @@ def sample_losses(
         weight = snr.clamp(max=config.min_snr_gamma)
         loss = loss * (weight / (snr + 1) if v_pred else weight / snr)
     return loss
+
+
+def _take(tensor: Any, rows: list[int]) -> Any:
+    """``tensor[rows]``; as a slice when the rows are evenly spaced (a piece of this process's
+    share always is), so a batch already on the GPU is cut without copying an index there."""
+    step = rows[1] - rows[0] if len(rows) > 1 else 1
+    if step > 0 and rows == list(range(rows[0], rows[-1] + 1, step)):
+        return tensor[rows[0]:rows[-1] + 1:step]
+    import torch
+
+    return tensor[torch.tensor(rows, device=tensor.device)]
 
 
 def chunks(rows: list[int], parts: int) -> list[list[int]]:

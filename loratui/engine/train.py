@@ -41,6 +41,7 @@ from loratui.engine.events import (
     StepLogged,
     WarningRaised,
 )
+from loratui.engine.latents import cache_latents, encode_item, sample_latents
 from loratui.engine.memory import read_memory
 from loratui.engine.memory_plan import fit_to_device
 from loratui.engine.models import Components, load_components, resolve_model
@@ -50,7 +51,8 @@ from loratui.engine.runcard import progress_strip, write_run_card
 from loratui.engine.runs import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
 from loratui.engine.presets import get_preset
 from loratui.engine.sampling import build_pipeline, default_prompts, render, save_png
-from loratui.engine.step import chunks, draw_micro, sample_losses
+from loratui.engine.prefetch import Prefetcher, to_device
+from loratui.engine.step import MicroBatch, chunks, draw_micro, sample_losses
 from loratui.engine.stop import StopSignal
 from loratui.engine.validation import ValidationSet, overtraining_step, recommend
 
@@ -205,7 +207,7 @@ def _train(
     sampling = config.sample_interval > 0
     if config.cache_latents:
         with accelerator.main_process_first():  # rank 0 fills the disk cache, the others read it
-            latent_cache = _cache_latents(plan, vae, device, bus, config.cache_latents_to_disk)
+            latent_cache = cache_latents(plan, vae, device, bus, config.cache_latents_to_disk)
     validation = _validation_set(plan, config, vae, device, latent_cache)
     if config.cache_latents:
         if not sampling:  # the VAE is needed again only to decode samples
@@ -335,15 +337,14 @@ def _train(
     step = start_step
 
     def latents_of(indices: list[int], gen):
-        return _latents_for(plan, indices, latent_cache, vae, gen)
+        return sample_latents(plan, indices, latent_cache, vae, gen)
 
     def run_step(at: int) -> float:
         """Forward and backward for optimizer step ``at``; returns the mean loss of its samples."""
         loss_sum = torch.zeros((), device=device)
         count = 0
         for k in range(accum):
-            batch = draw_micro(plan, config, at * accum + k, latents_of, vae.config.scaling_factor,
-                               noise_scheduler.config.num_train_timesteps)
+            batch = to_device(fetch.get(at * accum + k), device)
             mine = list(range(rank, len(batch), world))  # this process's rows of the planned batch
             pieces = chunks(mine, split) if mine else [[0]]  # an idle rank still joins the all-reduce
             for p, rows in enumerate(pieces):
@@ -362,6 +363,11 @@ def _train(
         total = accelerator.reduce(loss_sum, "sum") if world > 1 else loss_sum
         return total / count  # a tensor: read with the gradient norm, in one GPU sync
 
+    def draw(micro: int) -> MicroBatch:
+        return draw_micro(plan, config, micro, latents_of, vae.config.scaling_factor,
+                          noise_scheduler.config.num_train_timesteps)
+
+    fetch = Prefetcher(draw, total_steps * accum, device)
     stop.install_handlers()
     try:
         while step < total_steps:
@@ -464,6 +470,7 @@ def _train(
                     _card(run_dir, config, plan, comps, step, total_steps, smoothed, "stopped", healed=healed)
                     return RunResult("stopped", run_dir, last_lora, step, total_steps, smoothed)
     finally:
+        fetch.close()
         stop.restore_handlers()
 
     # --- save the final LoRA in both formats, and the run card
@@ -603,7 +610,7 @@ def _validation_set(plan: RunPlan, config: RunConfig, vae, device, cache: dict) 
     items = plan.validation_items if held_out else plan.items[:8]
     latents = []
     for item in items:
-        mean, _ = cache[item.index] if (not held_out and item.index in cache) else _encode(vae, item, device)
+        mean, _ = cache[item.index] if (not held_out and item.index in cache) else encode_item(vae, item, device)
         latents.append(mean * vae.config.scaling_factor)
     from loratui.engine.prompts import with_trigger
 
@@ -663,51 +670,6 @@ def _make_optimizer(config: RunConfig, groups: list[dict], device, bus: EventBus
     # on the tiny model's 160 small tensors (benchmarks/RESULTS.md)
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
     return torch.optim.AdamW(groups, weight_decay=1e-2, **fused), "torch.optim.AdamW"
-
-
-def _cache_latents(plan: RunPlan, vae, device, bus: EventBus, use_disk: bool) -> dict[int, tuple[Any, Any]]:
-    """Every training image's VAE posterior, from the disk cache where it has them."""
-    import torch
-
-    from loratui.engine.latent_cache import LatentDiskCache, vae_fingerprint
-
-    disk = LatentDiskCache(vae_fingerprint(vae)) if use_disk else None
-    cache: dict[int, tuple[Any, Any]] = {}
-    total = len(plan.items)
-    every = max(1, total // 50)
-    bus.emit(PhaseProgress("caching latents", 0, total))
-    with torch.no_grad():
-        for n, item in enumerate(plan.items, 1):
-            hit = disk.get(item.record.path, item.bucket) if disk else None
-            if hit is None:
-                hit = _encode(vae, item, device)
-                if disk:
-                    disk.put(item.record.path, item.bucket, *hit)
-            cache[item.index] = hit
-            if n % every == 0 or n == total:
-                bus.emit(PhaseProgress("caching latents", n, total))
-    return cache
-
-
-def _encode(vae, item, device) -> tuple[Any, Any]:
-    import torch
-
-    from loratui.engine.images import fit_to_bucket, open_rgb, to_tensor
-
-    pixels = to_tensor(fit_to_bucket(open_rgb(item.record.path), item.bucket)).unsqueeze(0)
-    with torch.no_grad():
-        dist = vae.encode(pixels.to(device, dtype=torch.float32)).latent_dist
-    return dist.mean[0].cpu(), dist.std[0].cpu()
-
-
-def _latents_for(plan: RunPlan, indices: list[int], cache: dict, vae, gen) -> Any:
-    import torch
-
-    out = []
-    for i in indices:
-        mean, std = cache[i] if i in cache else _encode(vae, plan.items[i], next(vae.parameters()).device)
-        out.append(mean + std * torch.randn(mean.shape, generator=gen))
-    return torch.stack(out)
 
 
 def _adapter_dicts(accelerator, trained: list) -> tuple[dict, dict | None]:

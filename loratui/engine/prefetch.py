@@ -1,0 +1,91 @@
+"""Draw the next micro-batch while the device trains on this one.
+
+A micro-batch is a pure function of its index (``step.draw_micro``), so the next one can be
+drawn on a background thread while the current step runs: sampling latents from the cached
+posteriors (or reading and encoding the images when latents are not cached), the noise, the
+timesteps and the captions, and on CUDA copying them into pinned memory, so that the copy to
+the GPU does not block and the GPU never waits for the CPU between steps.
+
+Any other index than the one drawn ahead (a rollback after bad steps) is drawn on the spot,
+and the last batch is kept for a retry (after an out-of-memory error), so a run sees exactly
+the batches it would see drawing them in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from loratui.engine.step import MicroBatch
+
+
+class Prefetcher:
+    """``get(m)`` returns micro-batch ``m`` and starts drawing ``m + 1`` (below ``end``)."""
+
+    def __init__(self, draw: Callable[[int], MicroBatch], end: int, device: Any) -> None:
+        self._draw = draw
+        self._end = end
+        self._pin = device.type == "cuda"
+        # a new thread starts on CUDA device 0: give it this process's, so pinned memory is
+        # tied to it (not a second CUDA context on GPU 0 for every rank)
+        self._pool = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="loratui-prefetch",
+            initializer=_use_device,
+            initargs=(device,),
+        )
+        self._ahead: tuple[int, Future] | None = None
+        self._last: tuple[int, MicroBatch] | None = None
+
+    def get(self, micro: int) -> MicroBatch:
+        if self._last is not None and self._last[0] == micro:
+            return self._last[1]
+        if self._ahead is not None and self._ahead[0] == micro:
+            batch = self._ahead[1].result()
+        else:
+            if self._ahead is not None:
+                self._ahead[1].cancel()  # a jump (rollback): what was drawn ahead is not needed
+            batch = self._load(micro)
+        self._ahead = (micro + 1, self._pool.submit(self._load, micro + 1)) if micro + 1 < self._end else None
+        self._last = (micro, batch)
+        return batch
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _load(self, micro: int) -> MicroBatch:
+        batch = self._draw(micro)
+        if self._pin:
+            batch.latents = batch.latents.pin_memory()
+            batch.noise = batch.noise.pin_memory()
+            batch.timesteps = batch.timesteps.pin_memory()
+        return batch
+
+
+def to_device(batch: MicroBatch, device: Any) -> MicroBatch:
+    """``batch`` with its tensors on ``device`` (an asynchronous copy from pinned memory)."""
+    if batch.latents.device == device:
+        return batch
+    return MicroBatch(
+        batch.indices,
+        batch.latents.to(device, non_blocking=True),
+        batch.noise.to(device, non_blocking=True),
+        batch.timesteps.to(device, non_blocking=True),
+        batch.captions,
+    )
+
+
+def _use_device(device: Any) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(device)
