@@ -69,6 +69,40 @@ def test_exif_orientation_is_applied(tmp_path):
     assert open_rgb(path).size == (40, 80)
 
 
+@pytest.mark.parametrize("orientation", [1, 6, 8])
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_a_large_jpeg_is_decoded_small_and_fits_the_same(tmp_path, orientation, mode):
+    import numpy as np
+
+    # a photo-like picture: smooth light, edges, a little sensor noise; upright it is portrait
+    rng = np.random.default_rng(orientation)
+    y, x = np.mgrid[0:1200, 0:1600]
+    base = 120 + 60 * np.sin(x / 90.0) * np.cos(y / 70.0) + 40 * ((x // 200 + y // 150) % 2)
+    rgb = np.stack([base, base * 0.8 + 30, 255 - base], -1) + rng.normal(0, 4, (1200, 1600, 3))
+    stored = Image.fromarray(np.clip(rgb, 0, 255).astype("uint8")).convert(mode)
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    stored.save(path, quality=92, exif=exif)
+    bucket = (96, 128) if orientation != 1 else (128, 96)
+
+    small = open_rgb(path, cover=bucket)
+    full = open_rgb(path)
+    assert small.mode == "RGB" and full.size == ((1200, 1600) if orientation != 1 else (1600, 1200))
+    # decoded at 1/4 scale (300x400 keeps >= 2x the 96x128 the fit keeps), and upright
+    assert small.size == (full.width // 4, full.height // 4)
+    a = np.asarray(fit_to_bucket(small, bucket), dtype=np.float64)
+    b = np.asarray(fit_to_bucket(full, bucket), dtype=np.float64)
+    psnr = 10 * np.log10(255**2 / np.mean((a - b) ** 2))
+    assert psnr > 40, f"the fitted image differs: PSNR {psnr:.1f} dB"
+
+
+def test_a_small_jpeg_is_decoded_whole(tmp_path):
+    path = tmp_path / "small.jpg"
+    Image.new("RGB", (200, 150), (10, 200, 30)).save(path)
+    assert open_rgb(path, cover=(128, 96)).size == (200, 150)
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "L", "P", "CMYK", "I;16", "LA"])
 def test_any_mode_becomes_rgb(tmp_path, mode):
     path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")

@@ -16,7 +16,7 @@ from typing import Any
 from loratui.engine.paths import cache_dir
 
 # Bump when images.fit_to_bucket/open_rgb/to_tensor change what a latent means.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: large JPEGs decoded at reduced scale (images.open_rgb cover=)
 
 
 def vae_fingerprint(vae: Any) -> str:

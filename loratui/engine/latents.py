@@ -47,7 +47,7 @@ def read_pixels(item) -> Any:
     """The item's image, upright, RGB, fitted to its bucket: a (3, H, W) tensor in [-1, 1]."""
     from loratui.engine.images import fit_to_bucket, open_rgb, to_tensor
 
-    return to_tensor(fit_to_bucket(open_rgb(item.record.path), item.bucket))
+    return to_tensor(fit_to_bucket(open_rgb(item.record.path, cover=item.bucket), item.bucket))
 
 
 def encode_pixels(vae, pixels, device) -> tuple[Any, Any]:
