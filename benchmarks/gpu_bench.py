@@ -36,28 +36,8 @@ SD15_UNET_CONFIG = Path(__file__).resolve().parent.parent / "loratui" / "configs
 SD15_SCHEDULER_CONFIG = SD15_UNET_CONFIG.parent.parent / "scheduler" / "scheduler_config.json"
 TEXT_TOKENS = 77  # CLIP's context length: what the text encoder hands the UNet
 
-# Dense (no sparsity) bf16/fp16 tensor-core peaks, TFLOP/s, from the vendors' data sheets.
-# First match on the device name wins, so the more specific names come first.
-PEAK_TFLOPS = [
-    ("H100 PCIe", 756.0),
-    ("H100 80GB HBM3", 989.0),  # how an H100 SXM names itself
-    ("H100 SXM", 989.0),
-    ("H200", 989.0),
-    ("A100", 312.0),
-    ("RTX 4090", 165.0),
-    ("RTX 3090", 71.0),
-]
-
 # The best public SD-1.5 LoRA training speed we know of, for one line of comparison.
 REFERENCE = {"it_per_s": 3.0, "batch": 1, "resolution": 512, "device": "RTX 3070 Ti"}
-
-
-def peak_tflops(device_name: str) -> float | None:
-    """The dense bf16/fp16 peak of a GPU by its name, or None when it is not in the table."""
-    for key, peak in PEAK_TFLOPS:
-        if key.lower() in device_name.lower():
-            return peak
-    return None
 
 
 def unet_config(tiny: bool) -> dict[str, Any]:
@@ -282,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_bench: --device cuda but torch sees no CUDA GPU (use --device cpu)", file=sys.stderr)
         return 2
+    from loratui.engine.speed import peak_tflops
+
     device = torch.device(args.device)
     weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -69,6 +69,17 @@ def test_sd15_attention_is_counted_as_the_fused_gpu_kernel():
     assert 860e6 < measured.params < 866e6  # SD-1.5's UNet with a rank-16 LoRA
     assert measured.lora_params == 3_188_736
     assert 0.5 * GIB < measured.per_image < 1.2 * GIB
+    # the same passes count the work: 1.725 TFLOP a step with attention as plain matmuls
+    # (benchmarks/gpu_bench.py); the flash kernel's backward recomputes the scores, a little more
+    assert 1.70e12 < measured.flops_per_image < 1.85e12
+    assert measured.flops_fixed < 0.01 * measured.flops_per_image
+
+
+def test_flops_are_counted_per_image_and_with_checkpointings_recompute(tiny_model):
+    plain = footprint.measure_unet(UNET_CONFIG, 64, 4, "fp32", False)
+    checkpointed = footprint.measure_unet(UNET_CONFIG, 64, 4, "fp32", True)
+    assert plain.flops_per_image > 0 and plain.flops_fixed < 0.01 * plain.flops_per_image
+    assert 1.2 < checkpointed.flops_per_image / plain.flops_per_image < 1.6  # the forward, again
 
 
 def test_measurements_are_cached_and_a_broken_cache_is_remeasured(tiny_model):

@@ -13,6 +13,10 @@ figure is the GPU's, not the CPU fallback's. Two passes (batch 1 and 2) give the
 image and the fixed part; weights, LoRA parameters, their gradients and optimizer states are
 counted from the parameter shapes. Measurements are kept in the cache, keyed by the UNet's
 config, so a model is measured once per resolution and setting (about a second for SD-1.5).
+
+The same passes count the step's floating-point operations (PyTorch's FLOP counter, with the
+fused attention kernels' own formulas, recomputation under checkpointing included), from
+which a run's time is estimated (``engine/speed.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from loratui.engine import atomic
 from loratui.engine.models import ModelSpec
 from loratui.engine.paths import cache_dir
 
-FOOTPRINT_VERSION = 1  # bump when the measurement changes, so cached figures are re-measured
+FOOTPRINT_VERSION = 2  # 2: FLOPs counted too. Bump when the measurement changes, so cached figures are re-measured
 CACHE_FILE = "footprints.json"
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 OPTIMIZER_STATE_BYTES = {"adamw": 8, "adamw8bit": 2}  # per trainable parameter (two moments)
@@ -44,6 +48,8 @@ class UnetFootprint:
     per_image: int
     params: int  # all UNet parameters, LoRA included
     lora_params: int
+    flops_fixed: int = 0  # FLOPs of one forward + backward: ``flops_fixed + flops_per_image × batch``
+    flops_per_image: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class Estimate:
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """Everything a training run keeps on the GPU, from measured figures."""
+    """Everything a training run keeps on the GPU, and the work of a pass, from measured figures."""
 
     unet: UnetFootprint
     unet_weight_bytes: int
@@ -76,6 +82,10 @@ class MemoryModel:
             "activations": self.unet.fixed + self.unet.per_image * batch,
         }
         return Estimate(batch, sum(parts.values()), parts)
+
+    def flops(self, batch: int) -> int:
+        """FLOPs of one UNet forward and backward pass of ``batch`` images."""
+        return self.unet.flops_fixed + self.unet.flops_per_image * batch
 
     def largest_batch(self, budget: int, limit: int) -> int:
         """The largest batch (1..limit) whose estimate fits ``budget`` bytes; 0 if none does."""
@@ -141,13 +151,16 @@ def measure_unet(
             return UnetFootprint(**cached)
         unet = _meta_unet(unet_config, rank, precision, checkpointing)
         latent = resolution // 8
-        one, two = (_peak_of_pass(unet, unet_config, b, latent, precision) for b in (1, 2))
+        (one, flops_one), (two, flops_two) = (_measure_pass(unet, unet_config, b, latent, precision) for b in (1, 2))
         per_image = max(two - one, 0)
+        flops_per_image = max(flops_two - flops_one, 0)
         footprint = UnetFootprint(
             fixed=max(one - per_image, 0),
             per_image=per_image,
             params=sum(p.numel() for p in unet.parameters()),
             lora_params=sum(p.numel() for p in unet.parameters() if p.requires_grad),
+            flops_fixed=max(flops_one - flops_per_image, 0),
+            flops_per_image=flops_per_image,
         )
         cache = _read_cache()
         cache[key] = asdict(footprint)
@@ -174,6 +187,15 @@ def _meta_unet(unet_config: dict[str, Any], rank: int, precision: str, checkpoin
         unet.enable_gradient_checkpointing()
     unet.train()
     return unet
+
+
+def _measure_pass(unet, unet_config: dict[str, Any], batch: int, latent: int, precision: str) -> tuple[int, int]:
+    """(peak bytes, FLOPs) of one forward and backward pass of ``batch`` latents."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        peak = _peak_of_pass(unet, unet_config, batch, latent, precision)
+    return peak, int(counter.get_total_flops())
 
 
 def _peak_of_pass(

@@ -465,6 +465,7 @@ def _train(
                     accelerator.wait_for_everyone()
                     if not main:
                         return RunResult("stopped", run_dir, None, step, total_steps, smoothed)
+                    _record_speed(config, spec, precision, _gpu_name(device), durations, split, world)
                     bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(run_dir / "checkpoints"))))
                     state.update(status="stopped", step=step, message=stop.reason)
                     _card(run_dir, config, plan, comps, step, total_steps, smoothed, "stopped", healed=healed)
@@ -477,6 +478,7 @@ def _train(
     if not main:
         accelerator.wait_for_everyone()
         return RunResult("finished", run_dir, None, step, total_steps, smoothed)
+    _record_speed(config, spec, precision, _gpu_name(device), durations, split, world)
     final = _guard_disk(run_dir, step, lambda: _export_final(
         run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps, optimizer_name))
     advice = recommend(history, validation.held_out) if validation else None
@@ -492,6 +494,31 @@ def _train(
     bus.emit(RunFinished(str(final), step))
     accelerator.wait_for_everyone()
     return RunResult("finished", run_dir, final, step, total_steps, smoothed)
+
+
+def _gpu_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+
+
+def _record_speed(config: RunConfig, spec, precision: str, gpu: str, durations: deque, split: int,
+                  world: int) -> None:
+    """Keep the FLOP/s this run reached on ``gpu``, for the wizard's time estimates
+    (engine/speed.py): from the last steps' time, when there were enough of them."""
+    if not gpu or len(durations) < 10:
+        return
+    from loratui.engine.footprint import memory_model
+    from loratui.engine.speed import record_speed
+
+    try:
+        model = memory_model(config, spec, precision)
+    except Exception:  # a model the measurement does not understand: nothing to record
+        return
+    passes = config.grad_accum * split
+    images = config.batch_size * config.grad_accum / world  # this GPU's share of a step
+    flops = model.unet.flops_per_image * images + model.unet.flops_fixed * passes
+    record_speed(gpu, precision, flops * len(durations) / sum(durations))
 
 
 def _agreed_stop(accelerator, stop: StopSignal) -> bool:

@@ -60,6 +60,7 @@ class MemoryNeed:
     need: int  # bytes one pass of the plan's batch takes
     usable: int  # of the free memory, what a run plans with (0 without a GPU)
     fits: int  # the largest batch that fits ``usable`` (0 without a GPU)
+    flops_per_step: int = 0  # the UNet's work in one optimizer step of the plan
 
 
 def plan_presets(state: Any, hw: Hardware | None = None) -> list[PresetPlan]:
@@ -119,7 +120,8 @@ def measure_needs(state: Any, plans: list[PresetPlan], hw: Hardware) -> dict[str
             continue
         usable = budget_of(hw.free) if hw.gpu else 0
         fits = model.largest_batch(usable, max(plan.batch_size, 8)) if hw.gpu else 0
-        needs[plan.preset] = MemoryNeed(model.estimate(plan.batch_size).total, usable, fits)
+        step_flops = model.flops(plan.batch_size) * config.grad_accum
+        needs[plan.preset] = MemoryNeed(model.estimate(plan.batch_size).total, usable, fits, step_flops)
     return needs
 
 
@@ -142,22 +144,31 @@ MEASURING = MemoryNeed(-1, 0, 0)  # the card's figure while the measurement runs
 
 
 def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed | None) -> str:
-    """Time (rough, said to be) and GPU memory (measured model) for ``plan`` on ``hw``;
-    ``need`` is MEASURING until measured, None where it cannot be."""
+    """Time and GPU memory for ``plan`` on ``hw``, both from the measured model; ``need`` is
+    MEASURING until measured, None where it cannot be. The time is the plan's FLOPs over the
+    speed this GPU reached in earlier runs, or "est." from its data-sheet peak."""
     if base_model == "tiny":
         return "tiny model: ~1 min on a CPU"
     memory = ("measuring memory…" if need is MEASURING else "memory: n/a" if need is None
               else f"needs ≈ {need.need / 2**30:.1f} GiB")
     if not hw.gpu:
         return f"no GPU: very slow on CPU · {memory}"
-    scale = (plan.resolution / 512) ** 2 * plan.batch_size / 4
-    minutes = plan.total_steps * scale / 1.5 / 60  # ~1.5 it/s at 512 px, batch 4: a rough guess
     if need is None or need is MEASURING:
-        return f"≈ {minutes:.0f} min · {memory}"
-    text = f"≈ {minutes:.0f} min · {need.need / 2**30:.1f} of {hw.free / 2**30:.0f} GiB free"
+        return memory
+    text = f"{_duration(need, plan, hw)} · {need.need / 2**30:.1f} of {hw.free / 2**30:.0f} GiB free"
     if need.need > need.usable:
         text += f" (tight: {need.fits} per pass)" if need.fits else " (too big: see Advanced)"
     return text
+
+
+def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware) -> str:
+    from loratui.engine.speed import run_time
+
+    time = run_time(need.flops_per_step, plan.total_steps, hw.gpu, hw.precision)
+    if time is None:
+        return "time n/a"
+    minutes = max(1, round(time.seconds / 60))
+    return f"≈ {minutes} min" + ("" if time.measured else " (est.)")
 
 
 class PresetCard(Static, can_focus=True):
@@ -183,8 +194,9 @@ class PresetScreen(Screen[None]):
         "gives this dataset: steps, epochs, rank and learning rate. Below: the base model (a diffusers "
         "folder, a .safetensors file, a hub id, or `tiny`), the trigger word and the run's name. Open "
         "**Advanced** to override any value; it is checked as you type (batch size takes a number or "
-        "**auto**: the most images that fit the GPU). Each card's memory figure is measured on the "
-        "model's architecture. **ctrl+n** starts training."
+        "**auto**: the most images that fit the GPU). Each card's memory and time come from the "
+        "model's measured cost (its memory and FLOPs); the time says **est.** until a run on this GPU "
+        "has measured its speed. **ctrl+n** starts training."
     )
     DEFAULT_CSS = """
     PresetScreen #body { height: 1fr; padding: 0 1; }

@@ -40,3 +40,41 @@ def test_auto_batch_is_planned_as_the_run_will_pick_it(photos: Path, tmp_path: P
     plans = {p.preset: p for p in plan_presets(app.state, Hardware())}
     assert all(not p.error for p in plans.values())
     assert plans["style"].batch_size == get_preset("style").batch_size  # no GPU: the preset's
+
+
+@async_test
+async def test_cards_time_the_run_from_its_flops_and_this_gpus_speed(
+        photos: Path, tmp_path: Path, tiny_model, monkeypatch) -> None:
+    from loratui.engine import speed
+    from loratui.engine.footprint import memory_model
+    from loratui.engine.models import resolve_model
+
+    monkeypatch.setenv("LORATUI_CACHE_DIR", str(tmp_path / "cache"))  # its own speed records
+    settings = dict(base_model=str(tiny_model), resolution=64, steps=600, batch_size=2, sample_every=0)
+    app = build_app(photos, start="preset", output_dir=tmp_path / "runs", defaults=settings)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, PresetScreen)
+        await app.workers.wait_for_complete()  # the screen's own look at the hardware is done
+
+        async def cards_on(gpu: str) -> str:
+            # this machine has no GPU: the screen is told it has one, as detect_hardware would
+            screen.hardware = Hardware(gpu, 80 * 2**30, 79 * 2**30, "bf16")
+            screen.needs = {}
+            screen.replan()
+            await wait_for(pilot, lambda: len(screen.needs) == 3, 60, "the measured figures")
+            await pilot.pause()
+            return screen_text(app)
+
+        text = await cards_on("NVIDIA H100 80GB HBM3")
+        config = app.state.build_config({"preset": "pet"})
+        flops = memory_model(config, resolve_model(str(tiny_model)), "bf16").flops(2) * config.grad_accum
+        assert screen.needs["pet"].flops_per_step == flops > 0
+        assert "≈ 1 min (est.)" in text  # the tiny model's work is nothing to an H100's peak
+
+        speed.record_speed("NVIDIA H100 80GB HBM3", "bf16", 1e6)  # as if a run had reached 1 MFLOP/s
+        minutes = round(flops * 600 / 1e6 / 60)
+        text = await cards_on("NVIDIA H100 80GB HBM3")
+        assert f"≈ {minutes} min ·" in text and "(est.)" not in text
+
+        assert "time n/a" in await cards_on("A GPU no table lists")

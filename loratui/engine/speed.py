@@ -1,0 +1,94 @@
+"""How long a run will take on this GPU: its FLOPs over the speed this GPU reaches.
+
+A run's work is counted, not guessed: the measured model (``engine/footprint.py``) gives the
+FLOPs of one training pass at the run's batch and resolution. The speed is the one this GPU
+reached in earlier runs (each run on CUDA records its achieved TFLOP/s), and until there is one,
+an assumed share of the GPU's data-sheet peak. A measured speed carries across models and
+resolutions because it is kept as FLOP/s, not as steps per second.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+
+from loratui.engine import atomic
+from loratui.engine.paths import cache_dir
+
+# Dense (no sparsity) bf16/fp16 tensor-core peaks, TFLOP/s, from the vendors' data sheets.
+# First match on the device name wins, so the more specific names come first.
+PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100 80GB HBM3", 989.0),  # how an H100 SXM names itself
+    ("H100 SXM", 989.0),
+    ("H100 NVL", 835.0),
+    ("H200", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L40", 181.0),
+    ("L4", 121.0),
+    ("RTX 4090", 165.0),
+    ("RTX 3090", 71.0),
+    ("T4", 65.0),
+)
+# Until a run on this GPU has measured it: the share of peak a LoRA step reaches is assumed.
+ASSUMED_MFU = 0.3
+SPEED_FILE = "speeds.json"
+KEEP = 5  # the last runs per GPU and precision; the median of them is used
+
+
+@dataclass(frozen=True)
+class RunTime:
+    seconds: float
+    measured: bool  # from this GPU's earlier runs (else from its peak and ASSUMED_MFU)
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """The dense bf16/fp16 peak of a GPU by its name, or None when it is not in the table."""
+    for key, peak in PEAK_TFLOPS:
+        if key.lower() in device_name.lower():
+            return peak
+    return None
+
+
+def record_speed(gpu: str, precision: str, flop_per_s: float) -> None:
+    """Remember what a run reached on ``gpu`` (a bad or full cache only costs the record)."""
+    if not gpu or not flop_per_s > 0:
+        return
+    book = _read()
+    key = _key(gpu, precision)
+    book[key] = ([*book.get(key, []), flop_per_s])[-KEEP:]
+    try:
+        atomic.write_json(cache_dir() / SPEED_FILE, book)
+    except OSError:
+        pass
+
+
+def measured_speed(gpu: str, precision: str) -> float | None:
+    """FLOP/s earlier runs reached on ``gpu`` in ``precision`` (their median), or None."""
+    speeds = [v for v in _read().get(_key(gpu, precision), []) if isinstance(v, (int, float)) and v > 0]
+    return statistics.median(speeds) if speeds else None
+
+
+def run_time(flops_per_step: float, steps: int, gpu: str, precision: str) -> RunTime | None:
+    """The training steps' time on ``gpu``; None for a GPU neither measured nor in the table."""
+    measured = measured_speed(gpu, precision)
+    if measured is not None:
+        return RunTime(flops_per_step * steps / measured, True)
+    peak = peak_tflops(gpu) if precision in ("bf16", "fp16") else None
+    if peak is None:
+        return None
+    return RunTime(flops_per_step * steps / (peak * 1e12 * ASSUMED_MFU), False)
+
+
+def _key(gpu: str, precision: str) -> str:
+    return f"{gpu}|{precision}"
+
+
+def _read() -> dict[str, list]:
+    try:
+        data = json.loads((cache_dir() / SPEED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}

@@ -1,0 +1,68 @@
+"""A run's time from its counted FLOPs: the data-sheet peak until this GPU has measured its speed."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import pytest
+from tinyrun import tiny_config
+
+from loratui.engine import speed
+from loratui.engine.footprint import memory_model
+from loratui.engine.models import resolve_model
+
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORATUI_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_an_unmeasured_gpu_is_estimated_from_its_peak():
+    time = speed.run_time(1.725e12, 1000, H100, "bf16")
+    assert not time.measured
+    assert time.seconds == pytest.approx(1.725e12 * 1000 / (989e12 * speed.ASSUMED_MFU))
+    assert speed.peak_tflops("NVIDIA H100 PCIe") == 756.0  # the specific name before the family
+    assert speed.peak_tflops("NVIDIA L40S") == 362.0 and speed.peak_tflops("NVIDIA L4") == 121.0
+    assert speed.run_time(1e12, 10, "Some Future GPU", "bf16") is None
+    assert speed.run_time(1e12, 10, H100, "fp32") is None  # the table holds tensor-core peaks
+
+
+def test_measured_runs_replace_the_estimate_with_their_median():
+    for flop_per_s in (100e12, 300e12, 200e12):
+        speed.record_speed(H100, "bf16", flop_per_s)
+    time = speed.run_time(2e12, 500, H100, "bf16")
+    assert time.measured and time.seconds == pytest.approx(2e12 * 500 / 200e12)
+    assert speed.run_time(2e12, 500, H100, "fp16").measured is False  # another precision, another speed
+    for n in range(10):
+        speed.record_speed(H100, "bf16", 1e12 * (n + 1))
+    assert speed.measured_speed(H100, "bf16") == pytest.approx(8e12)  # the last 5 runs: 6..10
+
+
+def test_a_broken_speed_file_only_costs_the_records(tmp_path):
+    path = Path(tmp_path / "cache" / speed.SPEED_FILE)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert speed.run_time(1e12, 10, H100, "bf16").measured is False
+    speed.record_speed(H100, "bf16", 5e12)
+    assert speed.measured_speed(H100, "bf16") == 5e12
+    path.write_text(json.dumps({f"{H100}|bf16": ["fast", -1, 4e12]}))
+    assert speed.measured_speed(H100, "bf16") == 4e12
+
+
+def test_a_run_records_its_flops_per_second(small_dataset, tmp_path, tiny_model):
+    from loratui.engine.train import _record_speed
+
+    config = tiny_config(small_dataset, tmp_path, batch_size=4, grad_accum=2)
+    spec = resolve_model("tiny")
+    model = memory_model(config, spec, "bf16")
+    _record_speed(config, spec, "bf16", H100, deque([0.5] * 12), split=2, world=2)
+    # per GPU and step: 4 images (8 over 2 GPUs, 2 accumulated micro-batches) in 4 passes, 2 steps/s
+    expected = (model.unet.flops_per_image * 4 + model.unet.flops_fixed * 4) * 2
+    assert speed.measured_speed(H100, "bf16") == pytest.approx(expected)
+    _record_speed(config, spec, "bf16", "", deque([0.5] * 12), 1, 1)  # no GPU: nothing recorded
+    _record_speed(config, spec, "bf16", "NVIDIA A100", deque([0.5] * 3), 1, 1)  # too few steps
+    assert speed.measured_speed("NVIDIA A100", "bf16") is None
