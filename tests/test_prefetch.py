@@ -51,6 +51,22 @@ def test_a_failure_while_drawing_ahead_reaches_the_loop_as_itself():
             fetch.get(1)
 
 
+def test_a_draw_that_failed_ahead_is_drawn_again_when_retried():
+    failures = [1]  # the first draw of micro-batch 1 fails (out of memory in the VAE, say)
+
+    def draw(micro: int) -> MicroBatch:
+        if micro == 1 and failures:
+            failures.pop()
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return MicroBatch([micro], torch.full((1, 1), float(micro)), torch.zeros(1, 1), torch.zeros(1), ["x"])
+
+    with Prefetcher(draw, end=3, device=CPU) as fetch:
+        fetch.get(0)
+        with pytest.raises(torch.OutOfMemoryError):
+            fetch.get(1)
+        assert fetch.get(1).latents.item() == 1.0
+
+
 def test_a_batch_already_on_the_device_is_not_copied():
     batch = MicroBatch([0], torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2), torch.zeros(1), ["x"])
     assert to_device(batch, CPU) is batch

@@ -42,7 +42,8 @@ class Prefetcher:
         if self._last is not None and self._last[0] == micro:
             return self._last[1]
         if self._ahead is not None and self._ahead[0] == micro:
-            batch = self._ahead[1].result()
+            ahead, self._ahead = self._ahead[1], None  # a failed draw is drawn again if asked again
+            batch = ahead.result()
         else:
             if self._ahead is not None:
                 self._ahead[1].cancel()  # a jump (rollback): what was drawn ahead is not needed
