@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import deque
 from pathlib import Path
 
 import pytest
@@ -53,16 +52,21 @@ def test_a_broken_speed_file_only_costs_the_records(tmp_path):
     assert speed.measured_speed(H100, "bf16") == 4e12
 
 
-def test_a_run_records_its_flops_per_second(small_dataset, tmp_path, tiny_model):
-    from loratui.engine.train import _record_speed
+def test_a_run_records_the_flops_it_trained_per_second(demo_dataset, tmp_path, tiny_model, monkeypatch):
+    """Counted from the images each step really trained: 12 images at batch 5 are batches of
+    5, 5 and 2, so a step is 4 images on average, not 5."""
+    from loratui.engine import train as train_module
+    from loratui.engine.plan import plan_run
 
-    config = tiny_config(small_dataset, tmp_path, batch_size=4, grad_accum=2)
-    spec = resolve_model("tiny")
-    model = memory_model(config, spec, "bf16")
-    _record_speed(config, spec, "bf16", H100, deque([0.5] * 12), split=2, world=2)
-    # per GPU and step: 4 images (8 over 2 GPUs, 2 accumulated micro-batches) in 4 passes, 2 steps/s
-    expected = (model.unet.flops_per_image * 4 + model.unet.flops_fixed * 4) * 2
-    assert speed.measured_speed(H100, "bf16") == pytest.approx(expected)
-    _record_speed(config, spec, "bf16", "", deque([0.5] * 12), 1, 1)  # no GPU: nothing recorded
-    _record_speed(config, spec, "bf16", "NVIDIA A100", deque([0.5] * 3), 1, 1)  # too few steps
-    assert speed.measured_speed("NVIDIA A100", "bf16") is None
+    # this machine has no GPU: the run is told the name torch.cuda would give it
+    monkeypatch.setattr(train_module, "_gpu_name", lambda device: H100)
+    config = tiny_config(demo_dataset, tmp_path, batch_size=5, buckets=False, steps=24, save_every=0,
+                         validation="off")
+    events: list = []
+    train_module.train(config, tmp_path / "run", [events.append])
+    last = [e for e in events if e.event == "step"][-1]
+    per_image = memory_model(config, resolve_model("tiny"), "fp32").unet.flops_per_image
+    batches = plan_run(config).batches
+    images = sum(len(batches.batch_at(m)[1]) for m in range(4, 24))  # the last 20 steps
+    assert images < 20 * 5  # short batches among them
+    assert speed.measured_speed(H100, "fp32") == pytest.approx(per_image * images / 20 * last.it_per_s, rel=1e-6)

@@ -13,14 +13,14 @@ def open_rgb(path: Path, cover: tuple[int, int] | None = None):
     """The image at ``path`` upright (EXIF applied) and in RGB (alpha over white).
 
     With ``cover`` (the size it will be fitted to), a large JPEG is decoded at 1/2, 1/4 or 1/8
-    scale where that still leaves twice the pixels the fit keeps: 2.4x faster on 12-megapixel
+    scale where that still leaves twice the width and height the fit keeps: 2.4x faster on 12-megapixel
     photos, and the fitted image is the same to the eye (PSNR 52 dB; benchmarks/RESULTS.md).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            if cover is not None and im.format == "JPEG":
+            if cover is not None and im.format in ("JPEG", "MPO"):  # MPO: a camera's multi-picture JPEG
                 _draft(im, cover)
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):

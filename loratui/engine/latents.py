@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from contextlib import closing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -81,8 +82,8 @@ def cache_latents(plan: RunPlan, vae, device, bus: EventBus, use_disk: bool,
     every = max(1, total // 50)
     readers = readers or reader_count()
     bus.emit(PhaseProgress("caching latents", 0, total))
-    with ThreadPoolExecutor(readers, thread_name_prefix="loratui-read") as pool:
-        looked_up = read_ahead(pool, look_up, plan.items, window=2 * readers)
+    with ThreadPoolExecutor(readers, thread_name_prefix="loratui-read") as pool, \
+            closing(read_ahead(pool, look_up, plan.items, window=2 * readers)) as looked_up:
         for n, (item, (entry, hit, pixels)) in enumerate(zip(plan.items, looked_up), 1):
             if hit is None:
                 hit = encode_pixels(vae, pixels, device)

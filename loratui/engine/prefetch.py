@@ -14,7 +14,7 @@ the batches it would see drawing them in order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from loratui.engine.step import MicroBatch
@@ -23,9 +23,11 @@ from loratui.engine.step import MicroBatch
 class Prefetcher:
     """``get(m)`` returns micro-batch ``m`` and starts drawing ``m + 1`` (below ``end``)."""
 
-    def __init__(self, draw: Callable[[int], MicroBatch], end: int, device: Any) -> None:
+    def __init__(self, draw: Callable[[int], MicroBatch], end: int, device: Any, ahead: bool = True) -> None:
+        """``ahead=False`` draws each batch when asked (when drawing runs the VAE, which must
+        not add its memory to the training pass's on the GPU)."""
         self._draw = draw
-        self._end = end
+        self._end = end if ahead else 0
         self._pin = device.type == "cuda"
         # a new thread starts on CUDA device 0: give it this process's, so pinned memory is
         # tied to it (not a second CUDA context on GPU 0 for every rank)
@@ -45,8 +47,10 @@ class Prefetcher:
             ahead, self._ahead = self._ahead[1], None  # a failed draw is drawn again if asked again
             batch = ahead.result()
         else:
-            if self._ahead is not None:
-                self._ahead[1].cancel()  # a jump (rollback): what was drawn ahead is not needed
+            if self._ahead is not None:  # a jump (rollback): what was drawn ahead is not needed
+                stale, self._ahead = self._ahead[1], None
+                if not stale.cancel():
+                    wait([stale])  # never two draws at once
             batch = self._load(micro)
         self._ahead = (micro + 1, self._pool.submit(self._load, micro + 1)) if micro + 1 < self._end else None
         self._last = (micro, batch)

@@ -331,10 +331,12 @@ def _train(
     lr_scale_rollbacks = 0
     bad_streak = 0
     snapshot = _snapshot(accelerator, trained, optimizer, lr_scheduler, start_step)
-    durations: deque[float] = deque(maxlen=20)
     smoothed: float | None = None
     last_lora: Path | None = None
     step = start_step
+
+    work = [0, 0]  # this process's images and passes in the last step
+    done: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, images, passes) per step
 
     def latents_of(indices: list[int], gen):
         return sample_latents(plan, indices, latent_cache, vae, gen)
@@ -343,10 +345,13 @@ def _train(
         """Forward and backward for optimizer step ``at``; returns the mean loss of its samples."""
         loss_sum = torch.zeros((), device=device)
         count = 0
+        work[:] = [0, 0]
         for k in range(accum):
             batch = to_device(fetch.get(at * accum + k), device)
             mine = list(range(rank, len(batch), world))  # this process's rows of the planned batch
             pieces = chunks(mine, split) if mine else [[0]]  # an idle rank still joins the all-reduce
+            work[0] += len(mine)
+            work[1] += len(pieces)
             for p, rows in enumerate(pieces):
                 last = k == accum - 1 and p == len(pieces) - 1
                 with (contextlib.nullcontext() if last else accelerator.no_sync(unet)), accelerator.autocast():
@@ -367,7 +372,7 @@ def _train(
         return draw_micro(plan, config, micro, latents_of, vae.config.scaling_factor,
                           noise_scheduler.config.num_train_timesteps)
 
-    fetch = Prefetcher(draw, total_steps * accum, device)
+    fetch = Prefetcher(draw, total_steps * accum, device, ahead=config.cache_latents)
     stop.install_handlers()
     try:
         while step < total_steps:
@@ -430,8 +435,8 @@ def _train(
             step += 1
 
             smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
-            durations.append(time.perf_counter() - tic)
-            it_per_s = len(durations) / sum(durations)
+            done.append((time.perf_counter() - tic, *work))
+            it_per_s = len(done) / sum(seconds for seconds, _, _ in done)
             mem = read_memory(device)
             bus.emit(
                 StepLogged(
@@ -465,7 +470,7 @@ def _train(
                     accelerator.wait_for_everyone()
                     if not main:
                         return RunResult("stopped", run_dir, None, step, total_steps, smoothed)
-                    _record_speed(config, spec, precision, _gpu_name(device), durations, split, world)
+                    _record_speed(config, spec, precision, _gpu_name(device), done)
                     bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(run_dir / "checkpoints"))))
                     state.update(status="stopped", step=step, message=stop.reason)
                     _card(run_dir, config, plan, comps, step, total_steps, smoothed, "stopped", healed=healed)
@@ -478,7 +483,7 @@ def _train(
     if not main:
         accelerator.wait_for_everyone()
         return RunResult("finished", run_dir, None, step, total_steps, smoothed)
-    _record_speed(config, spec, precision, _gpu_name(device), durations, split, world)
+    _record_speed(config, spec, precision, _gpu_name(device), done)
     final = _guard_disk(run_dir, step, lambda: _export_final(
         run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps, optimizer_name))
     advice = recommend(history, validation.held_out) if validation else None
@@ -502,23 +507,21 @@ def _gpu_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else ""
 
 
-def _record_speed(config: RunConfig, spec, precision: str, gpu: str, durations: deque, split: int,
-                  world: int) -> None:
+def _record_speed(config: RunConfig, spec, precision: str, gpu: str, done: deque) -> None:
     """Keep the FLOP/s this run reached on ``gpu``, for the wizard's time estimates
-    (engine/speed.py): from the last steps' time, when there were enough of them."""
-    if not gpu or len(durations) < 10:
+    (engine/speed.py), from the last steps: (seconds, images, passes) of this process, which
+    has the most rows of a batch split across GPUs, with short batches counted as they are."""
+    if not gpu or len(done) < 10:
         return
     from loratui.engine.footprint import memory_model
     from loratui.engine.speed import record_speed
 
     try:
-        model = memory_model(config, spec, precision)
+        unet = memory_model(config, spec, precision).unet
     except Exception:  # a model the measurement does not understand: nothing to record
         return
-    passes = config.grad_accum * split
-    images = config.batch_size * config.grad_accum / world  # this GPU's share of a step
-    flops = model.unet.flops_per_image * images + model.unet.flops_fixed * passes
-    record_speed(gpu, precision, flops * len(durations) / sum(durations))
+    flops = sum(unet.flops_per_image * images + unet.flops_fixed * passes for _, images, passes in done)
+    record_speed(gpu, precision, flops / sum(seconds for seconds, _, _ in done))
 
 
 def _agreed_stop(accelerator, stop: StopSignal) -> bool:

@@ -43,6 +43,7 @@ class PresetPlan:
     resolution: int = 0
     explain: str = ""
     error: str = ""
+    images_per_step: float = 0.0  # on average: a bucket's last batch may be short
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class MemoryNeed:
     need: int  # bytes one pass of the plan's batch takes
     usable: int  # of the free memory, what a run plans with (0 without a GPU)
     fits: int  # the largest batch that fits ``usable`` (0 without a GPU)
-    flops_per_step: int = 0  # the UNet's work in one optimizer step of the plan
+    flops_per_image: int = 0  # the UNet's work per image of a training step
 
 
 def plan_presets(state: Any, hw: Hardware | None = None) -> list[PresetPlan]:
@@ -84,8 +85,10 @@ def plan_presets(state: Any, hw: Hardware | None = None) -> list[PresetPlan]:
             plans.append(PresetPlan(name, error=exc.message))
             continue
         s = plan.schedule
+        per_batch = sum(plan.batches.bucket_views()) / plan.batches.batches_per_epoch
         plans.append(PresetPlan(name, s.total_steps, s.epochs, s.repeats, config.rank, config.lr,
-                                config.batch_size, config.resolution, s.explain))
+                                config.batch_size, config.resolution, s.explain,
+                                images_per_step=per_batch * config.grad_accum))
     return plans
 
 
@@ -120,8 +123,8 @@ def measure_needs(state: Any, plans: list[PresetPlan], hw: Hardware) -> dict[str
             continue
         usable = budget_of(hw.free) if hw.gpu else 0
         fits = model.largest_batch(usable, max(plan.batch_size, 8)) if hw.gpu else 0
-        step_flops = model.flops(plan.batch_size) * config.grad_accum
-        needs[plan.preset] = MemoryNeed(model.estimate(plan.batch_size).total, usable, fits, step_flops)
+        needs[plan.preset] = MemoryNeed(model.estimate(plan.batch_size).total, usable, fits,
+                                        model.unet.flops_per_image)
     return needs
 
 
@@ -164,11 +167,12 @@ def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed |
 def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware) -> str:
     from loratui.engine.speed import run_time
 
-    time = run_time(need.flops_per_step, plan.total_steps, hw.gpu, hw.precision)
+    # the training steps only (not loading, caching or samples); the fixed part is < 1 %
+    time = run_time(need.flops_per_image * plan.images_per_step, plan.total_steps, hw.gpu, hw.precision)
     if time is None:
-        return "time n/a"
+        return "training time n/a"
     minutes = max(1, round(time.seconds / 60))
-    return f"≈ {minutes} min" + ("" if time.measured else " (est.)")
+    return f"training ≈ {minutes} min" + ("" if time.measured else " (est.)")
 
 
 class PresetCard(Static, can_focus=True):

@@ -68,13 +68,15 @@ async def test_cards_time_the_run_from_its_flops_and_this_gpus_speed(
 
         text = await cards_on("NVIDIA H100 80GB HBM3")
         config = app.state.build_config({"preset": "pet"})
-        flops = memory_model(config, resolve_model(str(tiny_model)), "bf16").flops(2) * config.grad_accum
-        assert screen.needs["pet"].flops_per_step == flops > 0
-        assert "≈ 1 min (est.)" in text  # the tiny model's work is nothing to an H100's peak
+        per_image = memory_model(config, resolve_model(str(tiny_model)), "bf16").unet.flops_per_image
+        assert screen.needs["pet"].flops_per_image == per_image > 0
+        assert "training ≈ 1 min (est.)" in text  # the tiny model's work is nothing to an H100's peak
 
         speed.record_speed("NVIDIA H100 80GB HBM3", "bf16", 1e6)  # as if a run had reached 1 MFLOP/s
-        minutes = round(flops * 600 / 1e6 / 60)
+        plan = screen.plans["pet"]
+        assert 1 < plan.images_per_step <= 2  # batch 2, with a short last batch where a bucket is odd
+        minutes = round(per_image * plan.images_per_step * 600 / 1e6 / 60)
         text = await cards_on("NVIDIA H100 80GB HBM3")
-        assert f"≈ {minutes} min ·" in text and "(est.)" not in text
+        assert f"training ≈ {minutes} min ·" in text and "(est.)" not in text
 
-        assert "time n/a" in await cards_on("A GPU no table lists")
+        assert "training time n/a" in await cards_on("A GPU no table lists")
