@@ -335,23 +335,22 @@ def _train(
     last_lora: Path | None = None
     step = start_step
 
-    work = [0, 0]  # this process's images and passes in the last step
     done: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, images, passes) per step
 
     def latents_of(indices: list[int], gen):
         return sample_latents(plan, indices, latent_cache, vae, gen)
 
-    def run_step(at: int) -> float:
-        """Forward and backward for optimizer step ``at``; returns the mean loss of its samples."""
+    def run_step(at: int) -> tuple[Any, int, int]:
+        """Forward and backward for optimizer step ``at``: the mean loss of its samples, and
+        this process's images and passes in it."""
         loss_sum = torch.zeros((), device=device)
-        count = 0
-        work[:] = [0, 0]
+        count = images = passes = 0
         for k in range(accum):
             batch = to_device(fetch.get(at * accum + k), device)
             mine = list(range(rank, len(batch), world))  # this process's rows of the planned batch
             pieces = chunks(mine, split) if mine else [[0]]  # an idle rank still joins the all-reduce
-            work[0] += len(mine)
-            work[1] += len(pieces)
+            images += len(mine)
+            passes += len(pieces)
             for p, rows in enumerate(pieces):
                 last = k == accum - 1 and p == len(pieces) - 1
                 with (contextlib.nullcontext() if last else accelerator.no_sync(unet)), accelerator.autocast():
@@ -366,7 +365,7 @@ def _train(
                     loss_sum += losses.detach().sum()
             count += len(batch)
         total = accelerator.reduce(loss_sum, "sum") if world > 1 else loss_sum
-        return total / count  # a tensor: read with the gradient norm, in one GPU sync
+        return total / count, images, passes  # the loss a tensor: read with the gradient norm, in one sync
 
     def draw(micro: int) -> MicroBatch:
         return draw_micro(plan, config, micro, latents_of, vae.config.scaling_factor,
@@ -378,7 +377,7 @@ def _train(
         while step < total_steps:
             tic = time.perf_counter()
             try:
-                mean_loss = run_step(step)
+                mean_loss, images, passes = run_step(step)
             except torch.OutOfMemoryError:
                 optimizer.zero_grad(set_to_none=True)
                 _free_memory(device)
@@ -435,7 +434,7 @@ def _train(
             step += 1
 
             smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
-            done.append((time.perf_counter() - tic, *work))
+            done.append((time.perf_counter() - tic, images, passes))
             it_per_s = len(done) / sum(seconds for seconds, _, _ in done)
             mem = read_memory(device)
             bus.emit(
