@@ -69,6 +69,20 @@ def _resume_to_the_end(run_dir: Path, expect_start: int) -> None:
     _check_resumed(run_dir, events, expect_start)
 
 
+def _killed(tmp_path: Path, rel_dataset: Path, fault: str) -> tuple[Child, Path]:
+    """A training child run until the injected ``fault`` SIGKILLs it; the child and its run folder."""
+    child, run_dir = _start(tmp_path, rel_dataset, faults=fault)
+    code, _ = child.finish()
+    assert code == -signal.SIGKILL
+    return child, run_dir
+
+
+def _resumes_to_the_reference(run_dir: Path, expect_start: int, reference) -> None:
+    """Resumed from ``expect_start``, the run ends with the uninterrupted run's LoRA, bit for bit."""
+    _resume_to_the_end(run_dir, expect_start)
+    assert_bit_identical(load_lora(run_dir / f"{NAME}.safetensors"), reference)
+
+
 def test_sigkill_at_seeded_random_moments_then_resume_is_bit_identical(tmp_path, rel_dataset, reference):
     """Three SIGKILLs at seeded-random moments (mid-step or mid-save), each run resumed."""
     rng = random.Random(20240606)
@@ -99,42 +113,30 @@ def test_sigkill_at_seeded_random_moments_then_resume_is_bit_identical(tmp_path,
 
 
 def test_kill_mid_step_then_resume_is_bit_identical(tmp_path, rel_dataset, reference):
-    child, run_dir = _start(tmp_path, rel_dataset, faults="kill@step:7")
-    code, _ = child.finish()
-    assert code == -signal.SIGKILL
+    child, run_dir = _killed(tmp_path, rel_dataset, "kill@step:7")
     assert max(e["step"] for e in child.events if e["event"] == "step") == 6
     assert complete_checkpoints(run_dir) == [4] and _pointer(run_dir) == 4
-    _resume_to_the_end(run_dir, 4)
-    assert_bit_identical(load_lora(run_dir / f"{NAME}.safetensors"), reference)
+    _resumes_to_the_reference(run_dir, 4, reference)
 
 
 def test_kill_mid_checkpoint_write_never_picks_the_torn_one(tmp_path, rel_dataset, reference):
-    child, run_dir = _start(tmp_path, rel_dataset, faults="kill@save:8")
-    code, _ = child.finish()
-    assert code == -signal.SIGKILL
+    _, run_dir = _killed(tmp_path, rel_dataset, "kill@save:8")
     torn = list((run_dir / "checkpoints").glob(".tmp-step000008-*"))
     assert torn and (torn[0] / "adapters.safetensors").is_file(), "the kill did not land mid-write"
     assert complete_checkpoints(run_dir) == [4] and _pointer(run_dir) == 4
-    _resume_to_the_end(run_dir, 4)  # also: the torn staging folder is gone afterwards
-    assert_bit_identical(load_lora(run_dir / f"{NAME}.safetensors"), reference)
+    _resumes_to_the_reference(run_dir, 4, reference)  # also: the torn staging folder is gone afterwards
 
 
 def test_kill_mid_export_leaves_no_partial_lora(tmp_path, rel_dataset, reference):
-    child, run_dir = _start(tmp_path, rel_dataset, faults="kill@export")
-    code, _ = child.finish()
-    assert code == -signal.SIGKILL
+    _, run_dir = _killed(tmp_path, rel_dataset, "kill@export")
     assert not (run_dir / f"{NAME}.safetensors").exists(), "a partial final LoRA is visible"
     assert list(run_dir.glob(f".{NAME}.safetensors.*.tmp")), "the kill did not land mid-write"
     assert complete_checkpoints(run_dir) == [4, 8]
-    _resume_to_the_end(run_dir, 8)
-    assert_bit_identical(load_lora(run_dir / f"{NAME}.safetensors"), reference)
+    _resumes_to_the_reference(run_dir, 8, reference)
 
 
 def test_kill_before_first_checkpoint_is_still_resumable(tmp_path, rel_dataset, reference):
     """No checkpoint yet: --resume starts again from step 0 (every draw derives from the seed)."""
-    child, run_dir = _start(tmp_path, rel_dataset, faults="kill@step:2")
-    code, _ = child.finish()
-    assert code == -signal.SIGKILL
+    _, run_dir = _killed(tmp_path, rel_dataset, "kill@step:2")
     assert complete_checkpoints(run_dir) == []
-    _resume_to_the_end(run_dir, 0)
-    assert_bit_identical(load_lora(run_dir / f"{NAME}.safetensors"), reference)
+    _resumes_to_the_reference(run_dir, 0, reference)
