@@ -15,13 +15,17 @@ def add_lora(model: Any, targets: list[str], rank: int, alpha: float) -> None:
 
     Gaussian init of A with B at zero: the adapter starts as an exact no-op, so step 0 is the
     base model.
+
+    peft injects the adapter directly, the same way for a diffusers UNet and a transformers text
+    encoder: transformers' own ``add_adapter`` refuses peft releases older than the one it was
+    built against (transformers 5.24 wants peft 0.22, unreleased), which broke text-encoder
+    training on a fresh install.
     """
-    from peft import LoraConfig
+    from peft import LoraConfig, inject_adapter_in_model
 
     model.requires_grad_(False)
-    model.add_adapter(
-        LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets)
-    )
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets)
+    inject_adapter_in_model(config, model, adapter_name=ADAPTER)
 
 
 def lora_parameters(model: Any) -> list:

@@ -55,7 +55,9 @@ async def test_cards_time_the_run_from_its_flops_and_this_gpus_speed(
     async with app.run_test(size=(120, 30)) as pilot:
         screen = app.screen
         assert isinstance(screen, PresetScreen)
-        await app.workers.wait_for_complete()  # the screen's own look at the hardware is done
+        # the screen's own look at the hardware is done (not wait_for_complete: a replan under
+        # load cancels the first measurement, and waiting on a cancelled worker raises)
+        await wait_for(pilot, lambda: not any(w.is_running for w in app.workers), 60, "the first plan")
 
         async def cards_on(gpu: str) -> str:
             # this machine has no GPU: the screen is told it has one, as detect_hardware would
