@@ -2,7 +2,7 @@
 
 Nothing is downloaded: the UNet is built from loratui's shipped SD-1.5 config
 (``loratui/configs/sd15/unet/config.json``) with random weights, LoRA is added the way a run adds
-it (``lora.add_lora`` on ``lora.UNET_TARGETS``), and the loss is loratui's own
+it (``lora.add_lora`` on SD-1.5's ``unet_targets``), and the loss is loratui's own
 ``step.sample_losses`` (DDPM noise, epsilon target, min-SNR weighting as in a default run). Text
 encoder states are random ``[B, 77, 768]`` tensors and latents random ``[B, 4, R/8, R/8]``: the
 real loop caches both, so neither the VAE nor the text encoder runs per step. Each step is what
@@ -64,10 +64,11 @@ def build_unet(config: dict[str, Any], device: Any, weight_dtype: Any, rank: int
     from diffusers import UNet2DConditionModel
 
     from loratui.engine import lora
+    from loratui.engine.families import FAMILIES
 
     with torch.device(device):
         unet = UNet2DConditionModel.from_config(config)
-        lora.add_lora(unet, lora.UNET_TARGETS, rank, alpha)
+        lora.add_lora(unet, list(FAMILIES["sd15"].unet_targets), rank, alpha)
     if weight_dtype != torch.float32:  # built in fp32; a run casts the same way (no warning wanted)
         from diffusers.utils import logging as diffusers_logging
 
@@ -125,11 +126,20 @@ def count_step_flops(config: dict[str, Any], batch: int, resolution: int, rank: 
     states = torch.empty(batch, TEXT_TOKENS, config["cross_attention_dim"], device=meta)
     mb = micro_batch(batch, resolution, config["in_channels"])
     with FlopCounterMode(display=False) as counter:
-        losses = sample_losses(unet, lambda captions: states[: len(captions)], noise_scheduler(), mb,
+        losses = sample_losses(denoiser(unet, states, noise_scheduler()), mb,
                                list(range(batch)), run_config(), meta, torch.float32)
         forward = counter.get_total_flops()
         (losses.sum() / batch).backward()
     return {"forward": int(forward), "step": int(counter.get_total_flops())}
+
+
+def denoiser(unet: Any, states: Any, scheduler: Any) -> Any:
+    """The UNet as the loss sees it, with fixed random text states (the text encoder is frozen
+    and cached in a run, so it costs a step nothing)."""
+    from loratui.engine.denoiser import Denoiser
+    from loratui.engine.families import FAMILIES
+
+    return Denoiser(FAMILIES["sd15"], unet, lambda captions: {"states": states[: len(captions)]}, scheduler)
 
 
 def memory_model(config: dict[str, Any], args: argparse.Namespace) -> Any:
@@ -179,11 +189,11 @@ def time_steps(unet: Any, model_config: dict[str, Any], args: argparse.Namespace
     states = torch.randn(batch, TEXT_TOKENS, model_config["cross_attention_dim"], device=device, dtype=weight_dtype)
     mb = micro_batch(batch, args.resolution, model_config["in_channels"])
     scheduler, config, rows = noise_scheduler(), run_config(), list(range(batch))
+    model = denoiser(unet, states, scheduler)
 
     def one_step() -> float:
         with autocast:
-            losses = sample_losses(unet, lambda captions: states[: len(captions)], scheduler, mb, rows,
-                                   config, device, weight_dtype)
+            losses = sample_losses(model, mb, rows, config, device, weight_dtype)
         loss = losses.sum() / batch
         (scaler.scale(loss) if scaler else loss).backward()
         if scaler:

@@ -50,6 +50,8 @@ def unet_to_ldm(unet: Any) -> dict[str, torch.Tensor]:
     fixed = {
         "time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
         "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+        # SDXL's size and pooled-text embedding
+        "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
     }
     out: dict[str, torch.Tensor] = {}
     for key, value in unet.state_dict().items():

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from loratui.engine import footprint
+from loratui.engine.families import FAMILIES
 from loratui.engine.config import build_config
 from loratui.engine.memory_plan import AUTO_BATCH_LIMIT, budget_of, plan_memory
 from loratui.engine.models import resolve_model
@@ -41,11 +42,11 @@ def test_meta_measurement_matches_a_real_cpu_pass(tiny_model):
 
     torch.manual_seed(0)
     real = UNet2DConditionModel.from_config(UNET_CONFIG)
-    lora.add_lora(real, lora.UNET_TARGETS, 4, 4.0)
+    lora.add_lora(real, list(FAMILIES["sd15"].unet_targets), 4, 4.0)
     real.train()
     with torch.device("meta"):
         meta = UNet2DConditionModel.from_config(UNET_CONFIG)
-        lora.add_lora(meta, lora.UNET_TARGETS, 4, 4.0)
+        lora.add_lora(meta, list(FAMILIES["sd15"].unet_targets), 4, 4.0)
     meta.train()
     with sdpa_kernel(SDPBackend.MATH):  # one attention kernel on both devices
         on_cpu = footprint._peak_of_pass(real, UNET_CONFIG, 2, 8, "fp32", device="cpu")

@@ -81,10 +81,10 @@ def test_grid_has_a_row_per_checkpoint_and_a_column_per_strength(finished_run, s
 
 def test_strength_zero_is_the_base_model_and_strength_one_is_not(tiny_model, sampled):
     from loratui.engine.models import load_components, resolve_model
-    from loratui.engine.sampling import build_pipeline, render
+    from loratui.engine.sampling import components_pipeline, render
 
     comps = load_components(resolve_model("tiny"))
-    pipe = build_pipeline(comps.unet, comps.vae, comps.text_encoder, comps.tokenizer, comps.noise_scheduler.config)
+    pipe = components_pipeline(comps)
     seed = sampled["cells"][0]["seed"]
     base = _pixels(render(pipe, PROMPT, seed, 64, 64, steps=4))
 

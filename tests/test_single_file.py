@@ -53,18 +53,18 @@ def test_single_file_loads_the_same_weights_and_outputs(tiny_checkpoint, tiny_pi
     assert spec.kind == "single_file" and spec.name == "tiny-sd15-pruned"
     comps = load_components(spec)
     for part in ("unet", "vae", "text_encoder"):
-        want, got = getattr(tiny_pipe, part).state_dict(), getattr(comps, part).state_dict()
+        want, got = getattr(tiny_pipe, part).state_dict(), comps.modules[part].state_dict()
         assert set(got) == set(want), part
         assert all(torch.equal(got[k], want[k]) for k in want), part
-        assert all(p.dtype == torch.float32 and not p.is_meta for p in getattr(comps, part).parameters())
+        assert all(p.dtype == torch.float32 and not p.is_meta for p in comps.modules[part].parameters())
 
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(1, 4, 8, 8, generator=generator)
-    ids = comps.tokenizer(["a photo of zxq"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    ids = comps.tokenizers["text_encoder"](["a photo of zxq"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     # The weights are bit-identical (above); the loaded ones are views into the memory-mapped
     # file, aligned differently, so CPU kernels may round the last bit differently: fp32 tolerance.
     with torch.no_grad():
-        text = comps.text_encoder(ids)[0]
+        text = comps.modules["text_encoder"](ids)[0]
         torch.testing.assert_close(text, tiny_pipe.text_encoder(ids)[0])
         timestep = torch.tensor([500])
         noise = comps.unet(latents, timestep, text).sample

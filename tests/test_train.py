@@ -40,7 +40,10 @@ def _probe(pipe, dataset: Path) -> float:
     paths = sorted(dataset.glob("*.png"))
     pixels = torch.stack([to_tensor(fit_to_bucket(open_rgb(p), (64, 64))) for p in paths])
     captions = [p.with_suffix(".txt").read_text().strip() for p in paths]
-    return probe_loss(pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae, pipe.scheduler, pixels, captions)
+    from loratui.engine.families import FAMILIES
+
+    modules = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
+    return probe_loss(FAMILIES["sd15"], modules, {"text_encoder": pipe.tokenizer}, pipe.scheduler, pixels, captions)
 
 
 @pytest.fixture(scope="module")

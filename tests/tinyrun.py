@@ -15,3 +15,20 @@ def tiny_config(dataset: Path, out: Path, **overrides):
     )
     values.update(overrides)
     return build_config(str(dataset), "pet", overrides=values)
+
+
+def stopped_then_resumed(cfg, run_dir: Path, at: int):
+    """Train ``cfg`` into ``run_dir``, stop it at step ``at`` as a stop request would, then resume
+    it to the end; returns (the stopped result, the resumed result)."""
+    from loratui.engine.events import StepLogged
+    from loratui.engine.stop import StopSignal
+    from loratui.engine.train import train
+
+    stop = StopSignal()
+
+    def stop_at(event) -> None:
+        if isinstance(event, StepLogged) and event.step == at:
+            stop.request("test")
+
+    part = train(cfg, run_dir, [stop_at], stop=stop)
+    return part, train(cfg, run_dir, resume=True)

@@ -22,6 +22,17 @@ class TrainItem:
     record: ImageRecord
     bucket: tuple[int, int]
     repeats: int
+    size: tuple[int, int] | None = None  # (width, height) upright, from the header
+
+    def size_conditioning(self) -> tuple[int, int, int, int, int, int]:
+        """SDXL's size conditioning: the original (height, width), the crop's (top, left) in the
+        resized image, and the target (height, width), as the bucket fit resizes and crops."""
+        from loratui.engine.images import cover_size
+
+        width, height = self.bucket
+        original = self.size or self.bucket
+        new_w, new_h = cover_size(original, self.bucket)
+        return original[1], original[0], (new_h - height) // 2, (new_w - width) // 2, height, width
 
 
 class BatchPlan:

@@ -138,6 +138,10 @@ def build_config(
         sources["dataset"] = "FOLDER"
     if "dataset" not in values:
         raise ConfigError("no dataset folder given", "pass FOLDER or set train_data_dir in --config")
+    if sources.get("resolution", "").startswith("preset ") and isinstance(values.get("base_model"), str):
+        from loratui.engine.families import preset_resolution
+
+        values["resolution"] = preset_resolution(values["base_model"], values["resolution"])
     try:
         return RunConfig(**values)
     except ValidationError as exc:

@@ -1,7 +1,7 @@
 """The LoRA as users load it: kohya format (AUTOMATIC1111, ComfyUI) and diffusers format.
 
-kohya keys (``lora_unet_…``, ``lora_te_…``, ``.alpha``) come from diffusers' own converter;
-it sets every ``.alpha`` to the rank, so the real alpha is written here. Metadata follows
+kohya keys (``lora_unet_…``, ``lora_te_…``, ``.alpha``) are named as the family names its
+modules, with the real alpha beside each. Metadata follows
 kohya's ``ss_*`` keys, plus the ``sshs_*`` hashes A1111 shows as the model hash.
 """
 
@@ -29,24 +29,43 @@ def canonical_text_keys(te_sd: dict[str, Any]) -> dict[str, Any]:
     return {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in te_sd.items()}
 
 
-def to_kohya(unet_sd: dict[str, Any], te_sd: dict[str, Any] | None, alpha: float, dtype: str) -> dict:
-    """peft-format adapter weights → kohya-format tensors in ``dtype`` with the real alpha."""
+PEFT_TO_KOHYA = {".lora_A.weight": ".lora_down.weight", ".lora_B.weight": ".lora_up.weight"}
+
+
+def kohya_names(family: Any, adapters: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """peft key (``component.module.lora_A.weight``) → kohya key, as the family names modules.
+
+    kohya's name of a module is its prefix (``lora_unet``, ``lora_te``, ``lora_te1``…) and its
+    dotted path with every dot made ``_``; the UNet path is the family's own (SDXL's kohya files
+    use the original LDM block names), the text encoders' carry ``text_model.``.
+    """
+    names = {}
+    for component, state in adapters.items():
+        prefix = family.kohya_prefixes[component]
+        for key in state:
+            module, suffix = next((key[: -len(p)], k) for p, k in PEFT_TO_KOHYA.items() if key.endswith(p))
+            if component == "unet":
+                module = family.kohya_unet_module(module)
+            elif not module.startswith("text_model."):
+                module = f"text_model.{module}"  # see canonical_text_keys
+            names[f"{component}.{key}"] = f"{prefix}_{module.replace('.', '_')}{suffix}"
+    return names
+
+
+def to_kohya(family: Any, adapters: dict[str, dict[str, Any]], alpha: float, dtype: str) -> dict:
+    """peft-format adapter weights per component → kohya-format tensors in ``dtype``, with the
+    real alpha beside each module (diffusers' converter writes the rank there)."""
     import torch
-    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
 
     torch_dtype = getattr(torch, DTYPES[dtype])
-    combined = {f"unet.{k}": v for k, v in unet_sd.items()}
-    if te_sd:
-        combined.update({f"text_encoder.{k}": v for k, v in canonical_text_keys(te_sd).items()})
-    kohya = convert_state_dict_to_kohya(combined)
+    names = kohya_names(family, adapters)
     out: dict[str, Any] = {}
-    for key, value in kohya.items():
-        key = key.replace("lora_te1_", "lora_te_")  # SD-1.x has one text encoder: kohya says lora_te_
-        if key.endswith(".alpha"):
-            out[key] = torch.tensor(float(alpha), dtype=torch_dtype)
-        else:
-            out[key] = value.detach().to("cpu", torch_dtype).contiguous()
-    return out
+    for component, state in adapters.items():
+        for key, value in state.items():
+            kohya = names[f"{component}.{key}"]
+            out[kohya] = value.detach().to("cpu", torch_dtype).contiguous()
+            out[kohya.split(".")[0] + ".alpha"] = torch.tensor(float(alpha), dtype=torch_dtype)
+    return dict(sorted(out.items()))
 
 
 def model_hashes(tensors: dict[str, Any]) -> tuple[str, str]:
@@ -80,31 +99,29 @@ def save_kohya(path: Path, tensors: dict[str, Any], metadata: dict[str, Any], fa
 
 def save_diffusers(
     folder: Path,
-    unet_sd: dict[str, Any],
-    te_sd: dict[str, Any] | None,
-    unet_meta: dict[str, Any],
-    te_meta: dict[str, Any] | None,
+    family: Any,
+    adapters: dict[str, dict[str, Any]],
+    metas: dict[str, dict[str, Any]],
     dtype: str,
 ) -> Path:
-    """Write ``folder/pytorch_lora_weights.safetensors`` with diffusers' own serializer, atomically."""
+    """Write ``folder/pytorch_lora_weights.safetensors`` with diffusers' own serializer (the
+    family's pipeline class), atomically."""
+    import diffusers
     import torch
-    from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
 
     torch_dtype = getattr(torch, DTYPES[dtype])
-    cast = lambda sd: {k: v.to(torch_dtype) for k, v in sd.items()}  # noqa: E731
+    layers, adapter_meta = {}, {}
+    for component, state in adapters.items():
+        if component != "unet":
+            state = canonical_text_keys(state)
+        layers[f"{component}_lora_layers"] = convert_state_dict_to_diffusers(
+            {k: v.to(torch_dtype) for k, v in state.items()})
+        adapter_meta[f"{component}_lora_adapter_metadata"] = metas[component]
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".diffusers-", dir=folder.parent))
     try:
-        StableDiffusionPipeline.save_lora_weights(
-            staging,
-            unet_lora_layers=convert_state_dict_to_diffusers(cast(unet_sd)),
-            text_encoder_lora_layers=(
-                convert_state_dict_to_diffusers(cast(canonical_text_keys(te_sd))) if te_sd else None
-            ),
-            unet_lora_adapter_metadata=unet_meta,
-            text_encoder_lora_adapter_metadata=te_meta if te_sd else None,
-        )
+        getattr(diffusers, family.pipeline_class).save_lora_weights(staging, **layers, **adapter_meta)
         target = folder / "pytorch_lora_weights.safetensors"
         os.replace(staging / "pytorch_lora_weights.safetensors", target)
     finally:

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from loratui.engine import atomic
-from loratui.engine.models import ModelSpec
+from loratui.engine.families import FAMILIES, ModelSpec, family_of
+from loratui.engine.families.base import config_family
 from loratui.engine.paths import cache_dir
 
 FOOTPRINT_VERSION = 2  # 2: FLOPs counted too. Bump when the measurement changes, so cached figures are re-measured
@@ -94,25 +95,9 @@ class MemoryModel:
 
 
 def config_folder(spec: ModelSpec) -> Path:
-    """The diffusers folder whose component configs describe ``spec``'s architecture.
-
-    A hub id is taken to be SD-1.5-shaped (what loratui trains), so the shipped SD-1.5
-    configs describe it without a download (an SD-2 hub model is measured as SD-1.5).
-    """
-    from loratui.engine.sd15_config import (
-        config_dir_for_checkpoint,
-        shipped_config_root,
-    )
-
-    if spec.kind == "tiny":
-        from loratui.engine.tiny import tiny_model_dir
-
-        return tiny_model_dir()
-    if spec.kind == "diffusers":
-        return Path(spec.location)
-    if spec.kind == "single_file":
-        return config_dir_for_checkpoint(Path(spec.location))
-    return shipped_config_root()
+    """The diffusers folder whose component configs describe ``spec``'s architecture (the
+    family's shipped configs for a hub id, so nothing is downloaded to measure it)."""
+    return family_of(spec).config_folder(spec)
 
 
 def memory_model(config: Any, spec: ModelSpec, precision: str, optimizer: str = "adamw") -> MemoryModel:
@@ -121,15 +106,17 @@ def memory_model(config: Any, spec: ModelSpec, precision: str, optimizer: str = 
     ``precision`` is the compute dtype the run will use ("bf16", "fp16" or "fp32");
     ``optimizer`` the one it will run ("adamw" or "adamw8bit").
     """
-    folder = config_folder(spec)
-    configs = {part: _read_json(folder / part / "config.json") for part in ("unet", "text_encoder", "vae")}
+    family = family_of(spec)
+    folder = family.config_folder(spec)
+    parts = ("unet", "vae", *family.text_encoders)
+    configs = {part: _read_json(folder / part / "config.json") for part in parts}
     width = DTYPE_BYTES[precision]
     unet = measure_unet(configs["unet"], config.resolution, config.rank, precision, config.gradient_checkpointing)
-    text_params = _param_count("text_encoder", configs["text_encoder"])
+    text_params = sum(_param_count(name, configs[name]) for name in family.text_encoders)
     sampling = config.sample_interval > 0
     trainable = unet.lora_params
     if config.train_text_encoder:
-        trainable += _text_lora_params(configs["text_encoder"], config.rank)
+        trainable += sum(_text_lora_params(configs[name], config.rank) for name in family.text_encoders)
     return MemoryModel(
         unet=unet,
         unet_weight_bytes=(unet.params - unet.lora_params) * width,
@@ -179,7 +166,7 @@ def _meta_unet(unet_config: dict[str, Any], rank: int, precision: str, checkpoin
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_config)
         unet.requires_grad_(False)
-        lora.add_lora(unet, lora.UNET_TARGETS, rank, float(rank))
+        lora.add_lora(unet, list(FAMILIES[config_family(unet_config)].unet_targets), rank, float(rank))
     # autocast runs the LoRA matmuls in the compute dtype too; its fp32 masters are counted apart
     unet.to(_torch_dtype(precision))
     unet.set_attn_processor(_FusedAttention())
@@ -208,14 +195,15 @@ def _peak_of_pass(
     dtype = _torch_dtype(precision)
     meter = _LiveBytes()
     with meter:
+        family = FAMILIES[config_family(unet_config)]
         x = torch.randn(batch, unet_config.get("in_channels", 4), latent, latent, device=device, dtype=dtype)
-        states = torch.randn(batch, 77, unet_config["cross_attention_dim"], device=device, dtype=dtype)
+        text, sizes = family.dummy_conditioning(unet_config, batch, device, dtype)
         t = torch.zeros(batch, device=device, dtype=torch.long)
-        out = unet(x, t, states, return_dict=False)[0]
+        out = family.predict(unet, x, t, text, sizes)
         loss = F.mse_loss(out.float(), x.float())
         del out
         loss.backward()
-        del loss, x, states, t
+        del loss, x, text, sizes, t
     for p in unet.parameters():
         p.grad = None
     return meter.peak

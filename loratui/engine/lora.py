@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ADAPTER = "default"
-# SD-1.5's attention projections: what kohya's default LoRA and diffusers' scripts train.
-UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+ADAPTER = "default"  # where each family's modules get them: Family.unet_targets, text_targets
 
 
 def add_lora(model: Any, targets: list[str], rank: int, alpha: float) -> None:

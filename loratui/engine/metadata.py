@@ -42,7 +42,7 @@ def run_metadata(
         network_args={},
         base_model_version=comps.version,
         sd_model_name=comps.spec.name,
-        v2=comps.version == "sd_v2",
+        v2=comps.family.v2,
         resolution=f"({config.resolution}, {config.resolution})",
         enable_bucket=config.buckets,
         learning_rate=config.lr,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from loratui.engine.batches import BatchPlan, TrainItem
 from loratui.engine.buckets import make_buckets, nearest_bucket
@@ -53,14 +53,14 @@ def plan_run(config: RunConfig) -> RunPlan:
             warnings.append(f"skipped {record.rel}: {exc.message}")
             continue
         bucket = nearest_bucket(width, height, buckets)
-        items.append(TrainItem(len(items), record, bucket, record.repeats))
+        items.append(TrainItem(len(items), record, bucket, record.repeats, (width, height)))
     if not items:
         raise DatasetError(f"{dataset.folder}: none of the images can be read", "run `loratui check` on it")
     held = pick_holdout(len(items), holdout_count(len(items), config.validation), config.seed)
-    validation_items = [TrainItem(n, items[i].record, items[i].bucket, 1) for n, i in enumerate(held)]
+    validation_items = [replace(items[i], index=n, repeats=1) for n, i in enumerate(held)]
     if held:
         kept = [item for i, item in enumerate(items) if i not in set(held)]
-        items = [TrainItem(n, i.record, i.bucket, i.repeats) for n, i in enumerate(kept)]
+        items = [replace(i, index=n) for n, i in enumerate(kept)]
         names = ", ".join(v.record.rel for v in validation_items)
         warnings.append(f"held back {len(held)} image(s) to measure over-fitting: {names}")
     uncaptioned = sum(1 for i in items if not i.record.caption)
@@ -82,7 +82,7 @@ def plan_run(config: RunConfig) -> RunPlan:
         folder_repeats=any(i.repeats != 1 for i in items),
     )
     if schedule.repeats != 1:
-        items = [TrainItem(i.index, i.record, i.bucket, i.repeats * schedule.repeats) for i in items]
+        items = [replace(i, repeats=i.repeats * schedule.repeats) for i in items]
     return RunPlan(
         dataset, items, BatchPlan(items, config.batch_size, config.seed), schedule, warnings, validation_items
     )

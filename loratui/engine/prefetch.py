@@ -73,6 +73,8 @@ class Prefetcher:
             batch.latents = batch.latents.pin_memory()
             batch.noise = batch.noise.pin_memory()
             batch.timesteps = batch.timesteps.pin_memory()
+            if batch.sizes is not None:
+                batch.sizes = batch.sizes.pin_memory()
         return batch
 
 
@@ -86,6 +88,7 @@ def to_device(batch: MicroBatch, device: Any) -> MicroBatch:
         batch.noise.to(device, non_blocking=True),
         batch.timesteps.to(device, non_blocking=True),
         batch.captions,
+        batch.sizes.to(device, non_blocking=True) if batch.sizes is not None else None,
     )
 
 

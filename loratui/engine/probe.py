@@ -8,33 +8,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from loratui.engine.conditioning import TextConditioner
+from loratui.engine.denoiser import Denoiser
+from loratui.engine.families import Family
 from loratui.engine.validation import ValidationSet
 
 
 def probe_loss(
-    unet: Any,
-    text_encoder: Any,
-    tokenizer: Any,
-    vae: Any,
+    family: Family,
+    modules: dict[str, Any],
+    tokenizers: dict[str, Any],
     noise_scheduler: Any,
     pixels: Any,
     captions: list[str],
     seed: int = 0,
+    sizes: Any = None,
 ) -> float:
-    """The fixed-noise validation loss of ``unet`` on ``pixels`` (N,3,H,W in [-1,1])."""
+    """The fixed-noise validation loss of ``modules["unet"]`` on ``pixels`` (N,3,H,W in [-1,1]);
+    ``sizes``: each image's size conditioning (``TrainItem.size_conditioning``), by default the
+    pixels' own size, uncropped."""
     import torch
 
+    unet, vae = modules["unet"], modules["vae"]
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
     with torch.no_grad():
         latents = vae.encode(pixels.to(device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
-
-    def text_states(texts: list[str]) -> Any:
-        ids = tokenizer(
-            texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(device)
-        return text_encoder(ids, return_dict=False)[0].to(dtype)
-
-    probe = ValidationSet(list(latents), captions, held_out=False, seed=seed)
-    return probe.loss(unet, text_states, noise_scheduler, device, dtype)
+    encoders = {name: modules[name] for name in family.text_encoders}
+    condition = TextConditioner(family, encoders, tokenizers, device)
+    if sizes is None:
+        height, width = pixels.shape[-2:]
+        sizes = torch.tensor([[height, width, 0, 0, height, width]] * len(captions))
+    probe = ValidationSet(list(latents), captions, held_out=False, seed=seed, sizes=sizes)
+    return probe.loss(Denoiser(family, unet, condition, noise_scheduler), device, dtype)

@@ -23,22 +23,19 @@ def default_prompts(preset_prompts: tuple[str, ...], trigger: str | None, fallba
     return [fallback_caption or "a photo"]
 
 
-def build_pipeline(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler_config: Any):
-    """A StableDiffusionPipeline around existing modules (nothing is copied or reloaded)."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+def build_pipeline(family: Any, modules: dict[str, Any], tokenizers: dict[str, Any], scheduler_config: Any):
+    """The family's diffusers pipeline around existing modules (nothing is copied or reloaded),
+    sampling with DPM-Solver++ on the training scheduler's settings."""
+    from diffusers import DPMSolverMultistepScheduler
 
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DPMSolverMultistepScheduler.from_config(scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = family.pipeline(modules, tokenizers, DPMSolverMultistepScheduler.from_config(scheduler_config))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def components_pipeline(comps: Any):
+    """``build_pipeline`` for loaded Components."""
+    return build_pipeline(comps.family, comps.modules, comps.tokenizers, comps.noise_scheduler.config)
 
 
 def render(pipe: Any, prompt: str, seed: int, width: int, height: int, steps: int = SAMPLE_STEPS,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from loratui.engine.config import RunConfig
+from loratui.engine.denoiser import Denoiser
 from loratui.engine.plan import RunPlan
 from loratui.engine.prompts import training_caption
 
@@ -31,6 +32,7 @@ class MicroBatch:
     noise: Any
     timesteps: Any
     captions: list[str]
+    sizes: Any = None  # (B, 6): original h, w, crop top, left, target h, w (SDXL's conditioning)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -63,13 +65,12 @@ def draw_micro(
         )
         for i in indices
     ]
-    return MicroBatch(indices, latents, noise, timesteps, captions)
+    sizes = torch.tensor([plan.items[i].size_conditioning() for i in indices])
+    return MicroBatch(indices, latents, noise, timesteps, captions, sizes)
 
 
 def sample_losses(
-    unet: Any,
-    text_states: Callable[[list[str]], Any],
-    noise_scheduler: Any,
+    model: Denoiser,
     batch: MicroBatch,
     rows: list[int],
     config: RunConfig,
@@ -83,16 +84,15 @@ def sample_losses(
     latents = _take(batch.latents, rows).to(device, dtype)
     noise = _take(batch.noise, rows).to(device, dtype)
     timesteps = _take(batch.timesteps, rows).to(device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    states = text_states([batch.captions[r] for r in rows])
-    pred = unet(noisy, timesteps, states, return_dict=False)[0]
-    v_pred = noise_scheduler.config.prediction_type == "v_prediction"
-    target = noise_scheduler.get_velocity(latents, noise, timesteps) if v_pred else noise
+    sizes = _take(batch.sizes, rows).to(device) if batch.sizes is not None else None
+    noisy = model.noise_scheduler.add_noise(latents, noise, timesteps)
+    pred = model.predict(noisy, timesteps, model.condition([batch.captions[r] for r in rows]), sizes)
+    target = model.target(latents, noise, timesteps)
     loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
     if config.min_snr_gamma > 0:
-        snr = compute_snr(noise_scheduler, timesteps)
+        snr = compute_snr(model.noise_scheduler, timesteps)
         weight = snr.clamp(max=config.min_snr_gamma)
-        loss = loss * (weight / (snr + 1) if v_pred else weight / snr)
+        loss = loss * (weight / (snr + 1) if model.v_prediction else weight / snr)
     return loss
 
 

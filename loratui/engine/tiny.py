@@ -62,19 +62,25 @@ SCHEDULER_CONFIG = {
 }
 
 
-def tiny_model_dir() -> Path:
+TINY_NAMES = {"tiny": "sd15", "tiny-sdxl": "sdxl"}  # --base-model name -> family
+
+
+def tiny_model_dir(name: str = "tiny") -> Path:
     """The tiny pipeline's folder in the user cache, built first if it is missing or stale."""
-    target = cache_dir() / f"tiny-sd15-v{TINY_VERSION}"
+    from loratui.engine.families import FAMILIES
+
+    family = FAMILIES[TINY_NAMES[name]]
+    version = TINY_VERSION if name == "tiny" else family.tiny_version
+    target = cache_dir() / f"{name if name != 'tiny' else 'tiny-sd15'}-v{version}"
     if not (target / "model_index.json").is_file():
-        build_tiny_pipeline(target)
+        build_tiny(target, family.build_tiny)
     return target
 
 
-def build_tiny_pipeline(target: Path) -> Path:
-    """Build the tiny pipeline from configs (seeded, so every machine gets the same weights)."""
+def build_tiny(target: Path, build) -> Path:
+    """Build a tiny pipeline with ``build(tokenizer)`` (seeded, so every machine gets the same
+    weights), save it and rename it into place: a half-built model is never found."""
     import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
@@ -82,34 +88,52 @@ def build_tiny_pipeline(target: Path) -> Path:
         tokenizer = _build_tokenizer(staging / "_tok")
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            unet = UNet2DConditionModel(**UNET_CONFIG)
-            vae = AutoencoderKL(**VAE_CONFIG)
-            text_encoder = CLIPTextModel(
-                CLIPTextConfig(
-                    vocab_size=len(tokenizer),
-                    bos_token_id=tokenizer.bos_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    pad_token_id=tokenizer.pad_token_id,
-                    **TEXT_CONFIG,
-                )
-            )
-        pipe = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=DDPMScheduler(**SCHEDULER_CONFIG),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+            pipe = build(tokenizer)
         pipe.save_pretrained(staging / "pipe", safe_serialization=True)
         if target.exists():
             shutil.rmtree(target)
-        (staging / "pipe").rename(target)  # atomic: a half-built model is never found
+        (staging / "pipe").rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def build_tiny_pipeline(target: Path) -> Path:
+    """Build the tiny SD-1.5 pipeline into ``target``."""
+    return build_tiny(target, build_sd15)
+
+
+def build_sd15(tokenizer):
+    """The tiny SD-1.5 pipeline's modules, built from the configs above."""
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    unet = UNet2DConditionModel(**UNET_CONFIG)  # this order draws the weights round 1 drew
+    vae = AutoencoderKL(**VAE_CONFIG)
+    encoder = text_encoder(tokenizer, TEXT_CONFIG)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDPMScheduler(**SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def text_encoder(tokenizer, config: dict, projection: bool = False):
+    """A tiny CLIP text encoder over ``tokenizer``'s vocabulary (with a projection: SDXL's second)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    model = CLIPTextModelWithProjection if projection else CLIPTextModel
+    return model(CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **config,
+    ))
 
 
 def _bytes_to_unicode() -> dict[int, str]:

@@ -41,6 +41,8 @@ from loratui.engine.events import (
     StepLogged,
     WarningRaised,
 )
+from loratui.engine.conditioning import TextConditioner
+from loratui.engine.denoiser import Denoiser
 from loratui.engine.latents import cache_latents, encode_item, sample_latents
 from loratui.engine.memory import read_memory
 from loratui.engine.memory_plan import fit_to_device
@@ -175,32 +177,36 @@ def _train(
     bus.emit(PhaseProgress("loading model", 0, 1))
     comps = load_components(spec)
     bus.emit(PhaseProgress("loading model", 1, 1))
-    unet, vae, text_encoder, tokenizer, noise_scheduler = (
-        comps.unet, comps.vae, comps.text_encoder, comps.tokenizer, comps.noise_scheduler
-    )
+    family = comps.family
+    unet, vae, noise_scheduler = comps.unet, comps.vae, comps.noise_scheduler
+    text_encoders = comps.text_encoders  # by name, in the family's order
 
     # --- prepare: frozen base in the compute dtype, LoRA adapters in fp32
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     alpha = config.lora_alpha
-    lora.add_lora(unet, lora.UNET_TARGETS, config.rank, alpha)
-    text_encoder.requires_grad_(False)
+    lora.add_lora(unet, list(family.unet_targets), config.rank, alpha)
     vae.requires_grad_(False)
-    if config.train_text_encoder:
-        lora.add_lora(text_encoder, lora.TEXT_TARGETS, config.rank, alpha)
+    for encoder in text_encoders.values():
+        encoder.requires_grad_(False)
+        if config.train_text_encoder:
+            lora.add_lora(encoder, list(family.text_targets), config.rank, alpha)
     unet.to(device, dtype=weight_dtype)
-    text_encoder.to(device, dtype=weight_dtype)
+    for encoder in text_encoders.values():
+        encoder.to(device, dtype=weight_dtype)
     vae.to(device, dtype=torch.float32)  # SD's VAE overflows in fp16; it runs once per image
-    for model in (unet, text_encoder):
+    for model in (unet, *text_encoders.values()):
         for p in model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
         if config.train_text_encoder:
-            text_encoder.gradient_checkpointing_enable()
+            for encoder in text_encoders.values():
+                encoder.gradient_checkpointing_enable()
     unet.train()
-    text_encoder.train(config.train_text_encoder)
+    for encoder in text_encoders.values():
+        encoder.train(config.train_text_encoder)
 
     # --- cache latents once (mean and std of the VAE posterior; sampled fresh each step)
     latent_cache: dict[int, tuple[Any, Any]] = {}
@@ -219,7 +225,7 @@ def _train(
     groups = [{"params": lora.lora_parameters(unet), "lr": config.lr}]
     if config.train_text_encoder:
         te_lr = config.text_encoder_lr or config.lr / 2
-        groups.append({"params": lora.lora_parameters(text_encoder), "lr": te_lr})
+        groups += [{"params": lora.lora_parameters(e), "lr": te_lr} for e in text_encoders.values()]
     optimizer, optimizer_name = _make_optimizer(config, groups, device, bus)
     warmup = config.warmup_steps
     if warmup is None:
@@ -238,44 +244,27 @@ def _train(
         setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
         unet = torch.compile(unet, dynamic=False)
     if config.train_text_encoder:
-        unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
+        unet, *prepared, optimizer = accelerator.prepare(unet, *text_encoders.values(), optimizer)
+        text_encoders = dict(zip(text_encoders, prepared))
     else:
         unet, optimizer = accelerator.prepare(unet, optimizer)
-    trained = [unet, text_encoder] if config.train_text_encoder else [unet]
+    # the models with adapters, by component name (the prefix of their keys in a checkpoint)
+    trained = {"unet": unet, **(text_encoders if config.train_text_encoder else {})}
     params = [p for g in groups for p in g["params"]]
 
     # --- resume
     start_step = 0
     if resume:
-        start_step = _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, config)
+        start_step = _restore(run_dir, accelerator, trained, optimizer, lr_scheduler)
     started_at = float(state.state.get("started_at") or time.time())
     bus.emit(
         RunStarted(name, str(run_dir), config.model_dump(), total_steps, start_step, plan.schedule.explain)
     )
     state.update(total_steps=total_steps, step=start_step)
 
-    # --- text conditioning: a frozen text encoder gives the same output for the same caption,
-    # so each distinct caption is encoded once (bounded, for shuffled tags)
-    text_cache: dict[str, Any] = {}
-
-    def text_states(captions: list[str]):
-        missing = [c for c in dict.fromkeys(captions) if c not in text_cache]
-        if config.train_text_encoder or missing:
-            ids = tokenizer(
-                list(captions if config.train_text_encoder else missing),
-                padding="max_length",
-                max_length=tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids.to(device)
-            with torch.set_grad_enabled(config.train_text_encoder):
-                states = text_encoder(ids, return_dict=False)[0]
-            if config.train_text_encoder:
-                return states
-            if len(text_cache) > 4096:
-                text_cache.clear()
-            text_cache.update(zip(missing, states.detach()))
-        return torch.stack([text_cache[c] for c in captions])
+    # --- text conditioning (each distinct caption encoded once while the encoders are frozen)
+    condition = TextConditioner(family, text_encoders, comps.tokenizers, device, config.train_text_encoder)
+    denoiser = Denoiser(family, unet, condition, noise_scheduler)
 
     # --- checks at each save: validation loss (over-fitting) and sample images
     # a crash after a validation but before its checkpoint would otherwise count that step twice
@@ -288,7 +277,7 @@ def _train(
         model = accelerator.unwrap_model(unet)  # no collectives: only rank 0 validates
         model.eval()
         with accelerator.autocast():
-            loss = validation.loss(model, text_states, noise_scheduler, device, weight_dtype)
+            loss = validation.loss(Denoiser(family, model, condition, noise_scheduler), device, weight_dtype)
         model.train()
         history.append((at, loss))
         atomic.write_json(run_dir / "validation.json", {"held_out": validation.held_out, "history": history})
@@ -307,8 +296,8 @@ def _train(
     def take_samples(at: int) -> None:
         if not main:
             return
-        pipe = build_pipeline(accelerator.unwrap_model(unet), vae, accelerator.unwrap_model(text_encoder),
-                              tokenizer, noise_scheduler.config)
+        modules = {**comps.modules, **{n: accelerator.unwrap_model(m) for n, m in trained.items()}}
+        pipe = build_pipeline(family, modules, comps.tokenizers, noise_scheduler.config)
         width, height = (config.resolution, config.resolution)
         pipe.unet.eval()
         for n, prompt in enumerate(prompts):
@@ -355,8 +344,7 @@ def _train(
                 last = k == accum - 1 and p == len(pieces) - 1
                 with (contextlib.nullcontext() if last else accelerator.no_sync(unet)), accelerator.autocast():
                     faults.maybe_oom(at + 1)
-                    losses = sample_losses(unet, text_states, noise_scheduler, batch, rows, config, device,
-                                           weight_dtype)
+                    losses = sample_losses(denoiser, batch, rows, config, device, weight_dtype)
                     weight = 0.0 if not mine else world / (len(batch) * accum)
                     if faults.fires(f"nan@{at + 1}"):
                         losses = losses * float("nan")
@@ -553,27 +541,21 @@ def _guard_disk(run_dir: Path, step: int, write):
 
 
 def _write_lora(run_dir, stem, step, accelerator, trained, config, plan, comps, started_at, total_steps,
-                optimizer_name, fault_point: str = "") -> tuple[Path, dict, dict | None]:
+                optimizer_name, fault_point: str = "") -> tuple[Path, dict]:
     """``RUN_DIR/stem.safetensors`` in kohya format with its metadata; also the adapter weights."""
-    unet_sd, te_sd = _adapter_dicts(accelerator, trained)
+    adapters = _adapter_dicts(accelerator, trained)
     meta = run_metadata(config, plan, comps, step, total_steps, started_at, stem, optimizer_name)
-    tensors = export.to_kohya(unet_sd, te_sd, config.lora_alpha, config.save_precision)
+    tensors = export.to_kohya(comps.family, adapters, config.lora_alpha, config.save_precision)
     path = export.save_kohya(run_dir / f"{stem}.safetensors", tensors, meta, fault_point=fault_point)
-    return path, unet_sd, te_sd
+    return path, adapters
 
 
 def _export_final(run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps,
                   optimizer_name) -> Path:
-    final, unet_sd, te_sd = _write_lora(run_dir, name, step, accelerator, trained, config, plan, comps,
-                                        started_at, total_steps, optimizer_name, fault_point="export")
-    export.save_diffusers(
-        run_dir / "diffusers",
-        unet_sd,
-        te_sd,
-        lora.adapter_metadata(accelerator.unwrap_model(trained[0])),
-        lora.adapter_metadata(accelerator.unwrap_model(trained[1])) if te_sd else None,
-        config.save_precision,
-    )
+    final, adapters = _write_lora(run_dir, name, step, accelerator, trained, config, plan, comps,
+                                  started_at, total_steps, optimizer_name, fault_point="export")
+    metas = {n: lora.adapter_metadata(accelerator.unwrap_model(m)) for n, m in trained.items()}
+    export.save_diffusers(run_dir / "diffusers", comps.family, adapters, metas, config.save_precision)
     return final
 
 
@@ -598,19 +580,19 @@ class _Snapshot:
     scheduler: dict
 
 
-def _snapshot(accelerator, trained: list, optimizer, lr_scheduler, step: int) -> _Snapshot:
+def _snapshot(accelerator, trained: dict, optimizer, lr_scheduler, step: int) -> _Snapshot:
     """The last good state in memory (LoRA, optimizer, schedule), for rolling back."""
     return _Snapshot(
         step,
-        [_to_cpu(lora.lora_state_dict(accelerator.unwrap_model(m))) for m in trained],
+        [_to_cpu(lora.lora_state_dict(accelerator.unwrap_model(m))) for m in trained.values()],
         _to_cpu(optimizer.state_dict()),
         _to_cpu(lr_scheduler.state_dict()),
     )
 
 
-def _rollback(snap: _Snapshot, accelerator, trained: list, optimizer, lr_scheduler) -> int:
+def _rollback(snap: _Snapshot, accelerator, trained: dict, optimizer, lr_scheduler) -> int:
     """Restore ``snap`` with the learning rate halved; returns the step to go on from."""
-    for model, adapters in zip(trained, snap.adapters):
+    for model, adapters in zip(trained.values(), snap.adapters):
         lora.load_lora_state_dict(accelerator.unwrap_model(model), adapters)
     optimizer.load_state_dict(_to_cpu(snap.optimizer))
     lr_scheduler.load_state_dict(_to_cpu(snap.scheduler))
@@ -633,6 +615,8 @@ def _free_memory(device) -> None:
 
 def _validation_set(plan: RunPlan, config: RunConfig, vae, device, cache: dict) -> ValidationSet | None:
     """Held-out images when the plan has them, else up to eight training images."""
+    import torch
+
     if config.validation == "off":
         return None
     held_out = bool(plan.validation_items)
@@ -644,7 +628,8 @@ def _validation_set(plan: RunPlan, config: RunConfig, vae, device, cache: dict) 
     from loratui.engine.prompts import with_trigger
 
     captions = [with_trigger(plan.caption_for(i), config.trigger) for i in items]
-    return ValidationSet(latents, captions, held_out, config.seed)
+    sizes = torch.tensor([i.size_conditioning() for i in items]) if items else None
+    return ValidationSet(latents, captions, held_out, config.seed, sizes)
 
 
 def _load_history(run_dir: Path) -> list[tuple[int, float]]:
@@ -701,25 +686,22 @@ def _make_optimizer(config: RunConfig, groups: list[dict], device, bus: EventBus
     return torch.optim.AdamW(groups, weight_decay=1e-2, **fused), "torch.optim.AdamW"
 
 
-def _adapter_dicts(accelerator, trained: list) -> tuple[dict, dict | None]:
-    unet_sd = lora.lora_state_dict(accelerator.unwrap_model(trained[0]))
-    te_sd = lora.lora_state_dict(accelerator.unwrap_model(trained[1])) if len(trained) > 1 else None
-    return unet_sd, te_sd
+def _adapter_dicts(accelerator, trained: dict) -> dict[str, dict]:
+    """Each trained component's adapter weights (peft keys), by component name."""
+    return {name: lora.lora_state_dict(accelerator.unwrap_model(model)) for name, model in trained.items()}
 
 
 def _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler, config, plan, comps, bus,
           started_at, total_steps, optimizer_name) -> Path:
     """A step LoRA file (kohya format) and a resume checkpoint."""
-    path, unet_sd, te_sd = _write_lora(run_dir, f"{name}-step{step:06d}", step, accelerator, trained, config,
-                                       plan, comps, started_at, total_steps, optimizer_name)
-    adapters = {f"unet.{k}": v for k, v in unet_sd.items()}
-    if te_sd:
-        adapters.update({f"text_encoder.{k}": v for k, v in te_sd.items()})
+    path, adapters = _write_lora(run_dir, f"{name}-step{step:06d}", step, accelerator, trained, config,
+                                 plan, comps, started_at, total_steps, optimizer_name)
+    flat = {f"{component}.{k}": v for component, state in adapters.items() for k, v in state.items()}
     scaler = accelerator.scaler.state_dict() if getattr(accelerator, "scaler", None) else None
     ckpt.save_checkpoint(
         run_dir / "checkpoints",
         ckpt.TrainerState(
-            step, step * config.grad_accum, adapters, optimizer.state_dict(), lr_scheduler.state_dict(), scaler,
+            step, step * config.grad_accum, flat, optimizer.state_dict(), lr_scheduler.state_dict(), scaler,
             {"total_steps": total_steps, "seed": config.seed},
         ),
         config.keep_checkpoints,
@@ -728,18 +710,20 @@ def _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler, co
     return path
 
 
-def _restore(run_dir, accelerator, unet, text_encoder, optimizer, lr_scheduler, config) -> int:
+def _restore(run_dir, accelerator, trained: dict, optimizer, lr_scheduler) -> int:
     latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
     if latest is None:
         # stopped before its first save: every draw derives from the seed, so starting over
         # from step 0 gives exactly the run that was lost
         return 0
     saved = ckpt.load_checkpoint(latest)
-    unet_sd = {k[len("unet."):]: v for k, v in saved.adapters.items() if k.startswith("unet.")}
-    te_sd = {k[len("text_encoder."):]: v for k, v in saved.adapters.items() if k.startswith("text_encoder.")}
-    lora.load_lora_state_dict(accelerator.unwrap_model(unet), unet_sd)
-    if te_sd:
-        lora.load_lora_state_dict(accelerator.unwrap_model(text_encoder), te_sd)
+    by_component: dict[str, dict] = {}
+    for key, value in saved.adapters.items():
+        component, _, rest = key.partition(".")
+        by_component.setdefault(component, {})[rest] = value
+    for component, model in trained.items():
+        if component in by_component:
+            lora.load_lora_state_dict(accelerator.unwrap_model(model), by_component[component])
     optimizer.load_state_dict(saved.optimizer)
     lr_scheduler.load_state_dict(saved.scheduler)
     if saved.scaler is not None and getattr(accelerator, "scaler", None):
@@ -764,6 +748,8 @@ def _card(run_dir, config: RunConfig, plan: RunPlan, comps: Components, step, to
             "trigger": config.trigger,
             "preset": config.preset,
             "base_model": comps.spec.name if comps.spec.kind != "hub" else comps.spec.location,
+            "family": comps.family.label,
+            "pipeline_class": comps.family.pipeline_class,
             "images": len(plan.items),
             "schedule": plan.schedule.explain,
             "rank": config.rank,

@@ -42,26 +42,26 @@ class ValidationSet:
     captions: list[str]
     held_out: bool
     seed: int
+    sizes: Any = None  # (N, 6) size conditioning per image, for families that use it
 
-    def loss(self, unet: Any, text_states, noise_scheduler: Any, device: Any, dtype: Any) -> float:
-        """The mean MSE over every image and every fixed timestep."""
+    def loss(self, model: Any, device: Any, dtype: Any) -> float:
+        """The mean MSE over every image and every fixed timestep (``model``: a Denoiser)."""
         import torch
         import torch.nn.functional as F
 
         gen = torch.Generator().manual_seed(self.seed)
         total, count = 0.0, 0
         with torch.no_grad():
-            for latent, caption in zip(self.latents, self.captions):
+            for n, (latent, caption) in enumerate(zip(self.latents, self.captions)):
                 latents = latent.unsqueeze(0).to(device, dtype)
-                states = text_states([caption])
+                sizes = self.sizes[n : n + 1].to(device) if self.sizes is not None else None
+                text = model.condition([caption])
                 for t in VALIDATION_TIMESTEPS:
                     noise = torch.randn(latents.shape, generator=gen).to(device, dtype)
                     steps = torch.tensor([t], device=device)
-                    noisy = noise_scheduler.add_noise(latents, noise, steps)
-                    pred = unet(noisy, steps, states, return_dict=False)[0]
-                    target = noise
-                    if noise_scheduler.config.prediction_type == "v_prediction":
-                        target = noise_scheduler.get_velocity(latents, noise, steps)
+                    noisy = model.noise_scheduler.add_noise(latents, noise, steps)
+                    pred = model.predict(noisy, steps, text, sizes)
+                    target = model.target(latents, noise, steps)
                     total += F.mse_loss(pred.float(), target.float()).item()
                     count += 1
         return total / max(1, count)

@@ -164,9 +164,6 @@ def read_lora_header(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path}: not a LoRA (no LoRA weights among its {len(keys)} tensors)",
                          "pass a LoRA file; a full checkpoint goes in --base-model")
     metadata = header.get("__metadata__") or {}
-    version = str(metadata.get("ss_base_model_version", ""))
-    if "sdxl" in version.lower() or any(k.startswith("lora_te2_") for k in keys):
-        raise ModelError(f"{path}: this is an SDXL LoRA", "loratui sample renders SD-1.5 LoRAs for now")
     return {"keys": keys, "metadata": metadata}
 
 
@@ -188,6 +185,7 @@ def plan_sample(
     LoRA file needs ``base_model`` and writes under ``CWD/loratui-samples/STEM/``. ``out``
     replaces the grid path (with ``-N`` added per prompt when there are several).
     """
+    from loratui.engine.families import default_resolution
     from loratui.engine.sampling import SAMPLE_STEPS
 
     target = Path(target).expanduser()
@@ -220,7 +218,7 @@ def plan_sample(
         resolution, allow_pickle, default_seed = config.resolution, config.allow_pickle, config.seed
     elif base_model:
         model = base_model
-        resolution = 64 if base_model.strip() == "tiny" else 512
+        resolution = default_resolution(base_model)
         allow_pickle, default_seed = False, DEFAULT_SEED
     else:
         raise ConfigError(f"{target}: a LoRA file needs --base-model",
@@ -315,13 +313,13 @@ def _file_key(text: str) -> str:
 def render_plan(plan: SamplePlan, on_progress: ProgressFn | None = None) -> SampleResult:
     """Render every cell of ``plan``, save each image as it is made, then one grid per prompt."""
     from loratui.engine.models import load_components, resolve_model
-    from loratui.engine.sampling import build_pipeline, render, save_png
+    from loratui.engine.sampling import components_pipeline, render, save_png
 
     report = on_progress or (lambda done, total, what: None)
     total = plan.total_renders
     report(0, total, "loading base model")
     comps = load_components(resolve_model(plan.base_model, plan.allow_pickle))
-    pipe = build_pipeline(comps.unet, comps.vae, comps.text_encoder, comps.tokenizer, comps.noise_scheduler.config)
+    pipe = components_pipeline(comps)
     _to_device(pipe)
 
     n_prompts = len(plan.prompts)
@@ -388,10 +386,11 @@ def _load_lora(pipe: Any, path: Path, adapter: str, base_model: str) -> None:
     except Exception as exc:  # noqa: BLE001 -- diffusers/peft raise many kinds; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: cannot load this LoRA into {base_model}: {first[:300]}",
-                         "is it a LoRA for an SD-1.5 model?") from None
+                         "is it a LoRA for this base model's family (SD-1.5, SD-2, SDXL)?") from None
     loaded = pipe.get_list_adapters()
     if not any(adapter in names for names in loaded.values()):
-        raise ModelError(f"{path}: none of its weights fit {base_model}", "is it a LoRA for an SD-1.5 model?")
+        raise ModelError(f"{path}: none of its weights fit {base_model}",
+                         "is it a LoRA for this base model's family (SD-1.5, SD-2, SDXL)?")
 
 
 # --- the grid ---------------------------------------------------------------------------

@@ -1,0 +1,131 @@
+"""Stable Diffusion 1.x: one CLIP-L text encoder, 512 px, kohya's ``lora_unet_``/``lora_te_`` keys.
+
+Loads a diffusers folder or hub id with diffusers, and an A1111-style single file offline with
+the component configs loratui ships (``loratui/configs/sd15``, see ``sd15_config``). The
+embedded ``tiny`` model is this family at tiny widths (``engine/tiny.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loratui.engine.errors import ModelError
+from loratui.engine.families.base import (
+    Components, Family, ModelSpec, config_family, first_line, load_error, quiet_libraries,
+)
+
+
+class SD15(Family):
+    name = "sd15"
+    label = "SD-1.5"
+    kohya_version = "sd_v1"
+    modelspec_architecture = "stable-diffusion-v1/lora"
+
+    def config_folder(self, spec: ModelSpec) -> Path:
+        from loratui.engine.sd15_config import config_dir_for_checkpoint, shipped_config_root
+
+        if spec.kind == "tiny":
+            from loratui.engine.tiny import tiny_model_dir
+
+            return tiny_model_dir()
+        if spec.kind == "diffusers":
+            return Path(spec.location)
+        if spec.kind == "single_file":
+            return config_dir_for_checkpoint(Path(spec.location))
+        return shipped_config_root()  # a hub id: measured with the shipped configs, no download
+
+    def load(self, spec: ModelSpec) -> Components:
+        quiet_libraries()
+        if spec.kind == "single_file":
+            return self._load_single_file(spec)
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        location = str(self.config_folder(spec)) if spec.kind == "tiny" else spec.location
+        try:
+            modules = {
+                "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet"),
+                "vae": AutoencoderKL.from_pretrained(location, subfolder="vae"),
+                "text_encoder": CLIPTextModel.from_pretrained(location, subfolder="text_encoder"),
+            }
+            tokenizer = CLIPTokenizer.from_pretrained(location, subfolder="tokenizer")
+            scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler")
+        except (OSError, ValueError) as exc:
+            raise load_error(spec, exc) from None
+        actual = config_family(dict(modules["unet"].config))
+        if actual != self.name:  # a hub id is only known for sure once its config is here
+            from dataclasses import replace
+
+            from loratui.engine.families import family_of
+
+            other = replace(spec, family=actual)
+            family = family_of(other)
+            if not isinstance(family, SD15):
+                return family.load(other)
+            return Components(family, other, modules, {"text_encoder": tokenizer}, scheduler)
+        return Components(self, spec, modules, {"text_encoder": tokenizer}, scheduler)
+
+    def _load_single_file(self, spec: ModelSpec) -> Components:
+        """An A1111-style checkpoint with the config folder its shapes call for, offline."""
+        import torch
+        from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+        config_dir = self.config_folder(spec)  # outside the try: it has its own one-line errors
+        try:
+            pipe = StableDiffusionPipeline.from_single_file(
+                spec.location,
+                config=str(config_dir),
+                local_files_only=True,
+                torch_dtype=torch.float32,  # most shared checkpoints are fp16; training wants an fp32 base
+                safety_checker=None,
+                requires_safety_checker=False,
+            )
+        except Exception as exc:  # diffusers raises many kinds here; the user needs one line
+            raise ModelError(
+                f"{spec.location}: not a Stable Diffusion 1.5 checkpoint loratui can read: {first_line(exc)}",
+                "pass an SD-1.5 .safetensors or a diffusers folder",
+            ) from None
+        modules = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
+        require_complete(spec, modules)
+        scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        return Components(self, spec, modules, {"text_encoder": pipe.tokenizer}, scheduler)
+
+    def build_tiny(self, tokenizer: Any) -> Any:
+        from loratui.engine.tiny import build_sd15
+
+        return build_sd15(tokenizer)
+
+    def encode_text(self, encoders: dict[str, Any], tokenizers: dict[str, Any], captions: list[str],
+                    device: Any) -> dict[str, Any]:
+        tokenizer = tokenizers["text_encoder"]
+        ids = tokenizer(
+            list(captions), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(device)
+        return {"states": encoders["text_encoder"](ids, return_dict=False)[0]}
+
+    def pipeline(self, modules: dict[str, Any], tokenizers: dict[str, Any], scheduler: Any) -> Any:
+        from diffusers import StableDiffusionPipeline
+
+        return StableDiffusionPipeline(
+            vae=modules["vae"],
+            text_encoder=modules["text_encoder"],
+            tokenizer=tokenizers["text_encoder"],
+            unet=modules["unet"],
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+
+def require_complete(spec: ModelSpec, modules: dict[str, Any]) -> None:
+    """diffusers leaves a weight a single file lacks on the meta device, and says nothing: name it."""
+    for part, module in modules.items():
+        missing = [name for name, p in module.named_parameters() if p.is_meta]
+        if missing:
+            raise ModelError(
+                f"{spec.location}: the {part} weights are incomplete ({len(missing)} missing, e.g. {missing[0]})",
+                "pass a full checkpoint (UNet, VAE and text encoders) or a diffusers folder",
+            )

@@ -1,0 +1,192 @@
+"""SDXL through the family seam, on tiny-sdxl (SDXL's real topology at tiny widths)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from ldm_convert import unet_to_ldm
+from tinyrun import stopped_then_resumed, tiny_config
+from loratui.engine.events import StepLogged
+from loratui.engine.train import train
+
+ATTENTION = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)\.weight$")
+CLIP_ATTENTION = re.compile(r"\.self_attn\.(q_proj|k_proj|v_proj|out_proj)\.weight$")
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl() -> Path:
+    from loratui.engine.tiny import tiny_model_dir
+
+    return tiny_model_dir("tiny-sdxl")
+
+
+@pytest.fixture(scope="module")
+def sdxl_run(tmp_path_factory, tiny_sdxl):
+    """One tiny-sdxl run with both text encoders trained and a sample at the end."""
+    from loratui.engine.demo import make_demo_dataset
+
+    base = tmp_path_factory.mktemp("sdxl")
+    dataset = make_demo_dataset(base / "photos", count=4)
+    events: list = []
+    # SDXL has no attention at the latent's full resolution, so attention LoRA learns this random
+    # model slower than SD-1.5's: a higher lr and more steps than test_train's
+    cfg = tiny_config(dataset, base / "out", base_model="tiny-sdxl", steps=60, save_every=30, rank=4, alpha=2.0,
+                      lr=1e-2, train_text_encoder=True, text_encoder_lr=1e-3, sample_every=60, sample_steps=2,
+                      save_precision="fp32", min_snr_gamma=0)
+    result = train(cfg, base / "out" / "xl", [events.append])
+    return result, events, dataset
+
+
+def _pipeline(folder: Path):
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _image(pipe) -> np.ndarray:
+    return pipe("zxq, a red ball", num_inference_steps=3, height=64, width=64, output_type="np",
+                generator=torch.Generator().manual_seed(7)).images[0]
+
+
+def _modules(path: Path) -> set[str]:
+    return {key.split(".")[0] for key in load_file(path)}
+
+
+def test_run_finishes_with_sdxl_samples_and_files(sdxl_run):
+    result, events, _ = sdxl_run
+    assert result.status == "finished" and result.step == 60
+    losses = [e.loss for e in events if isinstance(e, StepLogged)]
+    assert all(np.isfinite(losses))
+    assert (result.run_dir / "samples" / "step000060-0.png").is_file()
+    assert (result.run_dir / "diffusers" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_kohya_keys_are_the_ones_kohya_names_for_the_trained_layers(sdxl_run, tiny_sdxl):
+    """Derived here from the LDM state dict and the text encoders' own names, not the exporter."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    result, _, _ = sdxl_run
+    unet = UNet2DConditionModel.from_pretrained(tiny_sdxl, subfolder="unet")
+    prefix = "model.diffusion_model."
+    expected = {"lora_unet_" + key[len(prefix):-len(".weight")].replace(".", "_")
+                for key in unet_to_ldm(unet) if ATTENTION.search(key)}
+    for name, kohya, cls in (("text_encoder", "lora_te1", CLIPTextModel),
+                             ("text_encoder_2", "lora_te2", CLIPTextModelWithProjection)):
+        encoder = cls.from_pretrained(tiny_sdxl, subfolder=name)
+        for key in encoder.state_dict():
+            if CLIP_ATTENTION.search(key):
+                module = key[:-len(".weight")]
+                if not module.startswith("text_model."):  # transformers 5 drops the level; kohya keeps it
+                    module = "text_model." + module
+                expected.add(f"{kohya}_{module.replace('.', '_')}")
+    got = _modules(result.lora_path)
+    assert got == expected, (sorted(got - expected)[:5], sorted(expected - got)[:5])
+    assert any(m.startswith("lora_unet_middle_block_1_transformer_blocks_0_attn2") for m in got)
+    assert any(m.startswith("lora_unet_output_blocks_0_1_transformer_blocks_9_") for m in got)
+
+
+def test_alpha_and_metadata_say_sdxl(sdxl_run):
+    result, _, _ = sdxl_run
+    tensors = load_file(result.lora_path)
+    alphas = {k: v for k, v in tensors.items() if k.endswith(".alpha")}
+    assert alphas and all(float(v) == 2.0 for v in alphas.values())
+    assert all(tensors[k.replace(".alpha", ".lora_down.weight")].shape[0] == 4 for k in alphas)
+    with safe_open(str(result.lora_path), "pt") as fh:
+        meta = fh.metadata()
+    assert meta["ss_base_model_version"].startswith("sdxl_")
+    assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "2.0"
+    assert meta["ss_v2"] == "False"
+    assert "zxq" in json.loads(meta["ss_tag_frequency"])["photos"]
+
+
+def _lora_layers(model, adapter: str) -> int:
+    return sum(1 for m in model.modules() if hasattr(m, "lora_A") and adapter in m.lora_A)
+
+
+@pytest.mark.parametrize("which", ["kohya", "diffusers"])
+def test_files_load_in_the_sdxl_pipeline_whole_and_strength_zero_is_the_base(sdxl_run, tiny_sdxl, which):
+    result, _, _ = sdxl_run
+    path = result.lora_path if which == "kohya" else result.run_dir / "diffusers" / "pytorch_lora_weights.safetensors"
+    modules = _modules(result.lora_path)
+    pipe = _pipeline(tiny_sdxl)
+    base = _image(pipe)
+    pipe.load_lora_weights(str(path), adapter_name="x")
+    # every module of the file became a LoRA layer of the pipeline: no key was left unused
+    assert _lora_layers(pipe.unet, "x") == sum(m.startswith("lora_unet_") for m in modules)
+    assert _lora_layers(pipe.text_encoder, "x") == sum(m.startswith("lora_te1_") for m in modules)
+    assert _lora_layers(pipe.text_encoder_2, "x") == sum(m.startswith("lora_te2_") for m in modules)
+    assert np.abs(_image(pipe) - base).max() > 1e-4  # the LoRA changes the image
+    pipe.set_adapters(["x"], adapter_weights=[0.0])
+    assert np.array_equal(_image(pipe), base)  # weight 0 is exactly the base model
+
+
+def test_training_lowers_the_probe_loss(sdxl_run, tiny_sdxl):
+    from loratui.engine.batches import TrainItem
+    from loratui.engine.families import FAMILIES
+    from loratui.engine.images import fit_to_bucket, image_size, open_rgb, to_tensor
+    from loratui.engine.probe import probe_loss
+
+    result, _, dataset = sdxl_run
+    paths = sorted(dataset.glob("*.png"))
+    pixels = torch.stack([to_tensor(fit_to_bucket(open_rgb(p), (64, 64))) for p in paths])
+    captions = [p.with_suffix(".txt").read_text().strip() for p in paths]
+    # each photo's own size and centre crop, as training conditioned on them
+    sizes = torch.tensor([TrainItem(0, None, (64, 64), 1, image_size(p)).size_conditioning() for p in paths])
+
+    def probe(pipe) -> float:
+        modules = {n: getattr(pipe, n) for n in ("unet", "vae", "text_encoder", "text_encoder_2")}
+        tokenizers = {"text_encoder": pipe.tokenizer, "text_encoder_2": pipe.tokenizer_2}
+        return probe_loss(FAMILIES["sdxl"], modules, tokenizers, pipe.scheduler, pixels, captions, sizes=sizes)
+
+    pipe = _pipeline(tiny_sdxl)
+    before = probe(pipe)
+    pipe.load_lora_weights(str(result.lora_path))
+    after = probe(pipe)
+    # fixed noise and timesteps: deterministic; 60 steps take about 1% off on this topology
+    assert after < before * 0.995, (before, after)
+
+
+def test_stop_half_way_then_resume_is_bit_identical(tmp_path, small_dataset, tiny_sdxl):
+    cfg = tiny_config(small_dataset, tmp_path, base_model="tiny-sdxl", steps=8, save_every=0, rank=4,
+                      train_text_encoder=True, sample_every=0)
+    whole = train(cfg, tmp_path / "whole")
+    part, resumed = stopped_then_resumed(cfg, tmp_path / "part", at=3)
+    assert part.status == "stopped" and part.step == 3 and resumed.step == 8
+    wa, wb = load_file(whole.lora_path), load_file(resumed.lora_path)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_size_conditioning_follows_the_bucket_fit():
+    from loratui.engine.batches import TrainItem
+    from loratui.engine.dataset import ImageRecord
+
+    record = ImageRecord.__new__(ImageRecord)
+    # a 1600x1200 photo into a 1152x896 bucket: resized to 1195x896 to cover it, cropped 21 px each side
+    item = TrainItem(0, record, (1152, 896), 1, (1600, 1200))
+    assert item.size_conditioning() == (1200, 1600, 0, 21, 896, 1152)
+    assert TrainItem(0, record, (64, 64), 1, (64, 64)).size_conditioning() == (64, 64, 0, 0, 64, 64)
+
+
+def test_loratui_sample_makes_an_sdxl_grid(sdxl_run):
+    from PIL import Image
+
+    from loratui.engine.xyz import plan_sample, render_plan
+
+    result, _, _ = sdxl_run
+    plan = plan_sample(result.run_dir, prompts=["zxq, a red ball"], strengths=[0.0, 1.0], which="last", steps=2)
+    out = render_plan(plan)
+    assert out.grids and out.grids[0].is_file()
+    cells = {c.strength: np.asarray(Image.open(c.path)) for c in out.cells}
+    assert cells[0.0].shape == (64, 64, 3)  # rendered at the run's resolution, by the SDXL pipeline
+    assert not np.array_equal(cells[0.0], cells[1.0])  # the LoRA shows at strength 1
