@@ -107,6 +107,8 @@ def test_alpha_and_metadata_say_sdxl(sdxl_run):
     assert meta["ss_base_model_version"].startswith("sdxl_")
     assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "2.0"
     assert meta["ss_v2"] == "False"
+    assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    assert (meta["modelspec.prediction_type"], meta["modelspec.resolution"]) == ("epsilon", "64x64")
     assert "zxq" in json.loads(meta["ss_tag_frequency"])["photos"]
 
 

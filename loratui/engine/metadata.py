@@ -31,7 +31,7 @@ def run_metadata(
         by_folder.setdefault(folder, Counter()).update(
             split_tags(with_trigger(plan.caption_for(item), config.trigger))
         )
-    return export.kohya_metadata(
+    kohya = export.kohya_metadata(
         session_id=random.Random(started_at).randrange(2**31),
         training_started_at=started_at,
         training_finished_at=time.time(),
@@ -76,3 +76,18 @@ def run_metadata(
         loratui_preset=config.preset,
         loratui_version=__version__,
     )
+    return {**kohya, **modelspec(comps, config, output_name, started_at)}
+
+
+def modelspec(comps: Components, config: RunConfig, title: str, started_at: float) -> dict[str, str]:
+    """The ``modelspec.*`` keys (Stability's model spec, as sd-scripts writes them): which
+    architecture the LoRA is for, its prediction type and training resolution."""
+    v_pred = comps.noise_scheduler.config.prediction_type == "v_prediction"
+    return {
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": comps.family.modelspec_architecture,
+        "modelspec.title": title,
+        "modelspec.resolution": f"{config.resolution}x{config.resolution}",
+        "modelspec.prediction_type": "v" if v_pred else "epsilon",
+        "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started_at)),
+    }
