@@ -3,7 +3,9 @@
 Conventions (DESIGN.md): images with a sidecar ``x.txt`` caption (kohya; UTF-8), an optional
 ``metadata.csv`` (``filename,prompt``; lora-scripts) whose captions lose to a sidecar, and
 kohya repeat folders (``10_mycat/`` repeats each image in it ten times). Nothing outside the
-folder is ever followed: symlinks that leave it are skipped.
+folder is ever read: every file the scan opens (image, sidecar caption, ``metadata.csv``) goes
+through ``refuse_reason`` first, the one rule ``loratui check`` applies too, so a caption that
+links to ``/etc/passwd`` can never end up in a LoRA's metadata.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import io
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,13 +63,47 @@ def is_inside(path: Path, folder: Path) -> bool:
     """True when ``path`` resolves (symlinks followed) to somewhere inside ``folder``."""
     try:
         path.resolve().relative_to(folder.resolve())
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a link loop (Python < 3.13)
         return False
     return True
 
 
-def iter_image_paths(folder: Path) -> list[Path]:
-    """Every image file under ``folder`` (sorted, hidden entries skipped, no escaping links)."""
+def refuse_reason(path: Path, folder: Path) -> str | None:
+    """Why the dataset file ``path`` must not be read, or None when it may be.
+
+    A file is read only when it resolves inside ``folder`` (a link out could carry a secret
+    into the LoRA's caption metadata) and is a regular file (a FIFO or a device would block
+    the read forever). ``stat`` itself never blocks, even on a FIFO.
+    """
+    try:
+        mode = os.stat(path).st_mode  # first: a link loop is ELOOP here, not a crash in resolve()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not is_inside(path, folder):
+        return "a link to a file outside the folder; not read"
+    if not stat.S_ISREG(mode):
+        return f"{_kind(mode)}, not a regular file; not read"
+    return None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a special file"
+
+
+def iter_image_paths(folder: Path, skipped: list[str] | None = None) -> list[Path]:
+    """Every image file under ``folder`` that may be read (sorted, hidden entries skipped).
+
+    Image-named entries that ``refuse_reason`` turns down are left out; with ``skipped``
+    given, a note naming each of them is appended to it.
+    """
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -74,8 +111,11 @@ def iter_image_paths(folder: Path) -> list[Path]:
             if name.startswith(".") or not is_image_name(name):
                 continue
             path = Path(root) / name
-            if is_inside(path, folder):
+            reason = refuse_reason(path, folder)
+            if reason is None:
                 found.append(path)
+            elif skipped is not None:
+                skipped.append(f"skipped {path.relative_to(folder).as_posix()}: {reason}")
     return found
 
 
@@ -89,11 +129,19 @@ def repeats_for(rel: str) -> int:
     return 1
 
 
-def read_sidecar(image: Path) -> str | None:
-    """The caption in ``image``'s ``.txt`` sidecar, stripped; None when there is none."""
+def read_sidecar(image: Path, folder: Path | None = None) -> str | None:
+    """The caption in ``image``'s ``.txt`` sidecar, stripped; None when there is none.
+
+    With ``folder`` (the dataset), a sidecar that ``refuse_reason`` turns down is a
+    DatasetError naming it, never read.
+    """
     sidecar = image.with_suffix(".txt")
-    if not sidecar.is_file():
+    if not os.path.lexists(sidecar):
         return None
+    if folder is not None and (reason := refuse_reason(sidecar, folder)) is not None:
+        raise DatasetError(f"{sidecar}: {reason}", "copy the caption into the dataset folder")
+    if not sidecar.is_file():
+        return None  # a dangling link or a FIFO read without a folder to judge it by
     try:
         # bytes.decode is strict at the end of the data; read_text drops a cut-off BOM
         return sidecar.read_bytes().decode("utf-8-sig").strip()
@@ -104,10 +152,16 @@ def read_sidecar(image: Path) -> str | None:
 
 
 def read_metadata_csv(folder: Path) -> dict[str, str]:
-    """Captions from ``metadata.csv`` (``filename,prompt``), keyed by POSIX relative path."""
+    """Captions from ``metadata.csv`` (``filename,prompt``), keyed by POSIX relative path.
+
+    A ``metadata.csv`` that ``refuse_reason`` turns down (a link out of the folder, a FIFO)
+    is a DatasetError naming it, never read.
+    """
     path = folder / METADATA_NAME
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
+    if (reason := refuse_reason(path, folder)) is not None:
+        raise DatasetError(f"{path}: {reason}", "copy the captions into the dataset folder")
     try:
         # bytes, not read_text(): newline translation would rewrite \r inside quoted captions;
         # utf-8-sig because a BOM from Excel is not part of the header
@@ -152,14 +206,19 @@ def scan(folder: str | os.PathLike[str]) -> Dataset:
         raise DatasetError(f"{root}: no such folder", "check the path")
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder", "pass the folder that holds the images")
-    metadata = read_metadata_csv(root)
     images: list[ImageRecord] = []
     notes: list[str] = []
+    meta_path = root / METADATA_NAME
+    if os.path.lexists(meta_path) and (reason := refuse_reason(meta_path, root)):
+        notes.append(f"skipped {METADATA_NAME}: {reason}")  # a refused file is told, not fatal
+        metadata: dict[str, str] = {}
+    else:
+        metadata = read_metadata_csv(root)
     conflicts = 0
-    for path in iter_image_paths(root):
+    for path in iter_image_paths(root, skipped=notes):
         rel = path.relative_to(root).as_posix()
         try:
-            sidecar = read_sidecar(path)
+            sidecar = read_sidecar(path, root)
         except DatasetError as exc:  # one bad caption file must not stop the whole scan
             notes.append(f"skipped {rel}: {exc}")
             continue

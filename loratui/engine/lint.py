@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from loratui.engine.dataset import IMAGE_EXTENSIONS, METADATA_NAME, is_inside, read_metadata_csv
+from loratui.engine.dataset import IMAGE_EXTENSIONS, METADATA_NAME, is_inside, read_metadata_csv, refuse_reason
 from loratui.engine.errors import ConfigError, DatasetError
 from loratui.engine.lint_rules import (
     DEFAULT_THRESHOLDS,
@@ -217,15 +217,22 @@ def _walk(scan: _Scan) -> None:
                 continue
             if rel != rel_raw:
                 scan.add(rel, "non_utf8_filename", "its name has bytes that are not UTF-8")
-            if path.is_symlink() and not is_inside(path, root):
+            # the training scan's rule (dataset.refuse_reason): what it will not read, we do not
+            reason = refuse_reason(path, root)
+            if reason is not None and not is_inside(path, root):
                 scan.add(rel, "unsafe_path", f"a link to {_target(path)}, outside the folder; not read")
                 if suffix in IMAGE_EXTENSIONS:
                     scan.images.append(_Image(path, rel, readable=False))
                 continue
             if suffix in IMAGE_EXTENSIONS:
-                scan.images.append(_Image(path, rel))
+                if reason is not None:
+                    scan.add(rel, "not_an_image", reason)
+                scan.images.append(_Image(path, rel, readable=reason is None))
             elif suffix == ".txt":
-                scan.captions[rel_raw] = path
+                if reason is not None:  # a FIFO caption would block the read forever
+                    scan.add(rel, "unreadable_caption", reason)
+                else:
+                    scan.captions[rel_raw] = path
             else:
                 scan.add(rel, "ignored_file", f"{suffix} files are not trained on (only {_formats()})")
 
