@@ -320,6 +320,9 @@ def stop(run_dir: Annotated[Path, typer.Argument(help="The run folder.")]) -> No
             raise RunError(f"{run_dir}: not a loratui run folder (no {STATE})", "see `loratui runs`")
         if not request_stop(run_dir):
             status = effective_status(read_state(run_dir))
+            if status == "stale":  # its process is gone; the pid may be another's now: nothing signalled
+                raise RunError(f"{run_dir}: not running (status: stale: the process that ran it has ended)",
+                               f"nothing to stop; `loratui train --resume {run_dir}` continues it")
             raise RunError(f"{run_dir}: not running (status: {status})", "nothing to stop")
         typer.echo(f"asked {run_dir.name} to save a checkpoint and stop")
 

@@ -61,10 +61,38 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot: ``/proc/PID/stat`` field 22).
+
+    A pid is reused once its process ends; a pid with its start time is not, so the pair
+    names one process for good. None where it cannot be read (no such process, no /proc).
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        # the command name (field 2) may hold spaces and ')': count from its last ')'
+        return int(text.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_process_alive(state: dict[str, Any]) -> bool:
+    """True when the process ``state`` names still runs and is the one that wrote it.
+
+    The recorded ``pid_start_time`` must match, so a pid the system has given to another
+    process since never counts. A state without one (written before loratui recorded it,
+    or where there is no /proc) is judged by the pid alone.
+    """
+    pid = state.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not pid_alive(pid):
+        return False
+    recorded = state.get("pid_start_time")
+    return recorded is None or process_start_time(pid) == recorded
+
+
 def effective_status(state: dict[str, Any]) -> str:
-    """The status to show: a 'running' run whose process is gone is 'stale'."""
+    """The status to show: a 'running' run whose process is gone (or is another) is 'stale'."""
     status = state.get("status", "unknown")
-    if status == "running" and not pid_alive(state.get("pid")):
+    if status == "running" and not run_process_alive(state):
         return "stale"
     return status
 
@@ -75,6 +103,8 @@ class StateWriter:
     def __init__(self, run_dir: Path, base: dict[str, Any]) -> None:
         self.path = run_dir / STATE
         self.state = dict(base)
+        if isinstance(base.get("pid"), int):  # what `stop` checks before it signals the pid
+            self.state["pid_start_time"] = process_start_time(base["pid"])
         self._last_write = 0.0
 
     def update(self, **values: Any) -> None:
@@ -126,15 +156,39 @@ class RunLock:
 def request_stop(run_dir: Path) -> bool:
     """Ask a run to checkpoint and stop: a request file, and SIGTERM to its process.
 
-    Returns False when the run is not running (nothing to stop).
+    SIGTERM goes only to the process that wrote ``state.json`` (its pid *and* its start
+    time match), never to a process that has the pid since; a run whose state records no
+    start time gets the request file alone, which the run polls every step. Returns False
+    when the run is not running (nothing to stop).
     """
     state = read_state(run_dir)
     if effective_status(state) != "running":
         return False
     atomic.write_text(run_dir / STOP_REQUEST, str(time.time()))
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(int(state["pid"]), signal.SIGTERM)
+    if state.get("pid_start_time") is not None:
+        _terminate(state["pid"], state["pid_start_time"])
     return True
+
+
+def _terminate(pid: int, start_time: int) -> None:
+    """SIGTERM to ``pid`` if it is still the process that started at ``start_time``.
+
+    Through a pidfd where there is one: opened before the check, it keeps naming the
+    process that had the pid then, so a pid reused between the check and the signal is
+    never hit.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # no pidfd (not Linux, or a kernel before 5.3)
+            if process_start_time(pid) == start_time:
+                os.kill(pid, signal.SIGTERM)
+            return
+        try:
+            if process_start_time(pid) == start_time:
+                signal.pidfd_send_signal(fd, signal.SIGTERM)
+        finally:
+            os.close(fd)
 
 
 @dataclass
