@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from loratui.engine.errors import ConfigError
 from loratui.engine.presets import get_preset
@@ -74,6 +74,15 @@ class RunConfig(BaseModel):
     tensorboard: bool = False
     gpus: int = Field(1, ge=1, le=64)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_true_false_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads True as 1, and YAML 1.1 reads yes/no/on/off as true/false, so
+        # `lora_rank: yes` trained at rank 1 without a word
+        if isinstance(value, bool) and info.field_name in NUMBER_KEYS:
+            raise ValueError("must be a number, not true/false (YAML reads yes, no, on and off as true/false)")
+        return value
+
     @field_validator("trigger")
     @classmethod
     def _trigger_is_one_token(cls, value: str | None) -> str | None:
@@ -93,6 +102,22 @@ class RunConfig(BaseModel):
     def lora_alpha(self) -> float:
         """The alpha actually used: the set one, or the rank (scale 1)."""
         return float(self.alpha) if self.alpha is not None else float(self.rank)
+
+
+def _takes_numbers(annotation: Any) -> bool:
+    """True when a field's type admits int or float (and not bool)."""
+    found = set(_leaf_types(annotation))
+    return bool(found & {int, float}) and bool not in found
+
+
+def _leaf_types(annotation: Any) -> list[Any]:
+    args = get_args(annotation)
+    if not args:
+        return [annotation]
+    return [leaf for arg in args for leaf in _leaf_types(arg)]
+
+
+NUMBER_KEYS = frozenset(name for name, f in RunConfig.model_fields.items() if _takes_numbers(f.annotation))
 
 
 def preset_values(preset: str) -> dict[str, Any]:
@@ -167,6 +192,8 @@ def _first_error(exc: ValidationError, sources: dict[str, str], values: dict[str
         return ConfigError(f"{source}: unknown key {key!r}", f"allowed keys: {allowed}")
     shown = values.get(key)
     msg = UNION_MESSAGES.get(key) or err["msg"].replace("Input should be", "must be")
+    if err["type"] == "value_error":  # our own validators: pydantic prefixes "Value error, "
+        msg = msg.removeprefix("Value error, ")
     return ConfigError(f"{source}: {key} = {shown!r}: {msg}")
 
 
@@ -250,6 +277,11 @@ def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
                 value = int(value.split(",")[0].strip())
             except ValueError:
                 raise ConfigError(f"{path}: resolution = {value!r}: must be a number like 512") from None
+        if isinstance(value, bool) and mapped in NUMBER_KEYS:  # name the key the user wrote
+            raise ConfigError(
+                f"{path}: {key} = {str(value).lower()}: must be a number "
+                "(YAML reads yes, no, on and off as true/false)"
+            )
         out[mapped] = value
     return out
 

@@ -10,6 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from loratui.engine.errors import ConfigError
+
+# Far past any LoRA (presets aim at 1,200-2,000 steps), and the bound --steps already has:
+# a typo such as --epochs 10000 --repeats 1000 must not quietly mean months of GPU time.
+MAX_TOTAL_STEPS = 1_000_000
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -139,6 +145,12 @@ def derive_schedule(
         explain = f"{per} = {spe} steps per epoch; {total} steps as set ≈ {epochs} epochs"
     else:
         explain = f"{per} = {spe} steps × {epochs} epochs = {total} steps"
+    if total > MAX_TOTAL_STEPS:
+        raise ConfigError(
+            f"the schedule comes to {total:,} steps ({per} = {spe:,} steps × {epochs:,} epochs), "
+            f"over the limit of {MAX_TOTAL_STEPS:,}",
+            "lower --epochs or --repeats, or set --steps; kohya folder names like 10_cat count as repeats",
+        )
     how = [h for h in how if not h.endswith("as set") or not h.startswith(str(steps))]
     if how:
         explain += f" ({'; '.join(how)})"
