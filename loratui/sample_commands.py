@@ -24,7 +24,7 @@ def sample_command(
     prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="A prompt (repeatable); default: the run's sample prompts.")] = None,
     strengths: Annotated[str | None, typer.Option(help="LoRA strengths, comma-separated; 0 is the base model.")] = "0,0.2,0.4,0.6,0.8,1.0",
     checkpoints: Annotated[str, typer.Option(help="all: every saved checkpoint; last: only the newest.")] = "all",
-    out: Annotated[Path | None, typer.Option(help="Where to write the grid PNG (default RUN_DIR/samples/grid-N.png).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the grid PNG, or an existing folder to write grid-N.png in (default RUN_DIR/samples/).")] = None,
     base_model: Annotated[str | None, typer.Option(help="Diffusers folder, .safetensors file, hub id, or 'tiny' (needed for a bare LoRA).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the first prompt; the next prompts use seed+1, seed+2, ... (default: the run's).")] = None,
     steps: Annotated[int | None, typer.Option(help="Inference steps per image.")] = None,

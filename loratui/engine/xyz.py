@@ -183,7 +183,8 @@ def plan_sample(
     A run folder gives the base model, resolution, trigger, seed and prompts, and output goes
     to its ``samples/`` (a LoRA file inside a run folder is treated the same way). Any other
     LoRA file needs ``base_model`` and writes under ``CWD/loratui-samples/STEM/``. ``out``
-    replaces the grid path (with ``-N`` added per prompt when there are several).
+    replaces the grid path (with ``-N`` added per prompt when there are several); an existing
+    folder as ``out`` gets the grids inside it, named as in ``samples/`` (``grid-N.png``).
     """
     from loratui.engine.families import default_resolution
     from loratui.engine.sampling import SAMPLE_STEPS
@@ -269,6 +270,8 @@ def _grid_paths(sample_dir: Path, out: Path | None, count: int) -> list[Path]:
     if out is None:
         return [sample_dir / f"grid-{i}.png" for i in range(count)]
     out = Path(out).expanduser()
+    if out.is_dir():  # `--out shots/` means "put it in there", as cp and mv read a folder
+        return [out / f"grid-{i}.png" for i in range(count)]
     if out.suffix.lower() != ".png":
         out = out.with_name(out.name + ".png")
     if count == 1:
