@@ -132,3 +132,40 @@ def pipeline_to_ldm(unet: Any, vae: Any, text_encoder: Any) -> dict[str, torch.T
     state["betas"] = betas.float()
     state["alphas_cumprod"] = torch.cumprod(1 - betas, 0).float()
     return {key: value.detach().contiguous() for key, value in state.items()}
+
+
+SGM_CLIP_L = "conditioner.embedders.0.transformer.text_model."
+SGM_BIGG = "conditioner.embedders.1.model."
+OPEN_CLIP_LAYER = [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("self_attn.out_proj", "attn.out_proj"),
+                   ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")]
+
+
+def open_clip_bigg(encoder: Any) -> dict[str, torch.Tensor]:
+    """A CLIPTextModelWithProjection in OpenCLIP's layout (``transformer.resblocks.N.attn.in_proj_*``
+    holding q, k and v stacked; ``text_projection`` as a (width, dim) matrix), as SDXL files keep bigG."""
+    state = {k.removeprefix("text_model."): v for k, v in encoder.state_dict().items()}
+    out = {
+        "token_embedding.weight": state["embeddings.token_embedding.weight"],
+        "positional_embedding": state["embeddings.position_embedding.weight"],
+        "ln_final.weight": state["final_layer_norm.weight"],
+        "ln_final.bias": state["final_layer_norm.bias"],
+        "text_projection": state["text_projection.weight"].T.contiguous(),
+    }
+    for i in range(encoder.config.num_hidden_layers):
+        layer = f"encoder.layers.{i}."
+        block = f"transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[block + f"attn.in_proj_{kind}"] = torch.cat(
+                [state[layer + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
+            for old, new in OPEN_CLIP_LAYER:
+                out[block + f"{new}.{kind}"] = state[layer + f"{old}.{kind}"]
+    return out
+
+
+def sdxl_pipeline_to_sgm(pipe: Any) -> dict[str, torch.Tensor]:
+    """An SDXL pipeline as one SGM-layout state dict, the way Civitai's SDXL files are laid out."""
+    state = {**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae)}
+    for key, value in pipe.text_encoder.state_dict().items():
+        state[SGM_CLIP_L + key.removeprefix("text_model.")] = value
+    state.update({SGM_BIGG + k: v for k, v in open_clip_bigg(pipe.text_encoder_2).items()})
+    return {key: value.detach().contiguous() for key, value in state.items()}

@@ -37,8 +37,8 @@ def sdxl_run(tmp_path_factory, tiny_sdxl):
     dataset = make_demo_dataset(base / "photos", count=4)
     events: list = []
     # SDXL has no attention at the latent's full resolution, so attention LoRA learns this random
-    # model slower than SD-1.5's: a higher lr and more steps than test_train's
-    cfg = tiny_config(dataset, base / "out", base_model="tiny-sdxl", steps=60, save_every=30, rank=4, alpha=2.0,
+    # model slower than SD-1.5's: a higher lr, scale (alpha/rank 2) and more steps than test_train's
+    cfg = tiny_config(dataset, base / "out", base_model="tiny-sdxl", steps=60, save_every=30, rank=4, alpha=8.0,
                       lr=1e-2, train_text_encoder=True, text_encoder_lr=1e-3, sample_every=60, sample_steps=2,
                       save_precision="fp32", min_snr_gamma=0)
     result = train(cfg, base / "out" / "xl", [events.append])
@@ -100,12 +100,12 @@ def test_alpha_and_metadata_say_sdxl(sdxl_run):
     result, _, _ = sdxl_run
     tensors = load_file(result.lora_path)
     alphas = {k: v for k, v in tensors.items() if k.endswith(".alpha")}
-    assert alphas and all(float(v) == 2.0 for v in alphas.values())
+    assert alphas and all(float(v) == 8.0 for v in alphas.values())
     assert all(tensors[k.replace(".alpha", ".lora_down.weight")].shape[0] == 4 for k in alphas)
     with safe_open(str(result.lora_path), "pt") as fh:
         meta = fh.metadata()
     assert meta["ss_base_model_version"].startswith("sdxl_")
-    assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "2.0"
+    assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "8.0"
     assert meta["ss_v2"] == "False"
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert (meta["modelspec.prediction_type"], meta["modelspec.resolution"]) == ("epsilon", "64x64")
@@ -155,8 +155,8 @@ def test_training_lowers_the_probe_loss(sdxl_run, tiny_sdxl):
     before = probe(pipe)
     pipe.load_lora_weights(str(result.lora_path))
     after = probe(pipe)
-    # fixed noise and timesteps: deterministic; 60 steps take about 1% off on this topology
-    assert after < before * 0.995, (before, after)
+    # fixed noise and timesteps: deterministic; 60 steps at scale 2 take about 5% off
+    assert after < before * 0.97, (before, after)
 
 
 def test_stop_half_way_then_resume_is_bit_identical(tmp_path, small_dataset, tiny_sdxl):
@@ -192,3 +192,63 @@ def test_loratui_sample_makes_an_sdxl_grid(sdxl_run):
     cells = {c.strength: np.asarray(Image.open(c.path)) for c in out.cells}
     assert cells[0.0].shape == (64, 64, 3)  # rendered at the run's resolution, by the SDXL pipeline
     assert not np.array_equal(cells[0.0], cells[1.0])  # the LoRA shows at strength 1
+
+
+def test_an_sdxl_single_file_loads_offline_with_the_same_weights(tmp_path, tiny_sdxl):
+    """tiny-sdxl written in the SGM layout Civitai's Pony/Illustrious/NoobAI files use."""
+    from safetensors.torch import save_file
+
+    from ldm_convert import sdxl_pipeline_to_sgm
+    from loratui.engine.models import load_components, resolve_model
+
+    pipe = _pipeline(tiny_sdxl)
+    path = tmp_path / "tinyXL-pony.safetensors"
+    save_file(sdxl_pipeline_to_sgm(pipe), str(path))
+    spec = resolve_model(str(path))
+    assert (spec.kind, spec.family) == ("single_file", "sdxl")
+    comps = load_components(spec)
+    assert comps.family.name == "sdxl"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        want, got = getattr(pipe, part).state_dict(), comps.modules[part].state_dict()
+        assert all(torch.equal(got[k], want[k]) for k in want), part
+
+
+def test_a_single_file_sdxl_trains_and_exports_sdxl_keys(tmp_path, small_dataset, tiny_sdxl):
+    from safetensors.torch import save_file
+
+    from ldm_convert import sdxl_pipeline_to_sgm
+
+    path = tmp_path / "tinyXL.safetensors"
+    save_file(sdxl_pipeline_to_sgm(_pipeline(tiny_sdxl)), str(path))
+    result = train(tiny_config(small_dataset, tmp_path, base_model=str(path), steps=2, save_every=0,
+                               sample_every=0, validation="off"), tmp_path / "file")
+    modules = _modules(result.lora_path)
+    assert any(m.startswith("lora_unet_input_blocks_4_1_") for m in modules)
+    with safe_open(str(result.lora_path), "pt") as fh:
+        assert fh.metadata()["ss_sd_model_name"] == "tinyXL"
+
+
+def test_full_size_sdxl_configs_assemble_offline():
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from loratui.engine.sd15_config import SDXL_FILES, sdxl_config_dir
+
+    folder = sdxl_config_dir()
+    assert all((folder / name).is_file() for name in SDXL_FILES)
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder, subfolder="unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder, subfolder="vae"))
+        clip_l = CLIPTextModel(CLIPTextConfig.from_pretrained(folder, subfolder="text_encoder"))
+        big_g = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder, subfolder="text_encoder_2"))
+    counts = [sum(p.numel() for p in m.parameters()) for m in (unet, vae, clip_l, big_g)]
+    # SDXL base 1.0's published sizes: UNet 2.567B, VAE 83.65M, CLIP-L 123.06M, bigG with projection 694.66M
+    assert counts == [2_567_463_684, 83_653_863, 123_060_480, 694_659_840]
+    first = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    second = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2")
+    ids = [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert first("a photo of a cat").input_ids == ids == second("a photo of a cat").input_ids
+    padded = second("a cat", padding="max_length", max_length=77).input_ids
+    assert padded[-1] == second.convert_tokens_to_ids("!") == 0  # bigG pads with "!", CLIP-L with <|endoftext|>
+    assert first("a cat", padding="max_length", max_length=77).input_ids[-1] == 49407

@@ -128,19 +128,20 @@ def test_checkpoint_shapes_pick_the_config(tmp_path, tiny_checkpoint, tiny_model
 @pytest.mark.parametrize(
     "shapes",
     [
-        {  # SDXL: its text encoders live under conditioner.embedders.*
-            "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
-            "conditioner.embedders.1.model.positional_embedding": (77, 1280),
-        },
         {  # SD-2: cross-attention dim 1024 and an OpenCLIP text encoder
             "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
             "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024),
             "cond_stage_model.model.token_embedding.weight": (8, 1024),
         },
+        {  # an SDXL-like file whose UNet is no SDXL (a refiner's 384 wide, 1280 cross-attention)
+            "model.diffusion_model.input_blocks.0.0.weight": (384, 4, 3, 3),
+            "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (768, 1280),
+            "conditioner.embedders.0.model.text_projection": (1280, 1280),
+        },
     ],
-    ids=["sdxl", "sd2"],
+    ids=["sd2", "sdxl-refiner"],
 )
-def test_sdxl_and_sd2_single_files_are_refused_in_one_line(tmp_path, shapes):
+def test_sd2_and_unknown_sdxl_single_files_are_refused_in_one_line(tmp_path, shapes):
     from loratui.engine.errors import ModelError
     from loratui.engine.models import load_components, resolve_model
 
@@ -149,7 +150,8 @@ def test_sdxl_and_sd2_single_files_are_refused_in_one_line(tmp_path, shapes):
         load_components(resolve_model(str(path)))
     line = str(info.value)
     assert "\n" not in line and str(path) in line
-    assert "SDXL/SD-2 single files are not supported yet" in line and "pass a diffusers folder" in line
+    assert ("SD-2 single files are not supported yet" in line and "pass a diffusers folder" in line) or \
+        ("unknown UNet shape" in line and "SDXL" in line)
 
 
 def test_other_files_fail_with_one_line_naming_them(tmp_path):

@@ -52,7 +52,7 @@ def resolve_model(base_model: str, allow_pickle: bool = False) -> ModelSpec:
             from loratui.engine.safety import check_safetensors_header
 
             check_safetensors_header(path)
-        return ModelSpec("single_file", str(path.resolve()), path.stem, "sd15")
+        return ModelSpec("single_file", str(path.resolve()), path.stem, _file_family(path))
     looks_like_path = (
         text.startswith((".", "/", "~"))
         or "\\" in text
@@ -70,3 +70,16 @@ def resolve_model(base_model: str, allow_pickle: bool = False) -> ModelSpec:
 def load_components(spec: ModelSpec) -> Components:
     """Load the components named by ``spec`` in fp32 on the CPU (the trainer moves them)."""
     return family_of(spec).load(spec)
+
+
+def _file_family(path: Path) -> str:
+    """A single file's family from its header (safetensors only: a pickle is not opened here);
+    a file the header check cannot place loads as SD-1.5, which names what is wrong with it."""
+    if path.suffix.lower() != ".safetensors":
+        return "sd15"
+    from loratui.engine.sd15_config import checkpoint_family
+
+    try:
+        return {"tiny": "sd15", "tiny-sdxl": "sdxl"}.get(found := checkpoint_family(path), found)
+    except ModelError:
+        return "sd15"

@@ -7,8 +7,8 @@ the real CLIP tokenizer offline (``clip_tokenizer``); ``sd15_config_dir()`` asse
 into one diffusers config folder in the user cache.
 
 ``config_dir_for_checkpoint()`` picks the folder by the checkpoint's tensor shapes, read from
-its header only: a full SD-1.x model, or loratui's tiny SD-1.5-shaped model (whose built
-folder is itself a valid config folder). SD-2 and SDXL files are refused with one clear line.
+its header only: a full SD-1.x or SDXL model, or one of loratui's tiny models (whose built
+folder is itself a valid config folder). SD-2 files are refused with one clear line.
 """
 
 from __future__ import annotations
@@ -48,53 +48,86 @@ TINY = "tiny"
 UNSUPPORTED_HINT = "pass a diffusers folder"
 
 
-def shipped_config_root() -> Path:
-    """Where the SD-1.5 component configs lie inside the installed package."""
-    return Path(str(resources.files("loratui") / "configs" / "sd15"))
+# The shipped JSONs of SDXL, relative to loratui/configs/sdxl (two tokenizers added from the cache).
+SDXL_FILES = (
+    "model_index.json",
+    "unet/config.json",
+    "vae/config.json",
+    "text_encoder/config.json",
+    "text_encoder_2/config.json",
+    "scheduler/scheduler_config.json",
+)
+# SDXL's second tokenizer (OpenCLIP bigG's) pads with "!" where CLIP-L's pads with <|endoftext|>
+SDXL_TOKENIZERS = {"tokenizer": None, "tokenizer_2": "!"}
+
+
+def shipped_config_root(family: str = SD15) -> Path:
+    """Where a family's component configs lie inside the installed package."""
+    return Path(str(resources.files("loratui") / "configs" / family))
 
 
 def sd15_config_dir() -> Path:
-    """The complete SD-1.5 diffusers config folder in the user cache, assembled first if missing.
+    """The complete SD-1.5 diffusers config folder in the user cache, assembled first if missing."""
+    return shipped_config_dir(SD15, SD15_FILES, {"tokenizer": None})
+
+
+def sdxl_config_dir() -> Path:
+    """The complete SDXL diffusers config folder in the user cache, assembled first if missing."""
+    return shipped_config_dir("sdxl", SDXL_FILES, SDXL_TOKENIZERS)
+
+
+def shipped_config_dir(family: str, files: tuple[str, ...], tokenizers: dict[str, str | None]) -> Path:
+    """A family's shipped JSONs plus the real CLIP tokenizer(s) as one diffusers config folder.
 
     The folder's name carries a digest of the shipped JSONs and the tokenizer version, so an
     upgraded loratui never trusts a folder an older one assembled.
     """
-    root = shipped_config_root()
+    root = shipped_config_root(family)
     digest = hashlib.sha256()
-    for name in SD15_FILES:
+    for name in files:
         digest.update(name.encode() + b"\0" + (root / name).read_bytes())
-    target = cache_dir() / f"sd15-config-{digest.hexdigest()[:12]}-tok{TOKENIZER_VERSION}"
-    if not _is_complete(target):
-        _assemble(root, target)
+    target = cache_dir() / f"{family}-config-{digest.hexdigest()[:12]}-tok{TOKENIZER_VERSION}"
+    if not _is_complete(target, files, tokenizers):
+        _assemble(root, target, files, tokenizers)
     return target
 
 
-def _is_complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in SD15_FILES) and all(
-        (folder / "tokenizer" / name).is_file() for name in TOKENIZER_FILES
+def _is_complete(folder: Path, files: tuple[str, ...] = SD15_FILES,
+                 tokenizers: dict[str, str | None] | None = None) -> bool:
+    return all((folder / name).is_file() for name in files) and all(
+        (folder / sub / name).is_file() for sub in (tokenizers or {"tokenizer": None}) for name in TOKENIZER_FILES
     )
 
 
-def _assemble(root: Path, target: Path) -> None:
-    """Copy the JSONs and the tokenizer into a temp folder, then rename it into place.
+def _assemble(root: Path, target: Path, files: tuple[str, ...], tokenizers: dict[str, str | None]) -> None:
+    """Copy the JSONs and the tokenizer(s) into a temp folder, then rename it into place.
 
     A reader never sees a half-written folder; two processes assembling at once both succeed
     (the loser of the rename race finds the winner's identical folder).
     """
+    import json
+
     tokenizer = clip_tokenizer_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sd15-config-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".config-", dir=target.parent))
     try:
-        for name in SD15_FILES:
+        for name in files:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / name, staging / name)
-        shutil.copytree(tokenizer, staging / "tokenizer")
+        for sub, pad in tokenizers.items():
+            shutil.copytree(tokenizer, staging / sub)
+            if pad is not None:  # same vocabulary and merges, another padding token
+                for name in ("tokenizer_config.json", "special_tokens_map.json"):
+                    path = staging / sub / name
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                    data["pad_token"] = pad
+                    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)  # an incomplete leftover (a crash mid-copy of an old version)
         try:
             staging.rename(target)
         except OSError:
-            if not _is_complete(target):
+            if not _is_complete(target, files, tokenizers):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -134,46 +167,55 @@ def checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in state.items() if hasattr(value, "shape")}
 
 
+SDXL_WIDTH, SDXL_CROSS_DIM = 320, 2048
+
+
 def checkpoint_family(path: Path) -> str:
-    """``"sd15"`` or ``"tiny"`` from the checkpoint's shapes; ModelError for anything else."""
+    """``"sd15"``, ``"sdxl"``, ``"tiny"`` or ``"tiny-sdxl"`` from the checkpoint's shapes (its
+    header only, for ``.safetensors``); ModelError for anything else."""
     shapes = checkpoint_shapes(path)
-    if any(key.startswith(SDXL_PREFIX) for key in shapes):
-        raise ModelError(f"{path}: SDXL/SD-2 single files are not supported yet", UNSUPPORTED_HINT)
+    xl = any(key.startswith(SDXL_PREFIX) for key in shapes)
     if CONV_IN not in shapes:
         raise ModelError(
             f"{path}: no Stable Diffusion UNet in this file (no {UNET_PREFIX}* weights)",
-            "pass a full SD-1.5 checkpoint (UNet, VAE and text encoder) or a diffusers folder",
+            "pass a full checkpoint (UNet, VAE and text encoders) or a diffusers folder",
         )
     width, in_channels = shapes[CONV_IN][0], shapes[CONV_IN][1]
     cross_dims = {shape[-1] for key, shape in shapes.items() if key.endswith(CROSS_ATTN_SUFFIX)}
-    if SD2_CROSS_DIM in cross_dims or any(key.startswith(OPEN_CLIP_PREFIX) for key in shapes):
-        raise ModelError(f"{path}: SDXL/SD-2 single files are not supported yet", UNSUPPORTED_HINT)
+    if not xl and (SD2_CROSS_DIM in cross_dims or any(key.startswith(OPEN_CLIP_PREFIX) for key in shapes)):
+        raise ModelError(f"{path}: SD-2 single files are not supported yet", UNSUPPORTED_HINT)
     if in_channels != 4:
         # 9 input channels: an inpainting model; 8: instruct-pix2pix. Neither trains as text-to-image.
         raise ModelError(
             f"{path}: a UNet with {in_channels} input channels (inpainting or pix2pix) is not supported",
-            "pass a text-to-image SD-1.5 checkpoint or a diffusers folder",
+            "pass a text-to-image checkpoint or a diffusers folder",
         )
+    from loratui.engine.families.sdxl import TINY_UNET
     from loratui.engine.tiny import UNET_CONFIG
 
-    if width == SD15_WIDTH and cross_dims == {SD15_CROSS_DIM}:
-        return SD15
-    if width == UNET_CONFIG["block_out_channels"][0] and cross_dims == {UNET_CONFIG["cross_attention_dim"]}:
-        return TINY
+    known = {
+        (False, SD15_WIDTH, SD15_CROSS_DIM): SD15,
+        (False, UNET_CONFIG["block_out_channels"][0], UNET_CONFIG["cross_attention_dim"]): TINY,
+        (True, SDXL_WIDTH, SDXL_CROSS_DIM): "sdxl",
+        (True, TINY_UNET["block_out_channels"][0], TINY_UNET["cross_attention_dim"]): "tiny-sdxl",
+    }
+    if len(cross_dims) == 1 and (xl, width, *cross_dims) in known:
+        return known[(xl, width, *cross_dims)]
     found = ", ".join(str(d) for d in sorted(cross_dims)) or "none"
     raise ModelError(
         f"{path}: unknown UNet shape (first block width {width}, cross-attention dim {found})",
-        "loratui reads SD-1.5 single files; pass a diffusers folder for other models",
+        "loratui reads SD-1.5 and SDXL single files; pass a diffusers folder for other models",
     )
 
 
 def config_dir_for_checkpoint(path: Path) -> Path:
     """The diffusers config folder that fits the single-file checkpoint at ``path``."""
-    if checkpoint_family(path) == TINY:
+    family = checkpoint_family(path)
+    if family in (TINY, "tiny-sdxl"):
         from loratui.engine.tiny import tiny_model_dir
 
-        return tiny_model_dir()
-    return sd15_config_dir()
+        return tiny_model_dir(family)
+    return sdxl_config_dir() if family == "sdxl" else sd15_config_dir()
 
 
 def _first_line(exc: BaseException) -> str:

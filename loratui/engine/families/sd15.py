@@ -44,6 +44,15 @@ class SD15(Family):
 
         location = str(self.config_folder(spec)) if spec.kind == "tiny" else spec.location
         try:
+            if spec.kind == "hub":  # a hub id's family is known once its UNet config is here
+                actual = config_family(dict(UNet2DConditionModel.load_config(location, subfolder="unet")))
+                if actual != self.name:
+                    from dataclasses import replace
+
+                    from loratui.engine.families import family_of
+
+                    other = replace(spec, family=actual)
+                    return family_of(other).load(other)
             modules = {
                 "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet"),
                 "vae": AutoencoderKL.from_pretrained(location, subfolder="vae"),
@@ -53,17 +62,6 @@ class SD15(Family):
             scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler")
         except (OSError, ValueError) as exc:
             raise load_error(spec, exc) from None
-        actual = config_family(dict(modules["unet"].config))
-        if actual != self.name:  # a hub id is only known for sure once its config is here
-            from dataclasses import replace
-
-            from loratui.engine.families import family_of
-
-            other = replace(spec, family=actual)
-            family = family_of(other)
-            if not isinstance(family, SD15):
-                return family.load(other)
-            return Components(family, other, modules, {"text_encoder": tokenizer}, scheduler)
         return Components(self, spec, modules, {"text_encoder": tokenizer}, scheduler)
 
     def _load_single_file(self, spec: ModelSpec) -> Components:
@@ -71,6 +69,15 @@ class SD15(Family):
         import torch
         from diffusers import DDPMScheduler, StableDiffusionPipeline
 
+        from loratui.engine.sd15_config import checkpoint_family
+
+        if checkpoint_family(Path(spec.location)) in ("sdxl", "tiny-sdxl"):  # a pickle, not looked at before
+            from dataclasses import replace
+
+            from loratui.engine.families import family_of
+
+            other = replace(spec, family="sdxl")
+            return family_of(other).load(other)
         config_dir = self.config_folder(spec)  # outside the try: it has its own one-line errors
         try:
             pipe = StableDiffusionPipeline.from_single_file(

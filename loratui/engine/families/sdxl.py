@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from loratui.engine.families.base import Components, Family, ModelSpec, load_error, quiet_libraries
+from loratui.engine.families.base import Components, Family, ModelSpec, first_line, load_error, quiet_libraries
 
 # The LDM names of a ResNet block's layers (for LoCon-style targets on convolutions).
 _RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
@@ -39,15 +39,17 @@ TINY_UNET = {
     "transformer_layers_per_block": [1, 2, 10],
     "attention_head_dim": [2, 4, 8],
     "norm_num_groups": 8,
-    "cross_attention_dim": 64,  # text_encoder (32) + text_encoder_2 (32)
+    "cross_attention_dim": 80,  # text_encoder (32) + text_encoder_2 (48)
     "use_linear_projection": True,
     "addition_embed_type": "text_time",
     "addition_time_embed_dim": 8,
-    "projection_class_embeddings_input_dim": 6 * 8 + 32,  # six size numbers + the pooled text
+    "projection_class_embeddings_input_dim": 6 * 8 + 48,  # six size numbers + the pooled text
 }
 TINY_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 12, "num_attention_heads": 4,
              "max_position_embeddings": 77, "projection_dim": 32}
-TINY_TEXT_2 = {**TINY_TEXT, "num_hidden_layers": 32, "hidden_act": "gelu"}
+# bigG is wider than CLIP-L, here too: diffusers tells the two encoders of a single file apart by width
+TINY_TEXT_2 = {**TINY_TEXT, "hidden_size": 48, "intermediate_size": 96, "projection_dim": 48,
+               "num_hidden_layers": 32, "hidden_act": "gelu"}
 TINY_VAE = {
     "sample_size": 64, "in_channels": 3, "out_channels": 3,
     "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
@@ -68,26 +70,29 @@ class SDXL(Family):
     text_encoders = ("text_encoder", "text_encoder_2")
     kohya_prefixes = {"unet": "lora_unet", "text_encoder": "lora_te1", "text_encoder_2": "lora_te2"}
     pipeline_class = "StableDiffusionXLPipeline"
-    tiny_version = 1
+    tiny_version = 2  # 2: text_encoder_2 wider than text_encoder, as in SDXL
 
     def config_folder(self, spec: ModelSpec) -> Path:
+        from loratui.engine.sd15_config import config_dir_for_checkpoint, sdxl_config_dir
+
         if spec.kind == "tiny":
             from loratui.engine.tiny import tiny_model_dir
 
             return tiny_model_dir(spec.location)
         if spec.kind == "diffusers":
             return Path(spec.location)
-        from loratui.engine.errors import ModelError
-
-        raise ModelError(f"{spec.location}: SDXL single files and hub ids are not supported yet",
-                         "pass an SDXL diffusers folder")
+        if spec.kind == "single_file":
+            return config_dir_for_checkpoint(Path(spec.location))
+        return sdxl_config_dir()  # a hub id: measured with the shipped configs, no download
 
     def load(self, spec: ModelSpec) -> Components:
         quiet_libraries()
+        if spec.kind == "single_file":
+            return self._load_single_file(spec)
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-        location = str(self.config_folder(spec))
+        location = str(self.config_folder(spec)) if spec.kind == "tiny" else spec.location
         try:
             modules = {
                 "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet"),
@@ -103,6 +108,30 @@ class SDXL(Family):
         except (OSError, ValueError) as exc:
             raise load_error(spec, exc) from None
         return Components(self, spec, modules, tokenizers, scheduler)
+
+    def _load_single_file(self, spec: ModelSpec) -> Components:
+        """An SDXL checkpoint as Civitai ships Pony, Illustrious or NoobAI (SGM key names, bigG in
+        OpenCLIP's layout), with the shipped configs: offline."""
+        import torch
+        from diffusers import DDPMScheduler, StableDiffusionXLPipeline
+
+        from loratui.engine.families.sd15 import require_complete
+
+        config_dir = self.config_folder(spec)  # outside the try: it has its own one-line errors
+        try:
+            pipe = StableDiffusionXLPipeline.from_single_file(
+                spec.location, config=str(config_dir), local_files_only=True, torch_dtype=torch.float32,
+                add_watermarker=False,
+            )
+        except Exception as exc:  # diffusers raises many kinds here; the user needs one line
+            from loratui.engine.errors import ModelError
+
+            raise ModelError(f"{spec.location}: not an SDXL checkpoint loratui can read: {first_line(exc)}",
+                             "pass an SDXL .safetensors or a diffusers folder") from None
+        modules = {name: getattr(pipe, name) for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+        require_complete(spec, modules)
+        tokenizers = {"text_encoder": pipe.tokenizer, "text_encoder_2": pipe.tokenizer_2}
+        return Components(self, spec, modules, tokenizers, DDPMScheduler.from_config(pipe.scheduler.config))
 
     def encode_text(self, encoders: dict[str, Any], tokenizers: dict[str, Any], captions: list[str],
                     device: Any) -> dict[str, Any]:
