@@ -67,6 +67,8 @@ def train(
     seed: Annotated[Optional[int], typer.Option()] = None,
     mixed_precision: Annotated[Optional[str], typer.Option(help="auto | no | fp16 | bf16")] = None,
     train_text_encoder: Annotated[Optional[bool], typer.Option("--train-text-encoder/--no-train-text-encoder")] = None,
+    prediction_type: Annotated[Optional[str], typer.Option(help="auto | epsilon | v_prediction (auto: what the model says).")] = None,
+    zero_terminal_snr: Annotated[Optional[bool], typer.Option("--zero-terminal-snr/--no-zero-terminal-snr", help="Rescale the noise schedule to zero terminal SNR (default: what the model says).")] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = None,
     sample_every: Annotated[Optional[int], typer.Option(help="Render sample images every N steps (0: off; default: at each save).")] = None,
     sample_prompt: Annotated[Optional[list[str]], typer.Option(help="A sample prompt (repeatable; default: the preset's).")] = None,
@@ -94,7 +96,8 @@ def train(
                      "--steps": steps, "--epochs": epochs, "--repeats": repeats, "--rank": rank, "--alpha": alpha,
                      "--lr": lr, "--batch-size": batch_size, "--grad-accum": grad_accum,
                      "--resolution": resolution, "--seed": seed, "--trigger": trigger, "--name": name,
-                     "--output": output, "--train-text-encoder": train_text_encoder}
+                     "--output": output, "--train-text-encoder": train_text_encoder,
+                     "--prediction-type": prediction_type, "--zero-terminal-snr": zero_terminal_snr}
             given = [flag for flag, value in fixed.items() if value is not None]
             if given:
                 from loratui.engine.errors import ConfigError
@@ -114,7 +117,7 @@ def train(
             resolution=resolution, save_every=save_every, seed=seed, mixed_precision=mixed_precision,
             train_text_encoder=train_text_encoder, gradient_checkpointing=gradient_checkpointing,
             sample_every=sample_every, sample_prompts=sample_prompt or None, tensorboard=tensorboard,
-            gpus=gpus, compile=compile_unet,
+            gpus=gpus, compile=compile_unet, prediction_type=prediction_type, zero_terminal_snr=zero_terminal_snr,
         )
         cfg = build_config(
             str(folder) if folder else None, preset, file_values, str(config) if config else "config", values

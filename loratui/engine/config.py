@@ -54,6 +54,10 @@ class RunConfig(BaseModel):
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     save_precision: Literal["fp16", "bf16", "fp32"] = "fp16"
     min_snr_gamma: float = Field(5.0, ge=0, le=100)
+    # what the UNet predicts, and zero terminal SNR (NoobAI v-pred, SD-2 768-v): "auto" and None
+    # take what the model says (its scheduler config, or a single file's v_pred/ztsnr keys)
+    prediction_type: Literal["auto", "epsilon", "v_prediction"] = "auto"
+    zero_terminal_snr: bool | None = None
     noise_offset: float = Field(0.0, ge=0, le=1)
     gradient_checkpointing: bool = False
     cache_latents: bool = True

@@ -43,6 +43,8 @@ def run_metadata(
         base_model_version=comps.version,
         sd_model_name=comps.spec.name,
         v2=comps.family.v2,
+        v_parameterization=comps.noise_scheduler.config.prediction_type == "v_prediction",
+        zero_terminal_snr=bool(comps.noise_scheduler.config.get("rescale_betas_zero_snr", False)),
         resolution=f"({config.resolution}, {config.resolution})",
         enable_bucket=config.buckets,
         learning_rate=config.lr,

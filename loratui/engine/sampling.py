@@ -28,7 +28,10 @@ def build_pipeline(family: Any, modules: dict[str, Any], tokenizers: dict[str, A
     sampling with DPM-Solver++ on the training scheduler's settings."""
     from diffusers import DPMSolverMultistepScheduler
 
-    pipe = family.pipeline(modules, tokenizers, DPMSolverMultistepScheduler.from_config(scheduler_config))
+    from loratui.engine.noise import sampling_settings
+
+    sampler = DPMSolverMultistepScheduler.from_config(scheduler_config, **sampling_settings(scheduler_config)["scheduler"])
+    pipe = family.pipeline(modules, tokenizers, sampler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -43,7 +46,10 @@ def render(pipe: Any, prompt: str, seed: int, width: int, height: int, steps: in
     """One image for ``prompt`` at ``seed`` (a PIL image)."""
     import torch
 
+    from loratui.engine.noise import sampling_settings
+
     device = next(pipe.unet.parameters()).device
+    extra = sampling_settings(pipe.scheduler.config)["call"]  # guidance rescale for zero terminal SNR
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
         generator = torch.Generator(device="cpu").manual_seed(seed)
         return pipe(
@@ -55,6 +61,7 @@ def render(pipe: Any, prompt: str, seed: int, width: int, height: int, steps: in
             guidance_scale=7.0,
             generator=generator,
             cross_attention_kwargs=cross_attention_kwargs,
+            **extra,
         ).images[0]
 
 

@@ -92,7 +92,8 @@ def sample_losses(
     if config.min_snr_gamma > 0:
         snr = compute_snr(model.noise_scheduler, timesteps)
         weight = snr.clamp(max=config.min_snr_gamma)
-        loss = loss * (weight / (snr + 1) if model.v_prediction else weight / snr)
+        # zero terminal SNR makes the last timestep's SNR 0: its epsilon weight is 0, not 0/0
+        loss = loss * (weight / (snr + 1) if model.v_prediction else weight / snr.clamp(min=1e-8))
     return loss
 
 

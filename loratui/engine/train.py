@@ -45,6 +45,7 @@ from loratui.engine.conditioning import TextConditioner
 from loratui.engine.denoiser import Denoiser
 from loratui.engine.latents import cache_latents, encode_item, sample_latents
 from loratui.engine.memory import read_memory
+from loratui.engine.noise import model_prediction, training_schedule
 from loratui.engine.memory_plan import fit_to_device
 from loratui.engine.models import Components, load_components, resolve_model
 from loratui.engine.plan import RunPlan, plan_run
@@ -178,6 +179,12 @@ def _train(
     comps = load_components(spec)
     bus.emit(PhaseProgress("loading model", 1, 1))
     family = comps.family
+    own = model_prediction(comps.noise_scheduler.config, spec)
+    comps.noise_scheduler, prediction = training_schedule(
+        comps.noise_scheduler, spec, config.prediction_type, config.zero_terminal_snr)
+    if prediction != own:  # a LoRA trained unlike its base model rarely works: say so once
+        bus.emit(WarningRaised(f"training with {prediction.describe()}, but {spec.name} was made for "
+                               f"{own.describe()}; set --prediction-type auto to follow the model"))
     unet, vae, noise_scheduler = comps.unet, comps.vae, comps.noise_scheduler
     text_encoders = comps.text_encoders  # by name, in the family's order
 

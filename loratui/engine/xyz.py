@@ -54,6 +54,8 @@ class SamplePlan:
     checkpoints: list[Checkpoint]
     image_dir: Path
     grid_paths: list[Path]
+    prediction_type: str = "auto"  # the run's, so its samples use the schedule it trained on
+    zero_terminal_snr: bool | None = None
 
     def seed_for(self, prompt_index: int) -> int:
         """One seed per prompt: seed, seed+1, ... so every cell of a grid shares its noise."""
@@ -251,6 +253,8 @@ def plan_sample(
         checkpoints=checkpoints,
         image_dir=(sample_dir / "xyz").resolve(),
         grid_paths=[g.resolve() for g in _grid_paths(sample_dir, out, len(chosen))],
+        prediction_type=config.prediction_type if config is not None else "auto",
+        zero_terminal_snr=config.zero_terminal_snr if config is not None else None,
     )
 
 
@@ -321,7 +325,11 @@ def render_plan(plan: SamplePlan, on_progress: ProgressFn | None = None) -> Samp
     report = on_progress or (lambda done, total, what: None)
     total = plan.total_renders
     report(0, total, "loading base model")
+    from loratui.engine.noise import training_schedule
+
     comps = load_components(resolve_model(plan.base_model, plan.allow_pickle))
+    comps.noise_scheduler, _ = training_schedule(comps.noise_scheduler, comps.spec, plan.prediction_type,
+                                                 plan.zero_terminal_snr)
     pipe = components_pipeline(comps)
     _to_device(pipe)
 
