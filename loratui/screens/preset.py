@@ -44,6 +44,7 @@ class PresetPlan:
     explain: str = ""
     error: str = ""
     images_per_step: float = 0.0  # on average: a bucket's last batch may be short
+    family: str = ""  # the base model's family as detected ("SDXL"), for the user to confirm
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,21 @@ def plan_presets(state: Any, hw: Hardware | None = None) -> list[PresetPlan]:
         per_batch = sum(plan.batches.bucket_views()) / plan.batches.batches_per_epoch
         plans.append(PresetPlan(name, s.total_steps, s.epochs, s.repeats, config.rank, config.lr,
                                 config.batch_size, config.resolution, s.explain,
-                                images_per_step=per_batch * config.grad_accum))
+                                images_per_step=per_batch * config.grad_accum, family=_family_label(config)))
     return plans
+
+
+def _family_label(config: Any) -> str:
+    """"SDXL", "SD-1.5"…: what loratui takes the base model for (a header read at most)."""
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.families import FAMILIES
+    from loratui.engine.models import resolve_model
+
+    try:
+        family = FAMILIES.get(resolve_model(config.base_model, allow_pickle=True).family)
+    except LoratuiError:
+        return ""
+    return family.label if family else ""
 
 
 def _auto_batch(config: Any, hw: Hardware) -> int:
@@ -323,8 +337,9 @@ class PresetScreen(Screen[None]):
             card.update("\n".join(lines))
         plan = self.plans.get(state.preset)
         about = PRESETS[state.preset].summary
+        model = f"[b]{plan.family}[/] at {plan.resolution} px · " if plan and plan.family else ""
         self.query_one("#plan", Static).update(
-            f"{about}\n[dim]{plan.explain}[/]" if plan and not plan.error else about
+            f"{about}\n[dim]{model}{plan.explain}[/]" if plan and not plan.error else about
         )
 
     def action_choose(self, delta: int) -> None:
