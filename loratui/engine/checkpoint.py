@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from loratui.engine import atomic, faults
 from loratui.engine.errors import RunError
 
 LATEST = "latest.json"
+STEP_DIR = re.compile(r"step\d{6}")  # a finished folder; staging ones are ".tmp-stepNNNNNN-PID"
+FILES = ("trainer.json", "adapters.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt")
 
 
 @dataclass
@@ -73,8 +76,50 @@ def save_checkpoint(folder: Path, state: TrainerState, keep: int) -> Path:
     return final
 
 
+def load_latest(folder: Path) -> tuple[TrainerState | None, str]:
+    """The checkpoint ``--resume`` continues from, and a note when it is not the one latest.json names.
+
+    latest.json's folder is loaded when it names one that exists (a damaged one is a RunError:
+    the user decides). When latest.json is missing or garbage, or names a folder that is gone
+    (the hint for a damaged checkpoint is to delete it), the newest ``stepNNNNNN`` folder that
+    loads whole is used instead, and the note says which and why: intact checkpoints are never
+    passed over for a restart from step 0. (None, note) when there is none to load.
+    """
+    why = ""
+    try:
+        pointer = json.loads((folder / LATEST).read_text())
+        named = folder / pointer["dir"]
+    except FileNotFoundError:
+        why = f"{folder / LATEST} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = f"{folder / LATEST} is unreadable ({type(exc).__name__})"
+    else:
+        if STEP_DIR.fullmatch(named.name) and named.parent == folder and named.is_dir():
+            return load_checkpoint(named), ""
+        why = f"{folder / LATEST} names {pointer['dir']!r}, which is not there"
+    candidates = sorted((p for p in folder.glob("step*") if STEP_DIR.fullmatch(p.name) and p.is_dir()),
+                        reverse=True)
+    skipped: list[str] = []
+    for path in candidates:
+        missing = [name for name in FILES if not (path / name).is_file()]
+        if missing:
+            skipped.append(f"{path.name} (no {missing[0]})")
+            continue
+        try:
+            state = load_checkpoint(path)
+        except RunError as exc:
+            skipped.append(f"{path.name} ({exc.message.removeprefix(str(path)).lstrip(': /')})")
+            continue
+        passed = f"; skipped {', '.join(skipped)}" if skipped else ""
+        return state, f"resuming from {path} (step {state.step}): {why}{passed}"
+    if candidates:
+        return None, (f"no intact checkpoint in {folder} ({why}; skipped {', '.join(skipped)}); "
+                      "starting again from step 0")
+    return None, ""
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
+    """The folder latest.json names when it holds a checkpoint record, or None."""
     try:
         pointer = json.loads((folder / LATEST).read_text())
         path = folder / pointer["dir"]
@@ -113,9 +158,27 @@ def load_checkpoint(path: Path) -> TrainerState:
             f"{path}: checkpoint is unreadable ({type(exc).__name__}: {first})",
             "delete that checkpoint folder to resume from an earlier one",
         ) from None
+    meta = _trainer_record(path / "trainer.json", meta)
     _set_rng_state(rng)
     extra = {k: v for k, v in meta.items() if k not in ("step", "micro_index")}
     return TrainerState(meta["step"], meta["micro_index"], adapters, optimizer, scheduler, scaler, extra)
+
+
+def _trainer_record(file: Path, meta: Any) -> dict[str, Any]:
+    """``trainer.json`` as the loop needs it: an object with whole-number step counters."""
+    counters = ("step", "micro_index")
+    if not isinstance(meta, dict):
+        what = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "boolean"}
+        problem = f"a JSON {what.get(type(meta), 'null')}, not an object"
+    elif not all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) and meta[k] >= 0
+                 for k in counters):
+        problem = "no whole-number step and micro_index"
+    else:
+        return meta
+    raise RunError(
+        f"{file}: not a loratui checkpoint record ({problem})",
+        "delete that checkpoint folder to resume from an earlier one",
+    )
 
 
 def _rng_state() -> dict[str, Any]:

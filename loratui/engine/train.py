@@ -262,7 +262,7 @@ def _train(
     # --- resume
     start_step = 0
     if resume:
-        start_step = _restore(run_dir, accelerator, trained, optimizer, lr_scheduler)
+        start_step = _restore(run_dir, accelerator, trained, optimizer, lr_scheduler, bus)
     started_at = float(state.state.get("started_at") or time.time())
     bus.emit(
         RunStarted(name, str(run_dir), config.model_dump(), total_steps, start_step, plan.schedule.explain)
@@ -717,13 +717,14 @@ def _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler, co
     return path
 
 
-def _restore(run_dir, accelerator, trained: dict, optimizer, lr_scheduler) -> int:
-    latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
-    if latest is None:
+def _restore(run_dir, accelerator, trained: dict, optimizer, lr_scheduler, bus: EventBus) -> int:
+    saved, note = ckpt.load_latest(run_dir / "checkpoints")
+    if note:  # latest.json was lost or names a deleted folder: say which checkpoint we took
+        bus.emit(WarningRaised(note))
+    if saved is None:
         # stopped before its first save: every draw derives from the seed, so starting over
         # from step 0 gives exactly the run that was lost
         return 0
-    saved = ckpt.load_checkpoint(latest)
     by_component: dict[str, dict] = {}
     for key, value in saved.adapters.items():
         component, _, rest = key.partition(".")
