@@ -140,25 +140,30 @@ OPEN_CLIP_LAYER = [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("self_attn
                    ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")]
 
 
-def open_clip_bigg(encoder: Any) -> dict[str, torch.Tensor]:
-    """A CLIPTextModelWithProjection in OpenCLIP's layout (``transformer.resblocks.N.attn.in_proj_*``
-    holding q, k and v stacked; ``text_projection`` as a (width, dim) matrix), as SDXL files keep bigG."""
+def open_clip_bigg(encoder: Any, extra_layer: bool = False) -> dict[str, torch.Tensor]:
+    """A CLIP text encoder in OpenCLIP's layout (``transformer.resblocks.N.attn.in_proj_*`` holding
+    q, k and v stacked; ``text_projection`` as a (width, dim) matrix), as SDXL files keep bigG and
+    SD-2 files OpenCLIP-H. ``extra_layer``: SD-2 files hold OpenCLIP-H's 24th layer, unused (a copy)."""
     state = {k.removeprefix("text_model."): v for k, v in encoder.state_dict().items()}
+    width = encoder.config.hidden_size
+    projection = state.get("text_projection.weight", torch.eye(width))
     out = {
         "token_embedding.weight": state["embeddings.token_embedding.weight"],
         "positional_embedding": state["embeddings.position_embedding.weight"],
         "ln_final.weight": state["final_layer_norm.weight"],
         "ln_final.bias": state["final_layer_norm.bias"],
-        "text_projection": state["text_projection.weight"].T.contiguous(),
+        "text_projection": projection.T.contiguous(),
     }
-    for i in range(encoder.config.num_hidden_layers):
-        layer = f"encoder.layers.{i}."
+    layers = encoder.config.num_hidden_layers
+    for i in range(layers + (1 if extra_layer else 0)):
+        source = min(i, layers - 1)
+        layer = f"encoder.layers.{source}."
         block = f"transformer.resblocks.{i}."
         for kind in ("weight", "bias"):
             out[block + f"attn.in_proj_{kind}"] = torch.cat(
                 [state[layer + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
             for old, new in OPEN_CLIP_LAYER:
-                out[block + f"{new}.{kind}"] = state[layer + f"{old}.{kind}"]
+                out[block + f"{new}.{kind}"] = state[layer + f"{old}.{kind}"].clone()
     return out
 
 
@@ -168,4 +173,11 @@ def sdxl_pipeline_to_sgm(pipe: Any) -> dict[str, torch.Tensor]:
     for key, value in pipe.text_encoder.state_dict().items():
         state[SGM_CLIP_L + key.removeprefix("text_model.")] = value
     state.update({SGM_BIGG + k: v for k, v in open_clip_bigg(pipe.text_encoder_2).items()})
+    return {key: value.detach().contiguous() for key, value in state.items()}
+
+
+def sd2_pipeline_to_ldm(pipe: Any) -> dict[str, torch.Tensor]:
+    """An SD-2.x pipeline as an A1111-style file: OpenCLIP-H under ``cond_stage_model.model.``."""
+    state = {**unet_to_ldm(pipe.unet), **vae_to_ldm(pipe.vae)}
+    state.update({"cond_stage_model.model." + k: v for k, v in open_clip_bigg(pipe.text_encoder, True).items()})
     return {key: value.detach().contiguous() for key, value in state.items()}

@@ -128,7 +128,7 @@ def test_checkpoint_shapes_pick_the_config(tmp_path, tiny_checkpoint, tiny_model
 @pytest.mark.parametrize(
     "shapes",
     [
-        {  # SD-2: cross-attention dim 1024 and an OpenCLIP text encoder
+        {  # SD-2 (cross-attention dim 1024, an OpenCLIP text encoder) with most of its weights missing
             "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
             "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024),
             "cond_stage_model.model.token_embedding.weight": (8, 1024),
@@ -141,7 +141,7 @@ def test_checkpoint_shapes_pick_the_config(tmp_path, tiny_checkpoint, tiny_model
     ],
     ids=["sd2", "sdxl-refiner"],
 )
-def test_sd2_and_unknown_sdxl_single_files_are_refused_in_one_line(tmp_path, shapes):
+def test_broken_sd2_and_unknown_sdxl_single_files_are_refused_in_one_line(tmp_path, shapes):
     from loratui.engine.errors import ModelError
     from loratui.engine.models import load_components, resolve_model
 
@@ -150,7 +150,7 @@ def test_sd2_and_unknown_sdxl_single_files_are_refused_in_one_line(tmp_path, sha
         load_components(resolve_model(str(path)))
     line = str(info.value)
     assert "\n" not in line and str(path) in line
-    assert ("SD-2 single files are not supported yet" in line and "pass a diffusers folder" in line) or \
+    assert ("not an SD-2.x checkpoint loratui can read" in line and "pass an SD-2.x .safetensors" in line) or \
         ("unknown UNet shape" in line and "SDXL" in line)
 
 
@@ -193,3 +193,21 @@ def test_allowed_pickle_checkpoint_loads_like_the_safetensors_one(tmp_path, tiny
     comps = load_components(resolve_model(str(ckpt), allow_pickle=True))
     want = tiny_pipe.unet.state_dict()
     assert all(torch.equal(comps.unet.state_dict()[k], want[k]) for k in want)
+
+
+def test_full_size_sd2_configs_assemble_offline():
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from loratui.engine.sd15_config import sd2_config_dir
+
+    folder = sd2_config_dir()
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder, subfolder="unet"))
+        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(folder, subfolder="text_encoder"))
+    # SD-2.1's published sizes: UNet 865.91M; OpenCLIP-H's text tower less its unused last layer 340.39M
+    assert sum(p.numel() for p in unet.parameters()) == 865_910_724
+    assert sum(p.numel() for p in text_encoder.parameters()) == 340_387_840
+    tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    assert tokenizer("a cat", padding="max_length", max_length=8).input_ids == [49406, 320, 2368, 49407, 0, 0, 0, 0]

@@ -92,3 +92,27 @@ def test_a_noobai_style_single_file_is_trained_as_v_prediction_without_being_tol
     meta = _metadata(result.lora_path)
     assert (meta["ss_v_parameterization"], meta["ss_zero_terminal_snr"]) == ("True", "True")
     assert meta["ss_base_model_version"].startswith("sdxl_")
+
+
+def test_an_sd2_single_file_loads_offline_and_a_768v_run_is_asked_for_by_flag(tmp_path, small_dataset):
+    """tiny-sd2 (SD-2's layout, v-prediction) as an A1111-style file with OpenCLIP-H's 24 layers."""
+    from diffusers import StableDiffusionPipeline
+
+    from ldm_convert import sd2_pipeline_to_ldm
+    from loratui.engine.models import load_components, resolve_model
+    from loratui.engine.tiny import tiny_model_dir
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model_dir("tiny-sd2"))
+    path = tmp_path / "v2-1_768-ema-pruned.safetensors"
+    save_file(sd2_pipeline_to_ldm(pipe), str(path))
+    spec = resolve_model(str(path))
+    assert (spec.kind, spec.family) == ("single_file", "sd2")
+    comps = load_components(spec)
+    for part in ("unet", "vae", "text_encoder"):
+        want, got = getattr(pipe, part).state_dict(), comps.modules[part].state_dict()
+        assert all(torch.equal(got[k], want[k]) for k in want), part
+    # the file cannot say it is 768-v; the flag does, and the LoRA records it
+    cfg = tiny_config(small_dataset, tmp_path, base_model=str(path), steps=2, save_every=0, sample_every=0,
+                      validation="off", prediction_type="v_prediction")
+    meta = _metadata(train(cfg, tmp_path / "v2").lora_path)
+    assert (meta["ss_v2"], meta["ss_v_parameterization"], meta["ss_base_model_version"]) == ("True", "True", "sd_v2")

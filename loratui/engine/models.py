@@ -80,6 +80,7 @@ def _file_family(path: Path) -> str:
     from loratui.engine.sd15_config import checkpoint_family
 
     try:
-        return {"tiny": "sd15", "tiny-sdxl": "sdxl"}.get(found := checkpoint_family(path), found)
+        found = checkpoint_family(path)
+        return TINY_NAMES.get(found, found)
     except ModelError:
         return "sd15"

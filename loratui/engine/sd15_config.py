@@ -66,6 +66,16 @@ def shipped_config_root(family: str = SD15) -> Path:
     return Path(str(resources.files("loratui") / "configs" / family))
 
 
+# SD-2.x: SD-1.5's layout, OpenCLIP-H's 23 used layers as the text encoder, a tokenizer padding with "!"
+SD2_FILES = SD15_FILES
+
+
+def sd2_config_dir() -> Path:
+    """The complete SD-2.x diffusers config folder in the user cache (epsilon, as 2.x base ships;
+    a 768-v model is trained with --prediction-type v_prediction)."""
+    return shipped_config_dir("sd2", SD2_FILES, {"tokenizer": "!"})
+
+
 def sd15_config_dir() -> Path:
     """The complete SD-1.5 diffusers config folder in the user cache, assembled first if missing."""
     return shipped_config_dir(SD15, SD15_FILES, {"tokenizer": None})
@@ -171,7 +181,7 @@ SDXL_WIDTH, SDXL_CROSS_DIM = 320, 2048
 
 
 def checkpoint_family(path: Path) -> str:
-    """``"sd15"``, ``"sdxl"``, ``"tiny"`` or ``"tiny-sdxl"`` from the checkpoint's shapes (its
+    """``"sd15"``, ``"sd2"``, ``"sdxl"`` or a tiny model's name from the checkpoint's shapes (its
     header only, for ``.safetensors``); ModelError for anything else."""
     shapes = checkpoint_shapes(path)
     xl = any(key.startswith(SDXL_PREFIX) for key in shapes)
@@ -182,40 +192,43 @@ def checkpoint_family(path: Path) -> str:
         )
     width, in_channels = shapes[CONV_IN][0], shapes[CONV_IN][1]
     cross_dims = {shape[-1] for key, shape in shapes.items() if key.endswith(CROSS_ATTN_SUFFIX)}
-    if not xl and (SD2_CROSS_DIM in cross_dims or any(key.startswith(OPEN_CLIP_PREFIX) for key in shapes)):
-        raise ModelError(f"{path}: SD-2 single files are not supported yet", UNSUPPORTED_HINT)
+    open_clip = not xl and any(key.startswith(OPEN_CLIP_PREFIX) for key in shapes)
     if in_channels != 4:
         # 9 input channels: an inpainting model; 8: instruct-pix2pix. Neither trains as text-to-image.
         raise ModelError(
             f"{path}: a UNet with {in_channels} input channels (inpainting or pix2pix) is not supported",
             "pass a text-to-image checkpoint or a diffusers folder",
         )
+    from loratui.engine.families.sd2 import TINY_UNET as TINY_SD2
     from loratui.engine.families.sdxl import TINY_UNET
     from loratui.engine.tiny import UNET_CONFIG
 
+    kind = "sdxl" if xl else "open_clip" if open_clip else "clip"
     known = {
-        (False, SD15_WIDTH, SD15_CROSS_DIM): SD15,
-        (False, UNET_CONFIG["block_out_channels"][0], UNET_CONFIG["cross_attention_dim"]): TINY,
-        (True, SDXL_WIDTH, SDXL_CROSS_DIM): "sdxl",
-        (True, TINY_UNET["block_out_channels"][0], TINY_UNET["cross_attention_dim"]): "tiny-sdxl",
+        ("clip", SD15_WIDTH, SD15_CROSS_DIM): SD15,
+        ("clip", UNET_CONFIG["block_out_channels"][0], UNET_CONFIG["cross_attention_dim"]): TINY,
+        ("open_clip", SD15_WIDTH, SD2_CROSS_DIM): "sd2",
+        ("open_clip", TINY_SD2["block_out_channels"][0], TINY_SD2["cross_attention_dim"]): "tiny-sd2",
+        ("sdxl", SDXL_WIDTH, SDXL_CROSS_DIM): "sdxl",
+        ("sdxl", TINY_UNET["block_out_channels"][0], TINY_UNET["cross_attention_dim"]): "tiny-sdxl",
     }
-    if len(cross_dims) == 1 and (xl, width, *cross_dims) in known:
-        return known[(xl, width, *cross_dims)]
+    if len(cross_dims) == 1 and (kind, width, *cross_dims) in known:
+        return known[(kind, width, *cross_dims)]
     found = ", ".join(str(d) for d in sorted(cross_dims)) or "none"
     raise ModelError(
         f"{path}: unknown UNet shape (first block width {width}, cross-attention dim {found})",
-        "loratui reads SD-1.5 and SDXL single files; pass a diffusers folder for other models",
+        "loratui reads SD-1.5, SD-2.x and SDXL single files; pass a diffusers folder for other models",
     )
 
 
 def config_dir_for_checkpoint(path: Path) -> Path:
     """The diffusers config folder that fits the single-file checkpoint at ``path``."""
     family = checkpoint_family(path)
-    if family in (TINY, "tiny-sdxl"):
+    if family.startswith(TINY):
         from loratui.engine.tiny import tiny_model_dir
 
         return tiny_model_dir(family)
-    return sdxl_config_dir() if family == "sdxl" else sd15_config_dir()
+    return {"sdxl": sdxl_config_dir, "sd2": sd2_config_dir}.get(family, sd15_config_dir)()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -62,7 +62,7 @@ SCHEDULER_CONFIG = {
 }
 
 
-TINY_NAMES = {"tiny": "sd15", "tiny-sdxl": "sdxl"}  # --base-model name -> family
+TINY_NAMES = {"tiny": "sd15", "tiny-sd2": "sd2", "tiny-sdxl": "sdxl"}  # --base-model name -> family
 
 
 def tiny_model_dir(name: str = "tiny") -> Path:

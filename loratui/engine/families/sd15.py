@@ -28,12 +28,12 @@ class SD15(Family):
         if spec.kind == "tiny":
             from loratui.engine.tiny import tiny_model_dir
 
-            return tiny_model_dir()
+            return tiny_model_dir(spec.location)
         if spec.kind == "diffusers":
             return Path(spec.location)
         if spec.kind == "single_file":
             return config_dir_for_checkpoint(Path(spec.location))
-        return shipped_config_root()  # a hub id: measured with the shipped configs, no download
+        return shipped_config_root(self.name)  # a hub id: measured with the shipped configs, no download
 
     def load(self, spec: ModelSpec) -> Components:
         quiet_libraries()
@@ -70,13 +70,15 @@ class SD15(Family):
         from diffusers import DDPMScheduler, StableDiffusionPipeline
 
         from loratui.engine.sd15_config import checkpoint_family
+        from loratui.engine.tiny import TINY_NAMES
 
-        if checkpoint_family(Path(spec.location)) in ("sdxl", "tiny-sdxl"):  # a pickle, not looked at before
+        found = checkpoint_family(Path(spec.location))
+        if TINY_NAMES.get(found, found) != self.name:  # a pickle: resolve_model did not open it
             from dataclasses import replace
 
             from loratui.engine.families import family_of
 
-            other = replace(spec, family="sdxl")
+            other = replace(spec, family=TINY_NAMES.get(found, found))
             return family_of(other).load(other)
         config_dir = self.config_folder(spec)  # outside the try: it has its own one-line errors
         try:
@@ -90,8 +92,8 @@ class SD15(Family):
             )
         except Exception as exc:  # diffusers raises many kinds here; the user needs one line
             raise ModelError(
-                f"{spec.location}: not a Stable Diffusion 1.5 checkpoint loratui can read: {first_line(exc)}",
-                "pass an SD-1.5 .safetensors or a diffusers folder",
+                f"{spec.location}: not an {self.label} checkpoint loratui can read: {first_line(exc)}",
+                f"pass an {self.label} .safetensors or a diffusers folder",
             ) from None
         modules = {"unet": pipe.unet, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
         require_complete(spec, modules)
