@@ -171,11 +171,11 @@ def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
 def _resume(run_dir: Path, json_out: bool, changed: dict | None = None) -> None:
     from loratui.engine.config import load_run_config
     from loratui.engine.errors import RunError
-    from loratui.engine.runs import CONFIG, effective_status, read_state
+    from loratui.engine.runs import CONFIG, effective_status, load_state
 
     if not (run_dir / CONFIG).is_file():
         raise RunError(f"{run_dir}: not a loratui run folder (no {CONFIG})", "pass the folder `train` printed")
-    status = effective_status(read_state(run_dir))
+    status = effective_status(load_state(run_dir))
     if status == "finished":
         raise RunError(f"{run_dir}: this run already finished", "start a new run instead of --resume")
     from loratui.engine.distributed import in_launched_worker
@@ -305,7 +305,8 @@ def runs(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     table = Table(title="loratui runs")
     for col in ("name", "status", "step", "folder"):
         table.add_column(col)
-    colours = {"running": "green", "finished": "blue", "failed": "red", "stale": "red", "stopped": "yellow"}
+    colours = {"running": "green", "finished": "blue", "failed": "red", "stale": "red", "stopped": "yellow",
+               "damaged": "red"}
     for r in rows:
         colour = colours.get(r.status, "white")
         table.add_row(r.name, f"[{colour}]{r.status}[/]", f"{r.step}/{r.total_steps}", str(r.run_dir))
@@ -316,11 +317,12 @@ def runs(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
 def stop(run_dir: Annotated[Path, typer.Argument(help="The run folder.")]) -> None:
     """Ask a running run to save a checkpoint and stop."""
     from loratui.engine.errors import RunError
-    from loratui.engine.runs import STATE, effective_status, read_state, request_stop
+    from loratui.engine.runs import STATE, effective_status, load_state, read_state, request_stop
 
     with user_errors():
         if not (run_dir / STATE).is_file():
             raise RunError(f"{run_dir}: not a loratui run folder (no {STATE})", "see `loratui runs`")
+        load_state(run_dir)  # a damaged state.json is told, not taken for "not running"
         if not request_stop(run_dir):
             status = effective_status(read_state(run_dir))
             if status == "stale":  # its process is gone; the pid may be another's now: nothing signalled

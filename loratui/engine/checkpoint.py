@@ -168,7 +168,7 @@ def _trainer_record(file: Path, meta: Any) -> dict[str, Any]:
     """``trainer.json`` as the loop needs it: an object with whole-number step counters."""
     counters = ("step", "micro_index")
     if not isinstance(meta, dict):
-        what = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "boolean"}
+        what = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
         problem = f"a JSON {what.get(type(meta), 'null')}, not an object"
     elif not all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) and meta[k] >= 0
                  for k in counters):

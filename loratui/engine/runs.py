@@ -37,11 +37,41 @@ def next_run_dir(output_dir: Path, base_name: str) -> Path:
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
-    """The run's ``state.json`` ({} when there is none or it is unreadable)."""
+    """The run's ``state.json`` ({} when there is none, or it is unreadable or not a JSON object)."""
     try:
-        return json.loads((run_dir / STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_state(run_dir)
+    except RunError:
         return {}
+
+
+def load_state(run_dir: Path) -> dict[str, Any]:
+    """The run's ``state.json``, {} when there is none; a RunError naming it when it is damaged.
+
+    For commands that act on one run (``--resume``, ``stop``): a state that cannot be read is
+    told, not taken for "no state". Views over many runs use ``read_state`` and go on.
+    """
+    path = run_dir / STATE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
+        raise RunError(f"{path}: cannot be read ({problem})", _STATE_FIX.format(run_dir=run_dir)) from None
+    if not isinstance(state, dict):
+        kind = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(state), "null")
+        raise RunError(f"{path}: not a run state (a JSON {kind}, not an object)",
+                       _STATE_FIX.format(run_dir=run_dir))
+    return state
+
+
+# state.json only records progress; the checkpoints and config.toml hold the run
+_STATE_FIX = "delete that file (the checkpoints are kept), then loratui train --resume {run_dir}"
+
+
+def _whole(value: Any) -> int:
+    """A count from state.json, 0 when it is not one (a damaged file must not end a listing)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -229,17 +259,23 @@ def list_runs(extra_roots: list[Path] | None = None) -> list[RunSummary]:
             seen[state_file.parent.resolve()] = None
     rows = []
     for run_dir in seen:
-        state = read_state(run_dir)
+        try:
+            state = load_state(run_dir)
+        except RunError:  # listed as damaged; the other runs are still shown
+            with contextlib.suppress(OSError):
+                rows.append(RunSummary(run_dir, run_dir.name, "damaged", 0, 0, (run_dir / STATE).stat().st_mtime))
+            continue
         if not state:
             continue
+        updated = state.get("updated_at")
         rows.append(
             RunSummary(
                 run_dir,
-                state.get("name", run_dir.name),
-                effective_status(state),
-                int(state.get("step", 0)),
-                int(state.get("total_steps", 0)),
-                float(state.get("updated_at", 0.0)),
+                str(state.get("name") or run_dir.name),
+                effective_status(state) if isinstance(state.get("status", ""), str) else "damaged",
+                _whole(state.get("step")),
+                _whole(state.get("total_steps")),
+                float(updated) if isinstance(updated, (int, float)) and not isinstance(updated, bool) else 0.0,
             )
         )
     return sorted(rows, key=lambda r: r.updated_at, reverse=True)
