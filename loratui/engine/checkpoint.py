@@ -8,6 +8,7 @@ Loading uses ``torch.load(weights_only=True)``: a checkpoint cannot run code.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -16,7 +17,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from loratui.engine import atomic, faults
 from loratui.engine.errors import RunError
@@ -50,14 +51,19 @@ def save_checkpoint(folder: Path, state: TrainerState, keep: int) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        save_file({k: v.contiguous() for k, v in state.adapters.items()}, staging / "adapters.safetensors")
+        adapters = {k: v.contiguous() for k, v in state.adapters.items()}
+        _write(staging / "adapters.safetensors", lambda f: save_file(adapters, f))
         faults.maybe_kill(f"save:{state.step}")  # crash tests: a half-written checkpoint
         faults.maybe_disk_full(f"save:{state.step}")
-        torch.save(state.optimizer, staging / "optimizer.pt")
-        torch.save(state.scheduler, staging / "scheduler.pt")
+        def save_optimizer(file: Path) -> None:
+            faults.maybe_torch_disk_full(f"save:{state.step}")
+            torch.save(state.optimizer, file)
+
+        _write(staging / "optimizer.pt", save_optimizer)
+        _write(staging / "scheduler.pt", lambda f: torch.save(state.scheduler, f))
         if state.scaler is not None:
-            torch.save(state.scaler, staging / "scaler.pt")
-        torch.save(_rng_state(), staging / "rng.pt")
+            _write(staging / "scaler.pt", lambda f: torch.save(state.scaler, f))
+        _write(staging / "rng.pt", lambda f: torch.save(_rng_state(), f))
         (staging / "trainer.json").write_text(
             json.dumps({"step": state.step, "micro_index": state.micro_index, **(state.extra or {})})
         )
@@ -116,6 +122,46 @@ def load_latest(folder: Path) -> tuple[TrainerState | None, str]:
         return None, (f"no intact checkpoint in {folder} ({why}; skipped {', '.join(skipped)}); "
                       "starting again from step 0")
     return None, ""
+
+
+# torch reports a failed write in these words, without an errno. Measured on a full tmpfs:
+# "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598" (its zip writer got a
+# short write) and, for a file that fits no byte, "basic_ios::clear: iostream error"
+_TORCH_WRITE_FAILED = re.compile(
+    r"unexpected pos \d+ vs \d+|PytorchStreamWriter failed writing|file write failed|basic_ios::clear"
+)
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # safetensors (Rust): "I/O error: … (os error 28)"
+
+
+def _write(file: Path, write: Callable[[Path], None]) -> None:
+    """``write(file)``; torch's and safetensors' write failures become the OSError they stand for.
+
+    They raise RuntimeError / SafetensorError where Python raises OSError, so a full disk
+    would be an "internal error" instead of the clear, resumable one the run gives for OSError.
+    Any other error is raised as it is.
+    """
+    try:
+        write(file)
+    except OSError:
+        raise
+    except Exception as exc:
+        failure = write_failure(exc, file)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+def write_failure(exc: BaseException, file: Path) -> OSError | None:
+    """The OSError a torch/safetensors write error stands for, or None when it is not one."""
+    text = str(exc)
+    if match := _OS_ERROR.search(text):
+        code = int(match.group(1))
+        return OSError(code, f"writing {file.name} failed: {os.strerror(code)}")
+    if isinstance(exc, RuntimeError) and _TORCH_WRITE_FAILED.search(text):
+        # a short write: the disk filled (or a quota ran out) part way through the file
+        return OSError(errno.ENOSPC, f"writing {file.name} failed: {os.strerror(errno.ENOSPC)} "
+                                     "(or a disk quota is used up)")
+    return None
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

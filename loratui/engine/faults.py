@@ -5,6 +5,8 @@
 - ``nan@7``          the loss at step 7 is NaN (the step is skipped; repeats roll back)
 - ``oom@3``          CUDA out of memory in step 3's forward pass (the micro-batch halves)
 - ``disk_full@save:4``  ENOSPC while writing the step-4 files (clear error, nothing partial)
+- ``torch_disk_full@save:4``  torch.save of the step-4 ``optimizer.pt`` fails as it does on a
+  real full disk: ``RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos …``
 - ``kill@step:5``    SIGKILL in the middle of step 5 (after backward, before the update)
 - ``kill@save:4``    SIGKILL half way through writing the step-4 checkpoint
 - ``kill@export``    SIGKILL half way through writing the final LoRA
@@ -48,6 +50,16 @@ def maybe_disk_full(where: str) -> None:
     """Raise ENOSPC when ``disk_full@<where>`` was asked for."""
     if fires(f"disk_full@{where}"):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def maybe_torch_disk_full(where: str) -> None:
+    """Raise what torch.save raises on a full disk when ``torch_disk_full@<where>`` was asked for.
+
+    Not an OSError: torch's zip writer reports a short write as a RuntimeError (the text below
+    is torch 2.x's, measured on a full tmpfs), so the run must recognise it by its words.
+    """
+    if fires(f"torch_disk_full@{where}"):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
 
 
 def maybe_oom(step: int) -> None:
