@@ -1,4 +1,4 @@
-"""The stop request a run polls: SIGINT/SIGTERM, ``loratui stop``'s request file, or code."""
+"""The stop request a run polls: SIGINT/SIGTERM/SIGHUP, ``loratui stop``'s request file, or code."""
 
 from __future__ import annotations
 
@@ -28,10 +28,19 @@ class StopSignal:
         return self._event.is_set()
 
     def install_handlers(self) -> None:
-        """Turn SIGINT/SIGTERM into a stop request (main thread only; elsewhere a no-op)."""
+        """Turn SIGINT/SIGTERM/SIGHUP into a stop request (main thread only; elsewhere a no-op).
+
+        SIGHUP (the terminal of a foreground run closed) saves a checkpoint like SIGTERM instead
+        of killing the run where it stands. Where SIGHUP is ignored (a detached run, ``nohup``)
+        it stays ignored: that run outlives its terminal.
+        """
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        signals = [signal.SIGINT, signal.SIGTERM]
+        hangup = getattr(signal, "SIGHUP", None)  # not on Windows
+        if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+            signals.append(hangup)
+        for sig in signals:
             self._previous[sig] = signal.signal(sig, self._on_signal)
 
     def restore_handlers(self) -> None:
