@@ -16,7 +16,7 @@ from pathlib import Path
 from loratui.engine import atomic
 from loratui.engine.config import RunConfig, dump_toml
 from loratui.engine.dataset import scan
-from loratui.engine.errors import RunError
+from loratui.engine.errors import ConfigError, RunError
 from loratui.engine.models import resolve_model
 from loratui.engine.runs import CONFIG, next_run_dir, read_state
 
@@ -31,12 +31,29 @@ class Launched:
 
 def prepare_run_dir(config: RunConfig) -> Path:
     """Check the model and dataset cheaply, then make the run folder (next free name)."""
+    refuse_output_inside_dataset(config)
     resolve_model(config.base_model, config.allow_pickle)
     scan(config.dataset).require_images()
     base_name = config.name or Path(config.dataset).resolve().name
     run_dir = next_run_dir(Path(config.output_dir), base_name)
     run_dir.mkdir(parents=True)
     return run_dir
+
+
+def refuse_output_inside_dataset(config: RunConfig) -> None:
+    """A ConfigError when the run folder would go inside the dataset (``cd photos; loratui train .``).
+
+    The dataset scan would then find the run's sample images, and the next run (or a resume)
+    would train on them.
+    """
+    dataset = Path(config.dataset).resolve()
+    output = Path(config.output_dir).resolve()
+    if output.is_relative_to(dataset):
+        raise ConfigError(
+            f"{output}: the run folder would go inside the dataset {dataset}, "
+            "and the next run would train on its sample images",
+            f"pass --output a folder outside it, e.g. --output {dataset.parent / 'loratui-runs'}",
+        )
 
 
 def launch_detached(config: RunConfig, run_dir: Path, wait_s: float = 60.0) -> Launched:
