@@ -22,13 +22,13 @@ PET_BATCH = get_preset("pet").batch_size
 
 
 def _tiny_unet(rank: int, checkpointing: bool = False):
-    return footprint._meta_unet(UNET_CONFIG, rank, "fp32", checkpointing)
+    return footprint.meta_unet(UNET_CONFIG, rank, "fp32", checkpointing)
 
 
 def test_activations_grow_linearly_with_the_batch(tiny_model):
     measured = footprint.measure_unet(UNET_CONFIG, 64, 4, "fp32", False)
     assert measured.per_image > 0 and measured.lora_params > 0
-    four = footprint._peak_of_pass(_tiny_unet(4), UNET_CONFIG, 4, 8, "fp32")
+    four = footprint.peak_of_pass(_tiny_unet(4), UNET_CONFIG, 4, 8, "fp32")
     assert four == pytest.approx(measured.fixed + 4 * measured.per_image, rel=0.05)
 
 
@@ -49,8 +49,8 @@ def test_meta_measurement_matches_a_real_cpu_pass(tiny_model):
         lora.add_lora(meta, list(FAMILIES["sd15"].unet_targets), 4, 4.0)
     meta.train()
     with sdpa_kernel(SDPBackend.MATH):  # one attention kernel on both devices
-        on_cpu = footprint._peak_of_pass(real, UNET_CONFIG, 2, 8, "fp32", device="cpu")
-        on_meta = footprint._peak_of_pass(meta, UNET_CONFIG, 2, 8, "fp32")
+        on_cpu = footprint.peak_of_pass(real, UNET_CONFIG, 2, 8, "fp32", device="cpu")
+        on_meta = footprint.peak_of_pass(meta, UNET_CONFIG, 2, 8, "fp32")
     assert on_cpu > 0 and on_meta == pytest.approx(on_cpu, rel=1e-3)  # a few scalars differ
 
 

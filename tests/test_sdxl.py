@@ -252,3 +252,20 @@ def test_full_size_sdxl_configs_assemble_offline():
     padded = second("a cat", padding="max_length", max_length=77).input_ids
     assert padded[-1] == second.convert_tokens_to_ids("!") == 0  # bigG pads with "!", CLIP-L with <|endoftext|>
     assert first("a cat", padding="max_length", max_length=77).input_ids[-1] == 49407
+
+
+def test_the_memory_model_measures_sdxl_with_both_text_encoders(tiny_sdxl):
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from loratui.engine.config import build_config
+    from loratui.engine.footprint import memory_model
+    from loratui.engine.models import resolve_model
+
+    config = build_config("photos", "pet", overrides=dict(base_model="tiny-sdxl", resolution=64, sample_every=0))
+    model = memory_model(config, resolve_model("tiny-sdxl"), "fp32")
+    encoders = (CLIPTextModel.from_pretrained(tiny_sdxl, subfolder="text_encoder"),
+                CLIPTextModelWithProjection.from_pretrained(tiny_sdxl, subfolder="text_encoder_2"))
+    assert model.text_encoder_bytes == 4 * sum(p.numel() for e in encoders for p in e.parameters())
+    # the pass ran with SDXL's pooled text and size conditioning, and counted its work
+    assert model.unet.per_image > 0 and model.unet.flops_per_image > 0
+    assert model.estimate(2).total > model.estimate(1).total

@@ -136,7 +136,7 @@ def measure_unet(
         cached = _read_cache().get(key)
         if cached is not None:
             return UnetFootprint(**cached)
-        unet = _meta_unet(unet_config, rank, precision, checkpointing)
+        unet = meta_unet(unet_config, rank, precision, checkpointing)
         latent = resolution // 8
         (one, flops_one), (two, flops_two) = (_measure_pass(unet, unet_config, b, latent, precision) for b in (1, 2))
         per_image = max(two - one, 0)
@@ -155,7 +155,9 @@ def measure_unet(
         return footprint
 
 
-def _meta_unet(unet_config: dict[str, Any], rank: int, precision: str, checkpointing: bool):
+def meta_unet(unet_config: dict[str, Any], rank: int, precision: str, checkpointing: bool):
+    """The UNet of ``unet_config`` on the meta device with LoRA as a run adds it (its family's
+    targets), in the compute dtype, with fused attention and the run's checkpointing."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -181,11 +183,11 @@ def _measure_pass(unet, unet_config: dict[str, Any], batch: int, latent: int, pr
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        peak = _peak_of_pass(unet, unet_config, batch, latent, precision)
+        peak = peak_of_pass(unet, unet_config, batch, latent, precision)
     return peak, int(counter.get_total_flops())
 
 
-def _peak_of_pass(
+def peak_of_pass(
     unet, unet_config: dict[str, Any], batch: int, latent: int, precision: str, device: str = "meta"
 ) -> int:
     """Peak bytes alive during one forward and backward pass of ``batch`` latents."""
@@ -285,10 +287,11 @@ def _param_count(part: str, config: dict[str, Any]) -> int:
             from diffusers import AutoencoderKL
 
             model = AutoencoderKL.from_config(config)
-        else:
-            from transformers import CLIPTextConfig, CLIPTextModel
+        else:  # SDXL's second encoder (bigG) carries a projection the first has not
+            from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-            model = CLIPTextModel(CLIPTextConfig(**_known(config)))
+            projected = "CLIPTextModelWithProjection" in (config.get("architectures") or [])
+            model = (CLIPTextModelWithProjection if projected else CLIPTextModel)(CLIPTextConfig(**_known(config)))
     return sum(p.numel() for p in model.parameters())
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from ui_helpers import async_test, screen_text, wait_for
 
 from loratui.app import build_app
-from loratui.screens.preset import Hardware, PresetScreen, plan_presets
+from loratui.engine.preset_plan import Hardware, plan_presets
+from loratui.screens.preset import PresetScreen
 
 
 @async_test
@@ -37,7 +38,7 @@ def test_auto_batch_is_planned_as_the_run_will_pick_it(photos: Path, tmp_path: P
 
     app = build_app(photos, start="preset", output_dir=tmp_path / "runs",
                     defaults=dict(base_model="tiny", resolution=64, batch_size="auto"))
-    plans = {p.preset: p for p in plan_presets(app.state, Hardware())}
+    plans = {p.preset: p for p in plan_presets(app.state.build_config, Hardware())}
     assert all(not p.error for p in plans.values())
     assert plans["style"].batch_size == get_preset("style").batch_size  # no GPU: the preset's
 

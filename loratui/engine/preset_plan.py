@@ -1,0 +1,171 @@
+"""What each preset would make of a dataset before anything trains: its schedule, the base
+model's family, GPU memory from the measured model, and a time counted from FLOPs. The wizard's
+preset cards show these figures; the engine owns them so every front end shows the same."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PresetPlan:
+    """The numbers one preset gives the dataset (or why it cannot be planned)."""
+
+    preset: str
+    total_steps: int = 0
+    epochs: int = 0
+    repeats: int = 0
+    rank: int = 0
+    lr: float = 0.0
+    batch_size: int = 0
+    resolution: int = 0
+    explain: str = ""
+    error: str = ""
+    images_per_step: float = 0.0  # on average: a bucket's last batch may be short
+    family: str = ""  # the base model's family as detected ("SDXL"), for the user to confirm
+
+
+@dataclass(frozen=True)
+class Hardware:
+    gpu: str = ""  # name, empty without CUDA
+    memory: int = 0  # bytes in all
+    free: int = 0  # bytes free when looked at
+    precision: str = "fp16"  # what --mixed-precision auto picks on it
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """The measured GPU memory a preset's run needs, against what this GPU has free."""
+
+    need: int  # bytes one pass of the plan's batch takes
+    usable: int  # of the free memory, what a run plans with (0 without a GPU)
+    fits: int  # the largest batch that fits ``usable`` (0 without a GPU)
+    flops_per_image: int = 0  # the UNet's work per image of a training step
+
+
+def plan_presets(build: Callable[[dict], Any], hw: Hardware | None = None) -> list[PresetPlan]:
+    """Plan the run each preset would make of the dataset; ``build(overrides)`` gives the run
+    config with the user's settings (the wizard's state, or the CLI's flags).
+
+    A batch size of "auto" is planned with what it would pick on ``hw`` (the preset's batch
+    without a GPU), as the run will when it starts.
+    """
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.plan import plan_run
+    from loratui.engine.presets import PRESETS
+
+    plans = []
+    for name in PRESETS:
+        try:
+            config = build({"preset": name})
+            if config.batch_size == "auto":
+                config = config.model_copy(update={"batch_size": _auto_batch(config, hw or Hardware())})
+            plan = plan_run(config)
+        except LoratuiError as exc:
+            plans.append(PresetPlan(name, error=exc.message))
+            continue
+        s = plan.schedule
+        per_batch = sum(plan.batches.bucket_views()) / plan.batches.batches_per_epoch
+        plans.append(PresetPlan(name, s.total_steps, s.epochs, s.repeats, config.rank, config.lr,
+                                config.batch_size, config.resolution, s.explain,
+                                images_per_step=per_batch * config.grad_accum, family=_family_label(config)))
+    return plans
+
+
+def _family_label(config: Any) -> str:
+    """"SDXL", "SD-1.5"…: what loratui takes the base model for (a header read at most)."""
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.families import FAMILIES
+    from loratui.engine.models import resolve_model
+
+    try:
+        family = FAMILIES.get(resolve_model(config.base_model, allow_pickle=True).family)
+    except LoratuiError:
+        return ""
+    return family.label if family else ""
+
+
+def _auto_batch(config: Any, hw: Hardware) -> int:
+    from loratui.engine.memory_plan import plan_memory, planned_batch
+    from loratui.engine.models import resolve_model
+
+    try:
+        spec = resolve_model(config.base_model, config.allow_pickle)
+        return plan_memory(config, spec, hw.free if hw.gpu else None, hw.precision, "adamw").batch_size
+    except Exception:  # no measurable model (yet): the run decides when it starts
+        return planned_batch(config)
+
+
+def measure_needs(build: Callable[[dict], Any], plans: list[PresetPlan], hw: Hardware
+                  ) -> dict[str, MemoryNeed | None]:
+    """Each plan's GPU memory from the measured model (a second or two per new model); None
+    for a plan whose model cannot be measured."""
+    from loratui.engine.footprint import memory_model
+    from loratui.engine.memory_plan import budget_of
+    from loratui.engine.models import resolve_model
+
+    needs: dict[str, MemoryNeed | None] = {}
+    for plan in plans:
+        if plan.error:
+            continue
+        try:
+            config = build({"preset": plan.preset, "batch_size": plan.batch_size})
+            spec = resolve_model(config.base_model, config.allow_pickle)
+            model = memory_model(config, spec, hw.precision, "adamw")
+        except Exception:  # a bad path, or a model the measurement does not understand: no figure
+            needs[plan.preset] = None
+            continue
+        usable = budget_of(hw.free) if hw.gpu else 0
+        fits = model.largest_batch(usable, max(plan.batch_size, 8)) if hw.gpu else 0
+        needs[plan.preset] = MemoryNeed(model.estimate(plan.batch_size).total, usable, fits,
+                                        model.unet.flops_per_image)
+    return needs
+
+
+def detect_hardware() -> Hardware:
+    """The GPU, if torch sees one (imported here, in a worker: it takes a second)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            free, total = torch.cuda.mem_get_info(0)
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return Hardware(props.name, int(total), int(free), precision)
+    except Exception:
+        pass
+    return Hardware()
+
+
+MEASURING = MemoryNeed(-1, 0, 0)  # the card's figure while the measurement runs
+
+
+def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed | None) -> str:
+    """Time and GPU memory for ``plan`` on ``hw``, both from the measured model; ``need`` is
+    MEASURING until measured, None where it cannot be. The time is the plan's FLOPs over the
+    speed this GPU reached in earlier runs, or "est." from its data-sheet peak."""
+    if base_model == "tiny":
+        return "tiny model: ~1 min on a CPU"
+    memory = ("measuring memory…" if need is MEASURING else "memory: n/a" if need is None
+              else f"needs ≈ {need.need / 2**30:.1f} GiB")
+    if not hw.gpu:
+        return f"no GPU: very slow on CPU · {memory}"
+    if need is None or need is MEASURING:
+        return memory
+    text = f"{_duration(need, plan, hw)} · {need.need / 2**30:.1f} of {hw.free / 2**30:.0f} GiB free"
+    if need.need > need.usable:
+        text += f" (tight: {need.fits} per pass)" if need.fits else " (too big: see Advanced)"
+    return text
+
+
+def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware) -> str:
+    from loratui.engine.speed import run_time
+
+    # the training steps only (not loading, caching or samples); the fixed part is < 1 %
+    time = run_time(need.flops_per_image * plan.images_per_step, plan.total_steps, hw.gpu, hw.precision)
+    if time is None:
+        return "training time n/a"
+    minutes = max(1, round(time.seconds / 60))
+    return f"training ≈ {minutes} min" + ("" if time.measured else " (est.)")
