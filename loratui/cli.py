@@ -229,8 +229,9 @@ def demo(
 @app.command()
 def presets(
     folder: Annotated[Optional[Path], typer.Argument(help="Show the schedule each preset gives this dataset.")] = None,
+    base_model: Annotated[Optional[str], typer.Option(help="The model to plan for (its family, memory and time).")] = None,
 ) -> None:
-    """Show the presets and the values they set."""
+    """Show the presets and the values they set; with FOLDER, what each makes of it (as the wizard's cards)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -249,11 +250,24 @@ def presets(
         console.print(table)
         if folder is not None:
             from loratui.engine.config import build_config
-            from loratui.engine.plan import plan_run
+            from loratui.engine.preset_plan import detect_hardware, estimate, measure_needs, plan_presets
 
-            for p in PRESETS:
-                plan = plan_run(build_config(str(folder), p))
-                console.print(f"[bold]{p}[/]: {plan.schedule.explain}")
+            overrides = {"base_model": base_model} if base_model else {}
+
+            def build(values: dict):
+                return build_config(str(folder), values.get("preset"), overrides={**overrides, **values})
+
+            hw = detect_hardware()
+            plans = plan_presets(build, hw)
+            needs = measure_needs(build, plans, hw) if (base_model or "") != "tiny" else {}
+            model = build({"preset": "person"}).base_model
+            for plan in plans:
+                if plan.error:
+                    console.print(f"[bold]{plan.preset}[/]: [red]{plan.error}[/]")
+                    continue
+                figures = estimate(plan, hw, model, needs.get(plan.preset))
+                console.print(f"[bold]{plan.preset}[/] ({plan.family or 'unknown family'} at {plan.resolution} px, "
+                              f"{figures}): {plan.explain}")
         else:
             console.print("Repeats and epochs are derived from the dataset size: `loratui presets FOLDER` shows how.")
 

@@ -134,6 +134,14 @@ def test_presets_with_folder_shows_the_derivation(demo_dataset):
     assert "person" in proc.stdout and "12 images ×" in proc.stdout
 
 
+def test_presets_plans_for_the_base_model_as_the_wizard_does(demo_dataset):
+    """The family, resolution and measured memory the wizard's cards show, on the command line."""
+    proc = loratui("presets", str(demo_dataset), "--base-model", "tiny-sdxl")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert text.count("SDXL at 64 px") == 3 and "needs ≈" in text
+
+
 def test_demo_headless(tmp_path, tiny_model):
     proc = loratui("demo", "--headless", "--steps", "6", "--output", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
