@@ -79,7 +79,23 @@ class Family:
     # --- where its configs are and how it loads
 
     def config_folder(self, spec: ModelSpec) -> Path:
-        """A diffusers folder whose component configs describe ``spec``'s architecture, offline."""
+        """A diffusers folder whose component configs describe ``spec``'s architecture, offline:
+        the tiny model's own, the folder itself, the configs a single file's shapes call for, or
+        the family's shipped configs for a hub id (measured without a download)."""
+        if spec.kind == "tiny":
+            from loratui.engine.tiny import tiny_model_dir
+
+            return tiny_model_dir(spec.location)
+        if spec.kind == "diffusers":
+            return Path(spec.location)
+        if spec.kind == "single_file":
+            from loratui.engine.sd15_config import config_dir_for_checkpoint
+
+            return config_dir_for_checkpoint(Path(spec.location))
+        return self.shipped_config_dir()
+
+    def shipped_config_dir(self) -> Path:
+        """The family's full-size configs and tokenizers that loratui ships, as a diffusers folder."""
         raise NotImplementedError
 
     def load(self, spec: ModelSpec) -> Components:

@@ -22,18 +22,10 @@ class SD15(Family):
     kohya_version = "sd_v1"
     modelspec_architecture = "stable-diffusion-v1/lora"
 
-    def config_folder(self, spec: ModelSpec) -> Path:
-        from loratui.engine.sd15_config import config_dir_for_checkpoint, shipped_config_root
+    def shipped_config_dir(self) -> Path:
+        from loratui.engine.sd15_config import sd15_config_dir
 
-        if spec.kind == "tiny":
-            from loratui.engine.tiny import tiny_model_dir
-
-            return tiny_model_dir(spec.location)
-        if spec.kind == "diffusers":
-            return Path(spec.location)
-        if spec.kind == "single_file":
-            return config_dir_for_checkpoint(Path(spec.location))
-        return shipped_config_root(self.name)  # a hub id: measured with the shipped configs, no download
+        return sd15_config_dir()
 
     def load(self, spec: ModelSpec) -> Components:
         quiet_libraries()

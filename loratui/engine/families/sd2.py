@@ -6,6 +6,7 @@ single file does not say: ``--prediction-type v_prediction`` (a diffusers folder
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from loratui.engine.families.sd15 import SD15
@@ -29,6 +30,11 @@ class SD2(SD15):
     kohya_version = "sd_v2"
     modelspec_architecture = "stable-diffusion-v2-512/lora"
     v2 = True
+
+    def shipped_config_dir(self) -> Path:
+        from loratui.engine.sd15_config import sd2_config_dir
+
+        return sd2_config_dir()
 
     def build_tiny(self, tokenizer: Any) -> Any:
         from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel

@@ -72,18 +72,10 @@ class SDXL(Family):
     pipeline_class = "StableDiffusionXLPipeline"
     tiny_version = 2  # 2: text_encoder_2 wider than text_encoder, as in SDXL
 
-    def config_folder(self, spec: ModelSpec) -> Path:
-        from loratui.engine.sd15_config import config_dir_for_checkpoint, sdxl_config_dir
+    def shipped_config_dir(self) -> Path:
+        from loratui.engine.sd15_config import sdxl_config_dir
 
-        if spec.kind == "tiny":
-            from loratui.engine.tiny import tiny_model_dir
-
-            return tiny_model_dir(spec.location)
-        if spec.kind == "diffusers":
-            return Path(spec.location)
-        if spec.kind == "single_file":
-            return config_dir_for_checkpoint(Path(spec.location))
-        return sdxl_config_dir()  # a hub id: measured with the shipped configs, no download
+        return sdxl_config_dir()
 
     def load(self, spec: ModelSpec) -> Components:
         quiet_libraries()
