@@ -74,6 +74,13 @@ class Family:
     unet_targets: ClassVar[tuple[str, ...]] = ATTENTION_TARGETS
     text_targets: ClassVar[tuple[str, ...]] = CLIP_TARGETS
     pipeline_class: ClassVar[str] = "StableDiffusionPipeline"  # diffusers' class, by name
+    # each module's class ("library.Class") in a diffusers folder, and each encoder's tokenizer folder
+    module_classes: ClassVar[dict[str, str]] = {
+        "unet": "diffusers.UNet2DConditionModel",
+        "vae": "diffusers.AutoencoderKL",
+        "text_encoder": "transformers.CLIPTextModel",
+    }
+    tokenizer_folders: ClassVar[dict[str, str]] = {"text_encoder": "tokenizer"}
     tiny_version: ClassVar[int] = 1  # bump when the family's tiny configs change
 
     # --- where its configs are and how it loads
@@ -101,6 +108,25 @@ class Family:
     def load(self, spec: ModelSpec) -> Components:
         """The components named by ``spec`` in fp32 on the CPU (the trainer moves them)."""
         raise NotImplementedError
+
+    def load_pretrained(self, spec: ModelSpec, location: str) -> Components:
+        """The family's modules, tokenizers and scheduler from a diffusers folder or hub id."""
+        import importlib
+
+        from diffusers import DDPMScheduler
+        from transformers import CLIPTokenizer
+
+        try:
+            modules = {}
+            for name, path in self.module_classes.items():
+                library, cls = path.split(".")
+                modules[name] = getattr(importlib.import_module(library), cls).from_pretrained(location, subfolder=name)
+            tokenizers = {encoder: CLIPTokenizer.from_pretrained(location, subfolder=folder)
+                          for encoder, folder in self.tokenizer_folders.items()}
+            scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler")
+        except (OSError, ValueError) as exc:
+            raise load_error(spec, exc) from None
+        return Components(self, spec, modules, tokenizers, scheduler)
 
     def build_tiny(self, tokenizer: Any) -> Any:
         """The family's tiny pipeline (real topology, tiny widths) around a tiny ``tokenizer``."""

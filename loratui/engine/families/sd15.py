@@ -31,30 +31,22 @@ class SD15(Family):
         quiet_libraries()
         if spec.kind == "single_file":
             return self._load_single_file(spec)
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-
         location = str(self.config_folder(spec)) if spec.kind == "tiny" else spec.location
-        try:
-            if spec.kind == "hub":  # a hub id's family is known once its UNet config is here
+        if spec.kind == "hub":  # a hub id's family is known once its UNet config is here
+            from diffusers import UNet2DConditionModel
+
+            try:
                 actual = config_family(dict(UNet2DConditionModel.load_config(location, subfolder="unet")))
-                if actual != self.name:
-                    from dataclasses import replace
+            except (OSError, ValueError) as exc:
+                raise load_error(spec, exc) from None
+            if actual != self.name:
+                from dataclasses import replace
 
-                    from loratui.engine.families import family_of
+                from loratui.engine.families import family_of
 
-                    other = replace(spec, family=actual)
-                    return family_of(other).load(other)
-            modules = {
-                "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet"),
-                "vae": AutoencoderKL.from_pretrained(location, subfolder="vae"),
-                "text_encoder": CLIPTextModel.from_pretrained(location, subfolder="text_encoder"),
-            }
-            tokenizer = CLIPTokenizer.from_pretrained(location, subfolder="tokenizer")
-            scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler")
-        except (OSError, ValueError) as exc:
-            raise load_error(spec, exc) from None
-        return Components(self, spec, modules, {"text_encoder": tokenizer}, scheduler)
+                other = replace(spec, family=actual)
+                return family_of(other).load(other)
+        return self.load_pretrained(spec, location)
 
     def _load_single_file(self, spec: ModelSpec) -> Components:
         """An A1111-style checkpoint with the config folder its shapes call for, offline."""

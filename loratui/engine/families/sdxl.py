@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from loratui.engine.families.base import Components, Family, ModelSpec, first_line, load_error, quiet_libraries
+from loratui.engine.families.base import Components, Family, ModelSpec, first_line, quiet_libraries
 
 # The LDM names of a ResNet block's layers (for LoCon-style targets on convolutions).
 _RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
@@ -70,6 +70,8 @@ class SDXL(Family):
     text_encoders = ("text_encoder", "text_encoder_2")
     kohya_prefixes = {"unet": "lora_unet", "text_encoder": "lora_te1", "text_encoder_2": "lora_te2"}
     pipeline_class = "StableDiffusionXLPipeline"
+    module_classes = {**Family.module_classes, "text_encoder_2": "transformers.CLIPTextModelWithProjection"}
+    tokenizer_folders = {"text_encoder": "tokenizer", "text_encoder_2": "tokenizer_2"}
     tiny_version = 2  # 2: text_encoder_2 wider than text_encoder, as in SDXL
 
     def shipped_config_dir(self) -> Path:
@@ -81,25 +83,8 @@ class SDXL(Family):
         quiet_libraries()
         if spec.kind == "single_file":
             return self._load_single_file(spec)
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
         location = str(self.config_folder(spec)) if spec.kind == "tiny" else spec.location
-        try:
-            modules = {
-                "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet"),
-                "vae": AutoencoderKL.from_pretrained(location, subfolder="vae"),
-                "text_encoder": CLIPTextModel.from_pretrained(location, subfolder="text_encoder"),
-                "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(location, subfolder="text_encoder_2"),
-            }
-            tokenizers = {
-                "text_encoder": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer"),
-                "text_encoder_2": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2"),
-            }
-            scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler")
-        except (OSError, ValueError) as exc:
-            raise load_error(spec, exc) from None
-        return Components(self, spec, modules, tokenizers, scheduler)
+        return self.load_pretrained(spec, location)
 
     def _load_single_file(self, spec: ModelSpec) -> Components:
         """An SDXL checkpoint as Civitai ships Pony, Illustrious or NoobAI (SGM key names, bigG in
