@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,11 +15,12 @@ from loratui.engine.train import train
 from tinyrun import tiny_config
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path, small_dataset, tiny_model):
-    cfg = dict(steps=6, save_every=3, batch_size=4, sample_every=0)
+@pytest.mark.parametrize("base_model", ["tiny", "tiny-sdxl"])  # SDXL: its pooled text and size conditioning too
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, small_dataset, tiny_model, base_model):
+    cfg = dict(steps=6, save_every=3, batch_size=4, sample_every=0, base_model=base_model)
     single = train(tiny_config(small_dataset, tmp_path / "one", **cfg), tmp_path / "one" / "run")
     proc = subprocess.run(
-        [sys.executable, "-m", "loratui", "train", str(small_dataset), "--base-model", "tiny",
+        [sys.executable, "-m", "loratui", "train", str(small_dataset), "--base-model", base_model,
          "--resolution", "64", "--steps", "6", "--save-every", "3", "--batch-size", "4", "--lr", "1e-3",
          "--trigger", "zxq", "--preset", "pet", "--sample-every", "0", "--gpus", "2", "--json",
          "--output", str(tmp_path / "two"), "--name", "run"],
