@@ -57,11 +57,13 @@ def model_prediction(scheduler_config: Any, spec: Any) -> Prediction:
 
 
 def training_schedule(scheduler: Any, spec: Any, prediction_type: str = "auto",
-                      zero_terminal_snr: bool | None = None) -> tuple[Any, Prediction]:
-    """The DDPM schedule to train with, from the model's and what the config asks for."""
+                      zero_terminal_snr: bool | None = None, said: Prediction | None = None
+                      ) -> tuple[Any, Prediction]:
+    """The DDPM schedule to train with, from the model's and what the config asks for;
+    ``said``: the model's own ``model_prediction``, when the caller has it already."""
     from diffusers import DDPMScheduler
 
-    said = model_prediction(scheduler.config, spec)
+    said = said or model_prediction(scheduler.config, spec)
     chosen = Prediction(
         said.type if prediction_type == "auto" else prediction_type,
         said.zero_terminal_snr if zero_terminal_snr is None else zero_terminal_snr,

@@ -102,10 +102,9 @@ def shipped_config_dir(family: str, files: tuple[str, ...], tokenizers: dict[str
     return target
 
 
-def _is_complete(folder: Path, files: tuple[str, ...] = SD15_FILES,
-                 tokenizers: dict[str, str | None] | None = None) -> bool:
+def _is_complete(folder: Path, files: tuple[str, ...], tokenizers: dict[str, str | None]) -> bool:
     return all((folder / name).is_file() for name in files) and all(
-        (folder / sub / name).is_file() for sub in (tokenizers or {"tokenizer": None}) for name in TOKENIZER_FILES
+        (folder / sub / name).is_file() for sub in tokenizers for name in TOKENIZER_FILES
     )
 
 

@@ -181,7 +181,7 @@ def _train(
     family = comps.family
     own = model_prediction(comps.noise_scheduler.config, spec)
     comps.noise_scheduler, prediction = training_schedule(
-        comps.noise_scheduler, spec, config.prediction_type, config.zero_terminal_snr)
+        comps.noise_scheduler, spec, config.prediction_type, config.zero_terminal_snr, said=own)
     if prediction != own:  # a LoRA trained unlike its base model rarely works: say so once
         bus.emit(WarningRaised(f"training with {prediction.describe()}, but {spec.name} was made for "
                                f"{own.describe()}; set --prediction-type auto to follow the model"))

@@ -42,26 +42,28 @@ def folder_family(folder: Path) -> str:
 def default_resolution(base_model: str) -> int:
     """The training resolution of ``base_model``'s family (64 for the tiny models); 512 when the
     model cannot be looked at cheaply (a bad path fails later with its own message)."""
-    from loratui.engine.models import resolve_model
-
-    try:
-        spec = resolve_model(base_model, allow_pickle=True)  # nothing is unpickled here
-    except ModelError:
-        return FAMILIES["sd15"].default_resolution
-    if spec.kind == "tiny":
-        return TINY_RESOLUTION
-    return FAMILIES[spec.family].default_resolution if spec.family in FAMILIES else 512
+    spec = _cheap_spec(base_model)
+    return _family_resolution(spec) if spec is not None else FAMILIES["sd15"].default_resolution
 
 
 def preset_resolution(base_model: str, preset_value: int) -> int:
     """The resolution a preset trains ``base_model`` at: the preset's (SD-1.5's) own value, or
     the family's where it differs (SDXL's 1024; 64 for tiny-sdxl)."""
+    spec = _cheap_spec(base_model)
+    return preset_value if spec is None or spec.family == "sd15" else _family_resolution(spec)
+
+
+def _cheap_spec(base_model: str) -> ModelSpec | None:
+    """``base_model`` resolved (a header read at most; nothing is unpickled), or None."""
     from loratui.engine.models import resolve_model
 
     try:
-        spec = resolve_model(base_model, allow_pickle=True)
+        return resolve_model(base_model, allow_pickle=True)
     except ModelError:
-        return preset_value
-    if spec.family == "sd15":
-        return preset_value
-    return default_resolution(base_model)
+        return None
+
+
+def _family_resolution(spec: ModelSpec) -> int:
+    if spec.kind == "tiny":
+        return TINY_RESOLUTION
+    return FAMILIES[spec.family].default_resolution if spec.family in FAMILIES else 512

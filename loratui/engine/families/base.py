@@ -109,6 +109,15 @@ class Family:
         """The components named by ``spec`` in fp32 on the CPU (the trainer moves them)."""
         raise NotImplementedError
 
+    def load_as(self, spec: ModelSpec, family: str) -> Components:
+        """Hand ``spec`` to the family it turned out to be once its files were looked at."""
+        from dataclasses import replace
+
+        from loratui.engine.families import family_of
+
+        other = replace(spec, family=family)
+        return family_of(other).load(other)
+
     def load_pretrained(self, spec: ModelSpec, location: str) -> Components:
         """The family's modules, tokenizers and scheduler from a diffusers folder or hub id."""
         import importlib

@@ -40,12 +40,7 @@ class SD15(Family):
             except (OSError, ValueError) as exc:
                 raise load_error(spec, exc) from None
             if actual != self.name:
-                from dataclasses import replace
-
-                from loratui.engine.families import family_of
-
-                other = replace(spec, family=actual)
-                return family_of(other).load(other)
+                return self.load_as(spec, actual)
         return self.load_pretrained(spec, location)
 
     def _load_single_file(self, spec: ModelSpec) -> Components:
@@ -57,13 +52,9 @@ class SD15(Family):
         from loratui.engine.tiny import TINY_NAMES
 
         found = checkpoint_family(Path(spec.location))
-        if TINY_NAMES.get(found, found) != self.name:  # a pickle: resolve_model did not open it
-            from dataclasses import replace
-
-            from loratui.engine.families import family_of
-
-            other = replace(spec, family=TINY_NAMES.get(found, found))
-            return family_of(other).load(other)
+        family = TINY_NAMES.get(found, found)
+        if family != self.name:  # a pickle: resolve_model did not open it
+            return self.load_as(spec, family)
         config_dir = self.config_folder(spec)  # outside the try: it has its own one-line errors
         try:
             pipe = StableDiffusionPipeline.from_single_file(
