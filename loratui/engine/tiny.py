@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from loratui.engine.paths import cache_dir
@@ -73,8 +74,13 @@ def tiny_model_dir(name: str = "tiny") -> Path:
     version = TINY_VERSION if name == "tiny" else family.tiny_version
     target = cache_dir() / f"{name if name != 'tiny' else 'tiny-sd15'}-v{version}"
     if not (target / "model_index.json").is_file():
-        build_tiny(target, family.build_tiny)
+        with _BUILD_LOCK:  # the wizard's planning and memory workers may both ask for it first
+            if not (target / "model_index.json").is_file():
+                build_tiny(target, family.build_tiny)
     return target
+
+
+_BUILD_LOCK = threading.Lock()
 
 
 def build_tiny(target: Path, build) -> Path:
@@ -91,8 +97,12 @@ def build_tiny(target: Path, build) -> Path:
             pipe = build(tokenizer)
         pipe.save_pretrained(staging / "pipe", safe_serialization=True)
         if target.exists():
-            shutil.rmtree(target)
-        (staging / "pipe").rename(target)
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            (staging / "pipe").rename(target)
+        except OSError:  # another process renamed its identical build into place first
+            if not (target / "model_index.json").is_file():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -92,6 +92,7 @@ class PresetScreen(Screen[None]):
         self.valid = True
         self.error_text = ""
         self._planned_for: Any = None
+        self._generation = 0  # bumped by every replan: a slower, older plan must not overwrite a newer one
 
     def compose(self) -> ComposeResult:
         from loratui.engine.config import DEFAULT_BASE_MODEL
@@ -136,25 +137,41 @@ class PresetScreen(Screen[None]):
 
     # -- the cards ----------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
     def replan(self) -> None:
-        state = self.app.state  # type: ignore[attr-defined]
-        plans = plan_presets(state.build_config, self.hardware)
-        self.app.call_from_thread(self._planned, state.folder, plans)
+        self._generation += 1
+        self._plan(self._generation)
 
-    def _planned(self, folder: Any, plans: list[PresetPlan]) -> None:
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
+    def _plan(self, generation: int) -> None:
+        # A cancelled thread worker still runs to its end, so each result carries its generation
+        state = self.app.state  # type: ignore[attr-defined]
+        try:
+            plans = plan_presets(state.build_config, self.hardware)
+        except Exception as exc:  # a defect, not bad input: say so on the cards, never leave them stale
+            from loratui.engine.families.base import first_line
+
+            plans = [PresetPlan(name, error=f"could not plan: {first_line(exc)}") for name in self.plans or TAGLINES]
+        self.app.call_from_thread(self._planned, generation, state.folder, plans)
+
+    def _planned(self, generation: int, folder: Any, plans: list[PresetPlan]) -> None:
+        if generation != self._generation:
+            return
         self._planned_for = folder
         self.plans = {p.preset: p for p in plans}
         self.needs = {}
         self._draw_cards()
         if self.app.state.base_model != "tiny":  # type: ignore[attr-defined]
-            self.measure(plans)
+            self.measure(plans, generation)
 
     @work(thread=True, exclusive=True, group="memory", exit_on_error=False)
-    def measure(self, plans: list[PresetPlan]) -> None:
+    def measure(self, plans: list[PresetPlan], generation: int) -> None:
         needs = measure_needs(self.app.state.build_config, plans, self.hardware)  # type: ignore[attr-defined]
-        self.app.call_from_thread(setattr, self, "needs", needs)
-        self.app.call_from_thread(self._draw_cards)
+        self.app.call_from_thread(self._measured, generation, needs)
+
+    def _measured(self, generation: int, needs: dict[str, MemoryNeed | None]) -> None:
+        if generation == self._generation:  # else the model or schedule changed meanwhile
+            self.needs = needs
+            self._draw_cards()
 
     @work(thread=True, exclusive=True, group="hardware", exit_on_error=False)
     def find_hardware(self) -> None:
