@@ -59,9 +59,9 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="reuse or create the folder here (default: a temp dir)")
     args = parser.parse_args()
 
-    from loratui.engine.captionstore import CaptionStore
-    from loratui.engine.clip_tokenizer import clip_tokenizer_dir
-    from loratui.engine.lint import check
+    from loratui.engine.data.captionstore import CaptionStore
+    from loratui.engine.families.clip_tokenizer import clip_tokenizer_dir
+    from loratui.engine.data.lint import check
 
     tmp = None
     folder = args.folder

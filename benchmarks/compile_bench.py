@@ -43,9 +43,9 @@ def child(args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from loratui.engine import train as train_mod
+    from loratui.engine.train import loop as train_mod
     from loratui.engine.config import build_config
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
     from loratui.engine.events import RunStarted, StepLogged
 
     channels_last = "channels_last" in args.variant

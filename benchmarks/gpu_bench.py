@@ -43,7 +43,7 @@ REFERENCE = {"it_per_s": 3.0, "batch": 1, "resolution": 512, "device": "RTX 3070
 def unet_config(tiny: bool) -> dict[str, Any]:
     """The UNet config: SD-1.5's as loratui ships it, or the tiny embedded model's."""
     if tiny:
-        from loratui.engine.tiny import UNET_CONFIG
+        from loratui.engine.families.tiny import UNET_CONFIG
 
         return dict(UNET_CONFIG)
     return json.loads(SD15_UNET_CONFIG.read_text())
@@ -63,7 +63,7 @@ def build_unet(config: dict[str, Any], device: Any, weight_dtype: Any, rank: int
     import torch
     from diffusers import UNet2DConditionModel
 
-    from loratui.engine import lora
+    from loratui.engine.train import lora
     from loratui.engine.families import FAMILIES
 
     with torch.device(device):
@@ -89,7 +89,7 @@ def micro_batch(batch: int, resolution: int, in_channels: int) -> Any:
     """A drawn micro-batch with random latents, as the loop hands ``sample_losses`` (on the CPU)."""
     import torch
 
-    from loratui.engine.step import MicroBatch
+    from loratui.engine.train.step import MicroBatch
 
     gen = torch.Generator().manual_seed(batch)
     shape = (batch, in_channels, resolution // 8, resolution // 8)
@@ -119,7 +119,7 @@ def count_step_flops(config: dict[str, Any], batch: int, resolution: int, rank: 
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from loratui.engine.step import sample_losses
+    from loratui.engine.train.step import sample_losses
 
     meta = torch.device("meta")
     unet = build_unet(config, meta, torch.float32, rank, float(rank))
@@ -136,7 +136,7 @@ def count_step_flops(config: dict[str, Any], batch: int, resolution: int, rank: 
 def denoiser(unet: Any, states: Any, scheduler: Any) -> Any:
     """The UNet as the loss sees it, with fixed random text states (the text encoder is frozen
     and cached in a run, so it costs a step nothing)."""
-    from loratui.engine.denoiser import Denoiser
+    from loratui.engine.train.denoiser import Denoiser
     from loratui.engine.families import FAMILIES
 
     return Denoiser(FAMILIES["sd15"], unet, lambda captions: {"states": states[: len(captions)]}, scheduler)
@@ -144,7 +144,7 @@ def denoiser(unet: Any, states: Any, scheduler: Any) -> Any:
 
 def memory_model(config: dict[str, Any], args: argparse.Namespace) -> Any:
     """loratui's measured memory model for this benchmark's step: the UNet alone on the GPU."""
-    from loratui.engine.footprint import DTYPE_BYTES, OPTIMIZER_STATE_BYTES, MemoryModel, measure_unet
+    from loratui.engine.planning.footprint import DTYPE_BYTES, OPTIMIZER_STATE_BYTES, MemoryModel, measure_unet
 
     unet = measure_unet(config, args.resolution, args.rank, args.dtype, args.gradient_checkpointing)
     return MemoryModel(unet, (unet.params - unet.lora_params) * DTYPE_BYTES[args.dtype], 0, 0,
@@ -178,8 +178,8 @@ def time_steps(unet: Any, model_config: dict[str, Any], args: argparse.Namespace
     """Warm up, then time ``args.steps`` training steps at ``batch``; step seconds, peak memory, loss."""
     import torch
 
-    from loratui.engine import lora
-    from loratui.engine.step import sample_losses
+    from loratui.engine.train import lora
+    from loratui.engine.train.step import sample_losses
 
     cuda = device.type == "cuda"
     params = lora.lora_parameters(unet)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_bench: --device cuda but torch sees no CUDA GPU (use --device cpu)", file=sys.stderr)
         return 2
-    from loratui.engine.speed import peak_tflops
+    from loratui.engine.planning.speed import peak_tflops
 
     device = torch.device(args.device)
     weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]

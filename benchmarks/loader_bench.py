@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from loratui.engine.images import fit_to_bucket, open_rgb, to_tensor
-from loratui.engine.latents import read_ahead
+from loratui.engine.data.images import fit_to_bucket, open_rgb, to_tensor
+from loratui.engine.data.latents import read_ahead
 
 ORIENTATION = 0x0112
 # image i is stored as ORIENTATIONS[i % 6]: (stored portrait?, EXIF orientation)
@@ -168,10 +168,10 @@ def draw_costs(batches: list[int], draws: int) -> list[tuple[int, float]]:
     import torch
 
     from loratui.engine.config import build_config
-    from loratui.engine.demo import make_demo_dataset
-    from loratui.engine.latents import sample_latents
-    from loratui.engine.plan import plan_run
-    from loratui.engine.step import draw_micro
+    from loratui.engine.data.demo import make_demo_dataset
+    from loratui.engine.data.latents import sample_latents
+    from loratui.engine.planning.run_plan import plan_run
+    from loratui.engine.train.step import draw_micro
 
     out = []
     with tempfile.TemporaryDirectory(prefix="loader_bench_draw_") as tmp:

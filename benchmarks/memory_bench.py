@@ -26,10 +26,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("LORATUI_CACHE_DIR", tempfile.mkdtemp(prefix="ltcache-mem-"))
 
-    from loratui.engine import footprint
+    from loratui.engine.planning import footprint
     from loratui.engine.config import build_config
-    from loratui.engine.memory_plan import plan_memory
-    from loratui.engine.models import resolve_model
+    from loratui.engine.planning.memory_plan import plan_memory
+    from loratui.engine.families.models import resolve_model
 
     spec = resolve_model("stable-diffusion-v1-5/stable-diffusion-v1-5")  # a hub id: the shipped configs
     dataset = Path(tempfile.mkdtemp())

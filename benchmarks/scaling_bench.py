@@ -24,7 +24,7 @@ from pathlib import Path
 
 def step_times(dataset: Path, out: Path, batch: int, resolution: int, steps: int, **extra) -> list[float]:
     from loratui.engine.config import build_config
-    from loratui.engine.train import train
+    from loratui.engine.train.loop import train
 
     stamps: list[float] = []
     cfg = build_config(str(dataset), "pet", overrides=dict(
@@ -60,7 +60,7 @@ def main() -> None:
 
     import torch
 
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

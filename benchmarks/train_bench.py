@@ -26,7 +26,7 @@ T_PROCESS = [0.0]  # when the child started, so "first step" counts imports and 
 def loratui_loop(args, dataset: Path, out: Path) -> dict:
     from loratui.engine.config import build_config
     from loratui.engine.events import StepLogged
-    from loratui.engine.train import train
+    from loratui.engine.train.loop import train
 
     times: list[float] = []
     first: list[float] = []
@@ -55,8 +55,8 @@ def bare_loop(args, dataset: Path) -> dict:
     from peft import LoraConfig
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from loratui.engine.images import fit_to_bucket, open_rgb, to_tensor
-    from loratui.engine.tiny import tiny_model_dir
+    from loratui.engine.data.images import fit_to_bucket, open_rgb, to_tensor
+    from loratui.engine.families.tiny import tiny_model_dir
 
     t0 = time.perf_counter()
     root = tiny_model_dir()
@@ -132,7 +132,7 @@ def main() -> None:
         child(args.child, args)
         return
 
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         dataset = make_demo_dataset(Path(tmp) / "data", count=12)

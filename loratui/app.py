@@ -194,7 +194,7 @@ def build_app(
     if output_dir is not None:
         state.output_dir = str(output_dir)
     if demo:
-        from loratui.engine.demo import DEMO_TRIGGER, make_demo_dataset
+        from loratui.engine.data.demo import DEMO_TRIGGER, make_demo_dataset
         from loratui.engine.paths import cache_dir
 
         state.folder = make_demo_dataset(cache_dir() / "demo-dataset").resolve()

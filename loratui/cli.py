@@ -127,7 +127,7 @@ def train(
 
 def _start(cfg, json_out: bool, detach: bool) -> None:
     """Check the model and dataset cheaply, make the run folder, then train or detach."""
-    from loratui.engine.launch import launch_detached, prepare_run_dir
+    from loratui.engine.train.launch import launch_detached, prepare_run_dir
 
     run_dir = prepare_run_dir(cfg)
     if detach:
@@ -141,14 +141,14 @@ def _start(cfg, json_out: bool, detach: bool) -> None:
 
 
 def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
-    from loratui.engine.distributed import in_launched_worker, launch_data_parallel
+    from loratui.engine.train.distributed import in_launched_worker, launch_data_parallel
 
     if cfg.gpus > 1 and not in_launched_worker():
         code = launch_data_parallel(cfg, run_dir, resume=resume, json_out=json_out)
         if code:
             raise typer.Exit(code)
         return
-    from loratui.engine.train import train as engine_train
+    from loratui.engine.train.loop import train as engine_train
     from loratui.progress import RichProgressSink, json_stdout_sink
 
     sink = json_stdout_sink if json_out else RichProgressSink()
@@ -171,14 +171,14 @@ def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
 def _resume(run_dir: Path, json_out: bool, changed: dict | None = None) -> None:
     from loratui.engine.config import load_run_config
     from loratui.engine.errors import RunError
-    from loratui.engine.runs import CONFIG, effective_status, load_state
+    from loratui.engine.runs.registry import CONFIG, effective_status, load_state
 
     if not (run_dir / CONFIG).is_file():
         raise RunError(f"{run_dir}: not a loratui run folder (no {CONFIG})", "pass the folder `train` printed")
     status = effective_status(load_state(run_dir))
     if status == "finished":
         raise RunError(f"{run_dir}: this run already finished", "start a new run instead of --resume")
-    from loratui.engine.distributed import in_launched_worker
+    from loratui.engine.train.distributed import in_launched_worker
 
     if status == "running" and not in_launched_worker():  # rank 0 may already have marked it
         raise RunError(f"{run_dir}: this run is still running", "follow it with `loratui runs`")
@@ -203,7 +203,7 @@ def demo(
 ) -> None:
     """The embedded default: the tiny model trains on a generated dataset, on any CPU."""
     from loratui.engine.config import build_config
-    from loratui.engine.demo import DEMO_TRIGGER, make_demo_dataset
+    from loratui.engine.data.demo import DEMO_TRIGGER, make_demo_dataset
     from loratui.engine.paths import cache_dir
 
     with user_errors():
@@ -235,7 +235,7 @@ def presets(
     from rich.console import Console
     from rich.table import Table
 
-    from loratui.engine.presets import PRESETS
+    from loratui.engine.planning.presets import PRESETS
 
     with user_errors():
         table = Table(title="loratui presets")
@@ -250,7 +250,7 @@ def presets(
         console.print(table)
         if folder is not None:
             from loratui.engine.config import build_config
-            from loratui.engine.preset_plan import detect_hardware, estimate, measure_needs, plan_presets
+            from loratui.engine.planning.preset_plan import detect_hardware, estimate, measure_needs, plan_presets
 
             overrides = {"base_model": base_model} if base_model else {}
 
@@ -301,7 +301,7 @@ def doctor(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 def runs(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List runs (yours, and any under this folder) with their status."""
-    from loratui.engine.runs import list_runs
+    from loratui.engine.runs.registry import list_runs
 
     rows = list_runs([Path.cwd(), Path.cwd() / "loratui-runs"])
     if json_out:
@@ -331,7 +331,7 @@ def runs(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
 def stop(run_dir: Annotated[Path, typer.Argument(help="The run folder.")]) -> None:
     """Ask a running run to save a checkpoint and stop."""
     from loratui.engine.errors import RunError
-    from loratui.engine.runs import STATE, effective_status, load_state, read_state, request_stop
+    from loratui.engine.runs.registry import STATE, effective_status, load_state, read_state, request_stop
 
     with user_errors():
         if not (run_dir / STATE).is_file():

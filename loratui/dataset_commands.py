@@ -37,7 +37,7 @@ def check_command(
     from rich.console import Console
 
     from loratui.engine.errors import LoratuiError
-    from loratui.engine.lint import check
+    from loratui.engine.data.lint import check
 
     err = Console(stderr=True)
     try:
@@ -59,7 +59,7 @@ class _progress:
     """A Rich progress bar on stderr, shown only for large folders and only on a terminal."""
 
     def __init__(self, console: Any, label: str, min_total: int | None = None) -> None:
-        from loratui.engine.lint_rules import DEFAULT_THRESHOLDS
+        from loratui.engine.data.lint_rules import DEFAULT_THRESHOLDS
 
         self.console = console
         self.label = label
@@ -98,7 +98,7 @@ def _print_report(console: Any, report: Any) -> None:
     """Findings grouped by severity then kind, each kind with its fix; then the verdict."""
     from rich.markup import escape
 
-    from loratui.engine.lint_rules import ERROR, RULES
+    from loratui.engine.data.lint_rules import ERROR, RULES
 
     console.print(
         f"[bold]{escape(str(report.folder))}[/]: {report.images} images, "
@@ -168,10 +168,10 @@ def caption_command(
 def _caption(out: Any, err: Any, folder: Path, name: str, model: str | None, trigger: str | None, overwrite: bool) -> None:
     from rich.markup import escape
 
-    from loratui.engine.captioners import caption_paths, load_captioner
-    from loratui.engine.captionstore import CaptionStore
+    from loratui.engine.data.captioners import caption_paths, load_captioner
+    from loratui.engine.data.captionstore import CaptionStore
     from loratui.engine.errors import DatasetError
-    from loratui.engine.tags import with_trigger_first
+    from loratui.engine.data.tags import with_trigger_first
 
     if trigger is not None:
         trigger = " ".join(trigger.split())

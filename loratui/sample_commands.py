@@ -34,7 +34,7 @@ def sample_command(
     from rich.console import Console
 
     from loratui.cli import user_errors
-    from loratui.engine.xyz import parse_strengths, plan_sample, render_plan
+    from loratui.engine.validate.xyz import parse_strengths, plan_sample, render_plan
 
     err = Console(stderr=True, highlight=False)
     with user_errors():
@@ -50,7 +50,7 @@ def sample_command(
         with _Bar(err) as on_progress:
             result = render_plan(plan, on_progress)
     if (target / "config.toml").is_file() and result.grids:
-        from loratui.engine.runcard import add_grid
+        from loratui.engine.export.runcard import add_grid
 
         add_grid(target, result.grids[0], plan.prompts[0])  # the run card shows the XYZ plot
     if json_out:

@@ -58,7 +58,7 @@ def attach_command(
     run_dir: Annotated[Path, typer.Argument(help="The run folder (see `loratui runs`).")],
 ) -> None:
     """Live view of a run (running or finished), with its whole history."""
-    from loratui.engine.runs import EVENTS, STATE
+    from loratui.engine.runs.registry import EVENTS, STATE
 
     if not (run_dir / STATE).is_file() and not (run_dir / EVENTS).is_file():
         typer.echo(f"error: {run_dir}: not a loratui run folder (no {STATE}; see `loratui runs`)", err=True)

@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """The tiny pipeline folder (built once per session)."""
-    from loratui.engine.tiny import tiny_model_dir
+    from loratui.engine.families.tiny import tiny_model_dir
 
     return tiny_model_dir()
 
@@ -28,7 +28,7 @@ def tiny_model() -> Path:
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """The generated 12-image demo dataset (read-only for tests: copy it to change it)."""
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "dataset")
 
@@ -36,7 +36,7 @@ def demo_dataset(tmp_path_factory) -> Path:
 @pytest.fixture
 def small_dataset(tmp_path) -> Path:
     """Four captioned images of the demo subject in a fresh folder."""
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
 
     folder = make_demo_dataset(tmp_path / "photos", count=4)
     return folder

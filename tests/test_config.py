@@ -8,7 +8,7 @@ import pytest
 
 from loratui.engine.config import RunConfig, build_config, dump_toml, load_config_file
 from loratui.engine.errors import ConfigError
-from loratui.engine.presets import PRESETS
+from loratui.engine.planning.presets import PRESETS
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from loratui.engine.buckets import make_buckets, nearest_bucket
-from loratui.engine.dataset import scan
+from loratui.engine.data.buckets import make_buckets, nearest_bucket
+from loratui.engine.data.dataset import scan
 from loratui.engine.errors import DatasetError
-from loratui.engine.images import fit_to_bucket, image_size, open_rgb
+from loratui.engine.data.images import fit_to_bucket, image_size, open_rgb
 
 
 def _img(path, size=(64, 48), mode="RGB", color=(200, 10, 10)):

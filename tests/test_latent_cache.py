@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from loratui.engine.train import train
+from loratui.engine.train.loop import train
 from tinyrun import tiny_config
 
 

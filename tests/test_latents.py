@@ -12,9 +12,9 @@ from tinyrun import tiny_config
 
 from loratui.engine.errors import DatasetError
 from loratui.engine.events import EventBus
-from loratui.engine.latents import cache_latents, encode_item, read_ahead
-from loratui.engine.models import load_components, resolve_model
-from loratui.engine.plan import plan_run
+from loratui.engine.data.latents import cache_latents, encode_item, read_ahead
+from loratui.engine.families.models import load_components, resolve_model
+from loratui.engine.planning.run_plan import plan_run
 
 CPU = torch.device("cpu")
 

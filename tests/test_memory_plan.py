@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from loratui.engine import footprint
+from loratui.engine.planning import footprint
 from loratui.engine.families import FAMILIES
 from loratui.engine.config import build_config
-from loratui.engine.memory_plan import AUTO_BATCH_LIMIT, budget_of, plan_memory
-from loratui.engine.models import resolve_model
-from loratui.engine.presets import get_preset
-from loratui.engine.sd15_config import shipped_config_root
-from loratui.engine.tiny import UNET_CONFIG
+from loratui.engine.planning.memory_plan import AUTO_BATCH_LIMIT, budget_of, plan_memory
+from loratui.engine.families.models import resolve_model
+from loratui.engine.planning.presets import get_preset
+from loratui.engine.families.shipped import shipped_config_root
+from loratui.engine.families.tiny import UNET_CONFIG
 from tests.tinyrun import tiny_config
 
 GIB = 2**30
@@ -38,7 +38,7 @@ def test_meta_measurement_matches_a_real_cpu_pass(tiny_model):
     from diffusers import UNet2DConditionModel
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from loratui.engine import lora
+    from loratui.engine.train import lora
 
     torch.manual_seed(0)
     real = UNet2DConditionModel.from_config(UNET_CONFIG)
@@ -153,7 +153,7 @@ def test_without_a_gpu_auto_is_the_presets_batch(small_dataset, tmp_path):
 def test_batch_size_auto_trains_and_records_the_number(small_dataset, tmp_path, tiny_model):
     import tomllib
 
-    from loratui.engine.train import train
+    from loratui.engine.train.loop import train
 
     events = []
     config = tiny_config(small_dataset, tmp_path, batch_size="auto", steps=4, save_every=0, sample_every=0)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from loratui.engine.train import train
+from loratui.engine.train.loop import train
 from tinyrun import tiny_config
 
 

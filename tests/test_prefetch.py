@@ -7,9 +7,9 @@ import torch
 from tinyrun import tiny_config
 
 from loratui.engine.errors import DatasetError
-from loratui.engine.plan import plan_run
-from loratui.engine.prefetch import Prefetcher, to_device
-from loratui.engine.step import MicroBatch, draw_micro
+from loratui.engine.planning.run_plan import plan_run
+from loratui.engine.data.prefetch import Prefetcher, to_device
+from loratui.engine.train.step import MicroBatch, draw_micro
 
 CPU = torch.device("cpu")
 

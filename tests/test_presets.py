@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loratui.engine.presets import derive_schedule
+from loratui.engine.planning.presets import derive_schedule
 
 
 def test_small_dataset_gets_repeats_to_reach_the_target():

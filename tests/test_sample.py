@@ -25,8 +25,8 @@ def _loratui(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 @pytest.fixture(scope="module")
 def finished_run(tiny_model, tmp_path_factory) -> Path:
     """A finished tiny run with one step checkpoint and the final LoRA."""
-    from loratui.engine.demo import make_demo_dataset
-    from loratui.engine.train import train
+    from loratui.engine.data.demo import make_demo_dataset
+    from loratui.engine.train.loop import train
 
     base = tmp_path_factory.mktemp("sample")
     dataset = make_demo_dataset(base / "photos", count=4)
@@ -54,7 +54,7 @@ def _pixels(path_or_image) -> np.ndarray:
 
 
 def test_grid_has_a_row_per_checkpoint_and_a_column_per_strength(finished_run, sampled):
-    from loratui.engine.xyz import grid_layout
+    from loratui.engine.validate.xyz import grid_layout
 
     assert [Path(g) for g in sampled["grids"]] == [finished_run / "samples" / "grid-0.png"]
     cells = sampled["cells"]
@@ -80,8 +80,8 @@ def test_grid_has_a_row_per_checkpoint_and_a_column_per_strength(finished_run, s
 
 
 def test_strength_zero_is_the_base_model_and_strength_one_is_not(tiny_model, sampled):
-    from loratui.engine.models import load_components, resolve_model
-    from loratui.engine.sampling import components_pipeline, render
+    from loratui.engine.families.models import load_components, resolve_model
+    from loratui.engine.validate.sampling import components_pipeline, render
 
     comps = load_components(resolve_model("tiny"))
     pipe = components_pipeline(comps)
@@ -144,7 +144,7 @@ def test_a_file_that_is_not_a_lora_is_one_clear_line(tiny_model, tmp_path, kind)
 
 def test_strengths_and_checkpoint_choice(finished_run):
     from loratui.engine.errors import ConfigError
-    from loratui.engine.xyz import parse_strengths, plan_sample
+    from loratui.engine.validate.xyz import parse_strengths, plan_sample
 
     assert parse_strengths(None) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert parse_strengths("1, 0.5,1,-0") == [1.0, 0.5, 0.0]

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from ldm_convert import unet_to_ldm
 from tinyrun import stopped_then_resumed, tiny_config
 from loratui.engine.events import StepLogged
-from loratui.engine.train import train
+from loratui.engine.train.loop import train
 
 ATTENTION = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)\.weight$")
 CLIP_ATTENTION = re.compile(r"\.self_attn\.(q_proj|k_proj|v_proj|out_proj)\.weight$")
@@ -23,7 +23,7 @@ CLIP_ATTENTION = re.compile(r"\.self_attn\.(q_proj|k_proj|v_proj|out_proj)\.weig
 
 @pytest.fixture(scope="module")
 def tiny_sdxl() -> Path:
-    from loratui.engine.tiny import tiny_model_dir
+    from loratui.engine.families.tiny import tiny_model_dir
 
     return tiny_model_dir("tiny-sdxl")
 
@@ -31,7 +31,7 @@ def tiny_sdxl() -> Path:
 @pytest.fixture(scope="module")
 def sdxl_run(tmp_path_factory, tiny_sdxl):
     """One tiny-sdxl run with both text encoders trained and a sample at the end."""
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
 
     base = tmp_path_factory.mktemp("sdxl")
     dataset = make_demo_dataset(base / "photos", count=4)
@@ -134,10 +134,10 @@ def test_files_load_in_the_sdxl_pipeline_whole_and_strength_zero_is_the_base(sdx
 
 
 def test_training_lowers_the_probe_loss(sdxl_run, tiny_sdxl):
-    from loratui.engine.batches import TrainItem
+    from loratui.engine.data.batches import TrainItem
     from loratui.engine.families import FAMILIES
-    from loratui.engine.images import fit_to_bucket, image_size, open_rgb, to_tensor
-    from loratui.engine.probe import probe_loss
+    from loratui.engine.data.images import fit_to_bucket, image_size, open_rgb, to_tensor
+    from loratui.engine.validate.probe import probe_loss
 
     result, _, dataset = sdxl_run
     paths = sorted(dataset.glob("*.png"))
@@ -170,8 +170,8 @@ def test_stop_half_way_then_resume_is_bit_identical(tmp_path, small_dataset, tin
 
 
 def test_size_conditioning_follows_the_bucket_fit():
-    from loratui.engine.batches import TrainItem
-    from loratui.engine.dataset import ImageRecord
+    from loratui.engine.data.batches import TrainItem
+    from loratui.engine.data.dataset import ImageRecord
 
     record = ImageRecord.__new__(ImageRecord)
     # a 1600x1200 photo into a 1152x896 bucket: resized to 1195x896 to cover it, cropped 21 px each side
@@ -183,7 +183,7 @@ def test_size_conditioning_follows_the_bucket_fit():
 def test_loratui_sample_makes_an_sdxl_grid(sdxl_run):
     from PIL import Image
 
-    from loratui.engine.xyz import plan_sample, render_plan
+    from loratui.engine.validate.xyz import plan_sample, render_plan
 
     result, _, _ = sdxl_run
     plan = plan_sample(result.run_dir, prompts=["zxq, a red ball"], strengths=[0.0, 1.0], which="last", steps=2)
@@ -199,7 +199,7 @@ def test_an_sdxl_single_file_loads_offline_with_the_same_weights(tmp_path, tiny_
     from safetensors.torch import save_file
 
     from ldm_convert import sdxl_pipeline_to_sgm
-    from loratui.engine.models import load_components, resolve_model
+    from loratui.engine.families.models import load_components, resolve_model
 
     pipe = _pipeline(tiny_sdxl)
     path = tmp_path / "tinyXL-pony.safetensors"
@@ -233,7 +233,7 @@ def test_full_size_sdxl_configs_assemble_offline():
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from loratui.engine.sd15_config import SDXL_FILES, sdxl_config_dir
+    from loratui.engine.families.shipped import SDXL_FILES, sdxl_config_dir
 
     folder = sdxl_config_dir()
     assert all((folder / name).is_file() for name in SDXL_FILES)
@@ -258,8 +258,8 @@ def test_the_memory_model_measures_sdxl_with_both_text_encoders(tiny_sdxl):
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from loratui.engine.config import build_config
-    from loratui.engine.footprint import memory_model
-    from loratui.engine.models import resolve_model
+    from loratui.engine.planning.footprint import memory_model
+    from loratui.engine.families.models import resolve_model
 
     config = build_config("photos", "pet", overrides=dict(base_model="tiny-sdxl", resolution=64, sample_every=0))
     model = memory_model(config, resolve_model("tiny-sdxl"), "fp32")

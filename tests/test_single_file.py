@@ -47,7 +47,7 @@ SD15_HEADER = {
 
 
 def test_single_file_loads_the_same_weights_and_outputs(tiny_checkpoint, tiny_pipe):
-    from loratui.engine.models import load_components, resolve_model
+    from loratui.engine.families.models import load_components, resolve_model
 
     spec = resolve_model(str(tiny_checkpoint))
     assert spec.kind == "single_file" and spec.name == "tiny-sd15-pruned"
@@ -100,7 +100,7 @@ def test_full_size_config_folder_assembles_offline():
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from loratui.engine.sd15_config import SD15_FILES, sd15_config_dir
+    from loratui.engine.families.shipped import SD15_FILES, sd15_config_dir
 
     folder = sd15_config_dir()
     assert all((folder / name).is_file() for name in SD15_FILES)
@@ -118,7 +118,7 @@ def test_full_size_config_folder_assembles_offline():
 
 
 def test_checkpoint_shapes_pick_the_config(tmp_path, tiny_checkpoint, tiny_model):
-    from loratui.engine.sd15_config import config_dir_for_checkpoint, sd15_config_dir
+    from loratui.engine.families.shipped import config_dir_for_checkpoint, sd15_config_dir
 
     sd15 = write_header_only(tmp_path / "v1-5-pruned-emaonly.safetensors", SD15_HEADER)
     assert config_dir_for_checkpoint(sd15) == sd15_config_dir()
@@ -143,7 +143,7 @@ def test_checkpoint_shapes_pick_the_config(tmp_path, tiny_checkpoint, tiny_model
 )
 def test_broken_sd2_and_unknown_sdxl_single_files_are_refused_in_one_line(tmp_path, shapes):
     from loratui.engine.errors import ModelError
-    from loratui.engine.models import load_components, resolve_model
+    from loratui.engine.families.models import load_components, resolve_model
 
     path = write_header_only(tmp_path / "other.safetensors", shapes)
     with pytest.raises(ModelError) as info:
@@ -156,7 +156,7 @@ def test_broken_sd2_and_unknown_sdxl_single_files_are_refused_in_one_line(tmp_pa
 
 def test_other_files_fail_with_one_line_naming_them(tmp_path):
     from loratui.engine.errors import ModelError
-    from loratui.engine.models import load_components, resolve_model
+    from loratui.engine.families.models import load_components, resolve_model
 
     inpaint = write_header_only(tmp_path / "inpaint.safetensors", {
         **SD15_HEADER, "model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)
@@ -172,7 +172,7 @@ def test_other_files_fail_with_one_line_naming_them(tmp_path):
 
 def test_pickle_checkpoint_is_refused_without_allow_pickle(tmp_path, tiny_checkpoint):
     from loratui.engine.errors import ModelError
-    from loratui.engine.models import resolve_model
+    from loratui.engine.families.models import resolve_model
 
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"not even opened")  # refused by its name: nothing is unpickled
@@ -185,7 +185,7 @@ def test_pickle_checkpoint_is_refused_without_allow_pickle(tmp_path, tiny_checkp
 def test_allowed_pickle_checkpoint_loads_like_the_safetensors_one(tmp_path, tiny_checkpoint, tiny_pipe):
     from safetensors.torch import load_file
 
-    from loratui.engine.models import load_components, resolve_model
+    from loratui.engine.families.models import load_components, resolve_model
 
     ckpt = tmp_path / "tiny-sd15.ckpt"
     # LDM training checkpoints nest the weights under "state_dict", beside the step counter
@@ -200,7 +200,7 @@ def test_full_size_sd2_configs_assemble_offline():
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from loratui.engine.sd15_config import sd2_config_dir
+    from loratui.engine.families.shipped import sd2_config_dir
 
     folder = sd2_config_dir()
     with init_empty_weights():

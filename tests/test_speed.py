@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from tinyrun import tiny_config
 
-from loratui.engine import speed
-from loratui.engine.footprint import memory_model
-from loratui.engine.models import resolve_model
+from loratui.engine.planning import speed
+from loratui.engine.planning.footprint import memory_model
+from loratui.engine.families.models import resolve_model
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -55,8 +55,8 @@ def test_a_broken_speed_file_only_costs_the_records(tmp_path):
 def test_a_run_records_the_flops_it_trained_per_second(demo_dataset, tmp_path, tiny_model, monkeypatch):
     """Counted from the images each step really trained: 12 images at batch 5 are batches of
     5, 5 and 2, so a step is 4 images on average, not 5."""
-    from loratui.engine import train as train_module
-    from loratui.engine.plan import plan_run
+    from loratui.engine.train import loop as train_module
+    from loratui.engine.planning.run_plan import plan_run
 
     # this machine has no GPU: the run is told the name torch.cuda would give it
     monkeypatch.setattr(train_module, "_gpu_name", lambda device: H100)

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from tinyrun import tiny_config
 from loratui.engine.events import StepLogged
-from loratui.engine.stop import StopSignal
-from loratui.engine.train import train
+from loratui.engine.train.stop import StopSignal
+from loratui.engine.train.loop import train
 
 
 def _pipeline(tiny_model):
@@ -34,8 +34,8 @@ def _image(pipe, **kwargs) -> np.ndarray:
 
 
 def _probe(pipe, dataset: Path) -> float:
-    from loratui.engine.images import fit_to_bucket, open_rgb, to_tensor
-    from loratui.engine.probe import probe_loss
+    from loratui.engine.data.images import fit_to_bucket, open_rgb, to_tensor
+    from loratui.engine.validate.probe import probe_loss
 
     paths = sorted(dataset.glob("*.png"))
     pixels = torch.stack([to_tensor(fit_to_bucket(open_rgb(p), (64, 64))) for p in paths])
@@ -49,7 +49,7 @@ def _probe(pipe, dataset: Path) -> float:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_model):
     """One 40-step run on four images, shared by the tests that only read its outputs."""
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
 
     base = tmp_path_factory.mktemp("run")
     dataset = make_demo_dataset(base / "photos", count=4)

@@ -9,9 +9,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from loratui.engine.events import WarningRaised
-from loratui.engine.plan import plan_run
-from loratui.engine.train import train
-from loratui.engine.validation import holdout_count, overtraining_step, pick_holdout, recommend
+from loratui.engine.planning.run_plan import plan_run
+from loratui.engine.train.loop import train
+from loratui.engine.validate.validation import holdout_count, overtraining_step, pick_holdout, recommend
 from tinyrun import tiny_config
 
 
@@ -62,7 +62,7 @@ def test_recommendation_picks_the_minimum_and_warns_on_a_rise():
 
 def test_a_rising_validation_loss_warns_during_the_run(tmp_path, small_dataset, monkeypatch):
     # Drive the real loop with a validation loss that falls then rises, as over-training does.
-    from loratui.engine import validation
+    from loratui.engine.validate import validation
 
     losses = iter([0.5, 0.3, 0.4, 0.6, 0.7])
     monkeypatch.setattr(validation.ValidationSet, "loss", lambda self, *a, **k: next(losses))
@@ -78,7 +78,7 @@ def test_holdout_only_when_the_dataset_can_spare_it(tmp_path):
     assert holdout_count(12, "auto") == 0 and holdout_count(20, "auto") == 1 and holdout_count(200, "auto") == 4
     assert holdout_count(12, "holdout") == 1 and holdout_count(50, "off") == 0
     assert pick_holdout(30, 2, 42) == pick_holdout(30, 2, 42) and len(set(pick_holdout(30, 2, 42))) == 2
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
 
     folder = make_demo_dataset(tmp_path / "d", count=20)
     plan = plan_run(tiny_config(folder, tmp_path, steps=5))

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from tinyrun import tiny_config
 from loratui.engine.events import WarningRaised
-from loratui.engine.train import train
+from loratui.engine.train.loop import train
 
 
 def _metadata(path: Path) -> dict:
@@ -24,11 +24,11 @@ def _metadata(path: Path) -> dict:
 def test_a_v_prediction_schedule_with_zero_terminal_snr_targets_the_velocity():
     from diffusers import DDPMScheduler
 
-    from loratui.engine.denoiser import Denoiser
+    from loratui.engine.train.denoiser import Denoiser
     from loratui.engine.families import FAMILIES
-    from loratui.engine.models import resolve_model
-    from loratui.engine.noise import training_schedule
-    from loratui.engine.tiny import SCHEDULER_CONFIG
+    from loratui.engine.families.models import resolve_model
+    from loratui.engine.train.noise import training_schedule
+    from loratui.engine.families.tiny import SCHEDULER_CONFIG
 
     schedule, chosen = training_schedule(DDPMScheduler(**SCHEDULER_CONFIG), resolve_model("tiny"), "v_prediction", True)
     assert chosen.describe() == "v-prediction with zero terminal SNR"
@@ -46,9 +46,9 @@ def test_a_v_prediction_schedule_with_zero_terminal_snr_targets_the_velocity():
 
 
 def test_a_v_prediction_run_trains_warns_and_samples_with_the_matching_scheduler(tmp_path, small_dataset):
-    from loratui.engine.models import load_components, resolve_model
-    from loratui.engine.noise import training_schedule
-    from loratui.engine.sampling import components_pipeline
+    from loratui.engine.families.models import load_components, resolve_model
+    from loratui.engine.train.noise import training_schedule
+    from loratui.engine.validate.sampling import components_pipeline
 
     events: list = []
     cfg = tiny_config(small_dataset, tmp_path, steps=6, save_every=0, sample_every=6, sample_steps=3,
@@ -78,7 +78,7 @@ def test_a_noobai_style_single_file_is_trained_as_v_prediction_without_being_tol
     from diffusers import StableDiffusionXLPipeline
 
     from ldm_convert import sdxl_pipeline_to_sgm
-    from loratui.engine.tiny import tiny_model_dir
+    from loratui.engine.families.tiny import tiny_model_dir
 
     state = sdxl_pipeline_to_sgm(StableDiffusionXLPipeline.from_pretrained(tiny_model_dir("tiny-sdxl")))
     state.update(v_pred=torch.tensor([]), ztsnr=torch.tensor([]))
@@ -99,8 +99,8 @@ def test_an_sd2_single_file_loads_offline_and_a_768v_run_is_asked_for_by_flag(tm
     from diffusers import StableDiffusionPipeline
 
     from ldm_convert import sd2_pipeline_to_ldm
-    from loratui.engine.models import load_components, resolve_model
-    from loratui.engine.tiny import tiny_model_dir
+    from loratui.engine.families.models import load_components, resolve_model
+    from loratui.engine.families.tiny import tiny_model_dir
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_model_dir("tiny-sd2"))
     path = tmp_path / "v2-1_768-ema-pruned.safetensors"

@@ -21,8 +21,8 @@ def stopped_then_resumed(cfg, run_dir: Path, at: int):
     """Train ``cfg`` into ``run_dir``, stop it at step ``at`` as a stop request would, then resume
     it to the end; returns (the stopped result, the resumed result)."""
     from loratui.engine.events import StepLogged
-    from loratui.engine.stop import StopSignal
-    from loratui.engine.train import train
+    from loratui.engine.train.stop import StopSignal
+    from loratui.engine.train.loop import train
 
     stop = StopSignal()
 

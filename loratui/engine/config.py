@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from loratui.engine.errors import ConfigError
-from loratui.engine.presets import get_preset
+from loratui.engine.planning.presets import get_preset
 
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -292,7 +292,7 @@ def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
 
 def load_run_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """The config a run folder was started with (``config.toml``), with optional ``overrides``."""
-    from loratui.engine.runs import CONFIG
+    from loratui.engine.runs.registry import CONFIG
 
     path = run_dir / CONFIG
     return build_config(None, file_values=load_config_file(path), file_label=str(path), overrides=overrides)

@@ -157,7 +157,7 @@ class CaptionsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_store(self, folder: Path) -> None:
-        from loratui.engine.captionstore import CaptionStore
+        from loratui.engine.data.captionstore import CaptionStore
 
         with self._lock:
             store = CaptionStore(folder)
@@ -177,7 +177,7 @@ class CaptionsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="check", exit_on_error=False)
     def recheck(self, pixels: bool = False) -> None:
         """Re-run the lint (header pass after edits; the full one when no report came along)."""
-        from loratui.engine import lint
+        from loratui.engine.data import lint
         from loratui.screens.folder import LINT_LOCK, thresholds_for, training_resolution
 
         folder = self.folder
@@ -218,7 +218,7 @@ class CaptionsScreen(Screen[None]):
         if self.filter_mode == "uncaptioned":
             return not entry.caption
         if self.filter_mode == "no_trigger":
-            from loratui.engine.tags import has_trigger
+            from loratui.engine.data.tags import has_trigger
 
             trigger = self.app.state.trigger  # type: ignore[attr-defined]
             return bool(trigger) and not has_trigger(entry.caption or "", trigger)
@@ -467,8 +467,8 @@ class CaptionsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="autocaption", exit_on_error=False)
     def autocaption(self, name: str, paths: list[Path]) -> None:
-        from loratui.engine.captioners import caption_paths, load_captioner
-        from loratui.engine.tags import with_trigger_first
+        from loratui.engine.data.captioners import caption_paths, load_captioner
+        from loratui.engine.data.tags import with_trigger_first
 
         bar = self.query_one("#autocaption", ProgressBar)
         self.app.call_from_thread(bar.add_class, "running")

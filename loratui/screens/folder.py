@@ -59,7 +59,7 @@ def remember_folder(folder: Path) -> None:
 
 def count_images(folder: Path, limit: int = 20000) -> int:
     """Images directly in ``folder`` or in its kohya repeat folders (cheap: no recursion)."""
-    from loratui.engine.dataset import REPEAT_FOLDER, is_image_name
+    from loratui.engine.data.dataset import REPEAT_FOLDER, is_image_name
 
     count = seen = 0
     try:
@@ -96,14 +96,14 @@ def thresholds_for(resolution: int) -> Any:
     when its short side is under the training resolution (an error under half of it)."""
     from dataclasses import replace
 
-    from loratui.engine.lint_rules import DEFAULT_THRESHOLDS
+    from loratui.engine.data.lint_rules import DEFAULT_THRESHOLDS
 
     return replace(DEFAULT_THRESHOLDS, min_short_side=resolution, min_short_side_error=max(1, resolution // 2))
 
 
 def training_resolution(state: Any) -> int:
     """The resolution the wizard's run will train at (an override, else the preset's)."""
-    from loratui.engine.presets import PRESETS
+    from loratui.engine.planning.presets import PRESETS
 
     value = state.overrides.get("resolution")
     return value if isinstance(value, int) else PRESETS[state.preset].resolution
@@ -113,10 +113,10 @@ def summarise(
     folder: Path, pixels: bool = False, trigger: str | None = None, on_progress=None, resolution: int = 512
 ) -> FolderSummary:
     """Count, check (header pass unless ``pixels``) and measure the images of ``folder``."""
-    from loratui.engine import lint
-    from loratui.engine.dataset import iter_image_paths
+    from loratui.engine.data import lint
+    from loratui.engine.data.dataset import iter_image_paths
     from loratui.engine.errors import LoratuiError
-    from loratui.engine.images import image_size
+    from loratui.engine.data.images import image_size
 
     if count_images(folder) == 0:
         return FolderSummary(folder, 0)
@@ -178,7 +178,7 @@ class ImagesTree(DirectoryTree):
     """Folders and images only; hidden entries left out."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        from loratui.engine.dataset import is_image_name
+        from loratui.engine.data.dataset import is_image_name
 
         return [p for p in paths if not p.name.startswith(".") and (self._safe_is_dir(p) or is_image_name(p.name))]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loratui.engine.events import read_events
-from loratui.engine.runs import EVENTS, effective_status, read_state
+from loratui.engine.runs.registry import EVENTS, effective_status, read_state
 
 LOSS_POINTS = 400  # points kept for the sparkline (it buckets them to its width)
 EMA = 0.9  # loss smoothing: a moving average over roughly the last ten steps

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Collapsible, Footer, Input, Label, Static
 
-from loratui.engine.preset_plan import (
+from loratui.engine.planning.preset_plan import (
     MEASURING,
     Hardware,
     MemoryNeed,
@@ -96,7 +96,7 @@ class PresetScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         from loratui.engine.config import DEFAULT_BASE_MODEL
-        from loratui.engine.presets import PRESETS
+        from loratui.engine.planning.presets import PRESETS
 
         state = self.app.state  # type: ignore[attr-defined]
         yield StepBar("preset")
@@ -181,7 +181,7 @@ class PresetScreen(Screen[None]):
             self.app.call_from_thread(self.replan)
 
     def _draw_cards(self) -> None:
-        from loratui.engine.presets import PRESETS
+        from loratui.engine.planning.presets import PRESETS
 
         state = self.app.state  # type: ignore[attr-defined]
         for name, preset in PRESETS.items():
@@ -209,7 +209,7 @@ class PresetScreen(Screen[None]):
         )
 
     def action_choose(self, delta: int) -> None:
-        from loratui.engine.presets import PRESETS
+        from loratui.engine.planning.presets import PRESETS
 
         names = list(PRESETS)
         state = self.app.state  # type: ignore[attr-defined]

@@ -110,7 +110,7 @@ class RunScreen(Screen[None]):
     def follow(self) -> None:
         worker = get_current_worker()
         if self.run_dir is None:
-            from loratui.engine.launch import launch_detached, prepare_run_dir
+            from loratui.engine.train.launch import launch_detached, prepare_run_dir
 
             run_dir = prepare_run_dir(self.config)
             self.post_message(RunLaunched(run_dir))
@@ -266,7 +266,7 @@ class RunScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="stop")
     def request_stop(self) -> None:
-        from loratui.engine.runs import request_stop
+        from loratui.engine.runs.registry import request_stop
 
         if request_stop(self.run_dir):  # type: ignore[arg-type]
             self.app.call_from_thread(self.notify, "asked the run to save a checkpoint and stop")

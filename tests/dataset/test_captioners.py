@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from loratui import dataset_commands
 
-from loratui.engine.captioners import FilenameCaptioner, caption_paths, load_captioner
-from loratui.engine.captionstore import CaptionStore
+from loratui.engine.data.captioners import FilenameCaptioner, caption_paths, load_captioner
+from loratui.engine.data.captionstore import CaptionStore
 from loratui.engine.errors import ModelError
 
 BLIP_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "photo", "of", "cat", "dog", "on", "sofa"]

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loratui.engine import atomic
-from loratui.engine.captionstore import JOURNAL_DIR, CaptionStore, clean_caption
-from loratui.engine.dataset import read_metadata_csv
+from loratui.engine.data.captionstore import JOURNAL_DIR, CaptionStore, clean_caption
+from loratui.engine.data.dataset import read_metadata_csv
 from loratui.engine.errors import DatasetError
 
 IMAGES = ["a.png", "b.jpg", "c, with comma.png", "10_cat/d.webp", "café 猫.png"]
@@ -247,7 +247,7 @@ KILL_MID_WRITE = textwrap.dedent(
     """
     import os, signal, sys
     from loratui.engine import atomic
-    from loratui.engine.captionstore import CaptionStore
+    from loratui.engine.data.captionstore import CaptionStore
 
     real_fsync = os.fsync
     def fsync(fd):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from loratui.engine.clip_tokenizer import clip_tokenizer_dir, count_clip_tokens, count_clip_tokens_batch
+from loratui.engine.families.clip_tokenizer import clip_tokenizer_dir, count_clip_tokens, count_clip_tokens_batch
 
 TEXTS = [
     "a photo of a cat",
@@ -62,10 +62,10 @@ def test_a_missing_file_is_rebuilt(tmp_path, monkeypatch):
 
 def test_engine_imports_no_ui_and_nothing_heavy():
     code = (
-        "import sys; import loratui.engine.lint, loratui.engine.lint_rules, loratui.engine.tags, "
-        "loratui.engine.clip_tokenizer; "
-        "import importlib.util as u; [__import__(m) for m in ('loratui.engine.captionstore', "
-        "'loratui.engine.captioners') if u.find_spec(m)]; "
+        "import sys; import loratui.engine.data.lint, loratui.engine.data.lint_rules, loratui.engine.data.tags, "
+        "loratui.engine.families.clip_tokenizer; "
+        "import importlib.util as u; [__import__(m) for m in ('loratui.engine.data.captionstore', "
+        "'loratui.engine.data.captioners') if u.find_spec(m)]; "
         "print(sorted(m for m in ('textual', 'rich', 'typer', 'torch', 'transformers') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

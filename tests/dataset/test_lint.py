@@ -6,8 +6,8 @@ import pytest
 from dataset_corpus import ACCEPTED, EXPECTED, TRIGGER, bomb_png, good_folder, pattern, save
 
 from loratui.engine.errors import ConfigError, DatasetError
-from loratui.engine.lint import check
-from loratui.engine.lint_rules import ERROR, RULES, WARNING, Thresholds
+from loratui.engine.data.lint import check
+from loratui.engine.data.lint_rules import ERROR, RULES, WARNING, Thresholds
 
 DESIGN_CODES = {
     "not_an_image", "corrupt_image", "too_small", "extreme_aspect_ratio", "decompression_bomb",

@@ -33,7 +33,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def rel_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
     """Four captioned demo images, shared read-only by the whole suite."""
-    from loratui.engine.demo import make_demo_dataset
+    from loratui.engine.data.demo import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("reliability") / "photos", count=4)
 
@@ -41,7 +41,7 @@ def rel_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> P
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory: pytest.TempPathFactory, rel_dataset: Path) -> dict:
     """The standard run's final LoRA tensors, trained without interruption (same seed)."""
-    from loratui.engine.train import train
+    from loratui.engine.train.loop import train
 
     out = tmp_path_factory.mktemp("reference")
     with _one_thread():  # a session fixture is set up before the per-test one_thread

@@ -52,7 +52,7 @@ def test_a_schedule_of_millions_of_steps_is_refused(tmp_path, rel_dataset):
 def test_the_step_bound_holds_for_derived_schedules_too():
     """The bound is on the schedule, wherever its size comes from (here kohya folder repeats)."""
     from loratui.engine.errors import ConfigError
-    from loratui.engine.presets import MAX_TOTAL_STEPS, derive_schedule
+    from loratui.engine.planning.presets import MAX_TOTAL_STEPS, derive_schedule
 
     fine = derive_schedule([100], 1, 1500, epochs=10000, folder_repeats=True)
     assert fine.total_steps == MAX_TOTAL_STEPS  # exactly at the limit is allowed

@@ -38,7 +38,7 @@ def test_a_caption_linked_outside_never_reaches_the_lora(tmp_path, rel_dataset):
     from safetensors import safe_open
 
     from loratui.engine.events import WarningRaised
-    from loratui.engine.train import train
+    from loratui.engine.train.loop import train
     from tinyrun import tiny_config
 
     folder = _photos_with_a_caption_linked_out(tmp_path, rel_dataset)
@@ -63,7 +63,7 @@ def test_a_caption_linked_outside_never_reaches_the_lora(tmp_path, rel_dataset):
 
 def test_check_and_train_refuse_the_same_linked_files(tmp_path, rel_dataset):
     """One rule: every file `check` calls unsafe_path, the training scan does not read."""
-    from loratui.engine.dataset import scan
+    from loratui.engine.data.dataset import scan
 
     folder = _photos_with_a_caption_linked_out(tmp_path, rel_dataset)
     outside_csv = tmp_path / "outside" / "metadata.csv"
@@ -85,7 +85,7 @@ def test_check_and_train_refuse_the_same_linked_files(tmp_path, rel_dataset):
 
 
 def _plan_in_a_thread(cfg, timeout: float = 30):
-    from loratui.engine.plan import plan_run
+    from loratui.engine.planning.run_plan import plan_run
 
     out: dict = {}
 
@@ -158,7 +158,7 @@ def test_check_with_a_fifo_caption_answers_promptly(tmp_path, rel_dataset):
 
 def test_an_image_that_is_a_link_loop_is_skipped_with_a_note(tmp_path, rel_dataset):
     """`Path.resolve` raised RuntimeError on a link loop (Python < 3.13): the scan crashed."""
-    from loratui.engine.dataset import scan
+    from loratui.engine.data.dataset import scan
 
     folder = tmp_path / "photos"
     shutil.copytree(rel_dataset, folder)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from reliability_kit import loratui, one_clear_line, standard_config, state_of
-from loratui.engine.stop import StopSignal
-from loratui.engine.train import train
+from loratui.engine.train.stop import StopSignal
+from loratui.engine.train.loop import train
 
 pytestmark = pytest.mark.reliability
 

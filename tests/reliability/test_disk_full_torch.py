@@ -24,8 +24,8 @@ from reliability_kit import (
     state_of,
     write_config,
 )
-from loratui.engine.checkpoint import write_failure
-from loratui.engine.train import train
+from loratui.engine.train.checkpoint import write_failure
+from loratui.engine.train.loop import train
 
 pytestmark = pytest.mark.reliability
 

@@ -23,7 +23,7 @@ from reliability_kit import (
     state_of,
 )
 from loratui.engine.errors import RunError
-from loratui.engine.train import train
+from loratui.engine.train.loop import train
 
 pytestmark = pytest.mark.reliability
 

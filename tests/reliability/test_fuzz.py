@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from loratui.engine.config import LORA_SCRIPTS_KEYS, RunConfig, build_config, dump_toml, load_config_file
-from loratui.engine.dataset import read_metadata_csv, read_sidecar
+from loratui.engine.data.dataset import read_metadata_csv, read_sidecar
 from loratui.engine.errors import ConfigError, DatasetError
 
 pytestmark = pytest.mark.reliability

@@ -27,8 +27,8 @@ from reliability_kit import (
     write_config,
 )
 from loratui.engine.errors import RunError
-from loratui.engine.runs import pid_alive
-from loratui.engine.train import train
+from loratui.engine.runs.registry import pid_alive
+from loratui.engine.train.loop import train
 
 pytestmark = pytest.mark.reliability
 

@@ -48,8 +48,8 @@ def test_the_payload_is_live(tmp_path):
 @pytest.fixture(scope="module")
 def malicious_resume(tmp_path_factory, rel_dataset):
     """A stopped run whose optimizer.pt is a malicious pickle, resumed with the CLI."""
-    from loratui.engine.stop import StopSignal
-    from loratui.engine.train import train
+    from loratui.engine.train.stop import StopSignal
+    from loratui.engine.train.loop import train
 
     base = tmp_path_factory.mktemp("malicious")
     stop = StopSignal()
@@ -230,7 +230,7 @@ def test_a_metadata_csv_with_a_huge_field_is_one_clear_line(tmp_path, rel_datase
 
 
 def test_paths_that_leave_the_dataset_are_never_followed(tmp_path, rel_dataset):
-    from loratui.engine.dataset import scan
+    from loratui.engine.data.dataset import scan
 
     outside = tmp_path / "secret.png"
     shutil.copy2(next(rel_dataset.glob("*.png")), outside)

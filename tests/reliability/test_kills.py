@@ -36,7 +36,7 @@ def _start(tmp_path: Path, dataset: Path, faults: str | None = None) -> tuple[Ch
 
 
 def _pointer(run_dir: Path) -> int:
-    from loratui.engine.checkpoint import latest_checkpoint
+    from loratui.engine.train.checkpoint import latest_checkpoint
 
     latest = latest_checkpoint(run_dir / "checkpoints")
     assert latest is not None, "no loadable checkpoint after the kill"
@@ -60,8 +60,8 @@ def _cli_resume_to_the_end(run_dir: Path, expect_start: int) -> None:
 
 def _resume_to_the_end(run_dir: Path, expect_start: int) -> None:
     """What ``loratui train --resume RUN_DIR`` does, in this process (saves a start-up per test)."""
-    from loratui.engine.runs import effective_status, read_state
-    from loratui.engine.train import train
+    from loratui.engine.runs.registry import effective_status, read_state
+    from loratui.engine.train.loop import train
 
     assert effective_status(read_state(run_dir)) == "stale"  # the CLI refuses a live run
     events: list[dict] = []

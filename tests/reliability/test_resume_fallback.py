@@ -14,8 +14,8 @@ import pytest
 
 from reliability_kit import assert_bit_identical, config_of, load_lora, loratui, standard_config
 from loratui.engine.errors import RunError
-from loratui.engine.stop import StopSignal
-from loratui.engine.train import train
+from loratui.engine.train.stop import StopSignal
+from loratui.engine.train.loop import train
 
 pytestmark = pytest.mark.reliability
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.reliability
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, rel_dataset):
-    from loratui.engine.train import train
+    from loratui.engine.train.loop import train
     from tinyrun import tiny_config
 
     out = tmp_path_factory.mktemp("sample-out")

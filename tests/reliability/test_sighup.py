@@ -24,7 +24,7 @@ from reliability_kit import (
     state_of,
     write_config,
 )
-from loratui.engine.train import train
+from loratui.engine.train.loop import train
 
 pytestmark = pytest.mark.reliability
 

@@ -73,8 +73,8 @@ def test_stop_still_signals_the_runs_own_process(tmp_path, bystander):
 
 def test_a_run_records_the_start_time_of_its_process(tmp_path, rel_dataset):
     from loratui.engine.events import StepLogged
-    from loratui.engine.stop import StopSignal
-    from loratui.engine.train import train
+    from loratui.engine.train.stop import StopSignal
+    from loratui.engine.train.loop import train
     from reliability_kit import standard_config
 
     run_dir = tmp_path / "run"

@@ -23,8 +23,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, demo_dataset: Path, t
     """A run of the tiny model, trained for real (in this process) to the end."""
     from tinyrun import tiny_config
 
-    from loratui.engine.launch import prepare_run_dir
-    from loratui.engine.train import train
+    from loratui.engine.train.launch import prepare_run_dir
+    from loratui.engine.train.loop import train
 
     out = tmp_path_factory.mktemp("finished")
     config = tiny_config(demo_dataset, out, steps=8, save_every=4, name="finished")

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from loratui.engine.runs import EVENTS, STATE
+from loratui.engine.runs.registry import EVENTS, STATE
 from loratui.screens.follow import RunModel, follow_run
 
 

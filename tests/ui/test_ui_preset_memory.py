@@ -7,14 +7,14 @@ from pathlib import Path
 from ui_helpers import async_test, screen_text, wait_for
 
 from loratui.app import build_app
-from loratui.engine.preset_plan import Hardware, plan_presets
+from loratui.engine.planning.preset_plan import Hardware, plan_presets
 from loratui.screens.preset import PresetScreen
 
 
 @async_test
 async def test_cards_show_the_measured_memory_need(photos: Path, tmp_path: Path, tiny_model) -> None:
-    from loratui.engine.footprint import memory_model
-    from loratui.engine.models import resolve_model
+    from loratui.engine.planning.footprint import memory_model
+    from loratui.engine.families.models import resolve_model
 
     # the tiny model as a diffusers folder: measured like any other model (no "tiny" shortcut)
     settings = dict(base_model=str(tiny_model), resolution=64, steps=6, batch_size=2, sample_every=0)
@@ -34,7 +34,7 @@ async def test_cards_show_the_measured_memory_need(photos: Path, tmp_path: Path,
 
 
 def test_auto_batch_is_planned_as_the_run_will_pick_it(photos: Path, tmp_path: Path, tiny_model) -> None:
-    from loratui.engine.presets import get_preset
+    from loratui.engine.planning.presets import get_preset
 
     app = build_app(photos, start="preset", output_dir=tmp_path / "runs",
                     defaults=dict(base_model="tiny", resolution=64, batch_size="auto"))
@@ -46,9 +46,9 @@ def test_auto_batch_is_planned_as_the_run_will_pick_it(photos: Path, tmp_path: P
 @async_test
 async def test_cards_time_the_run_from_its_flops_and_this_gpus_speed(
         photos: Path, tmp_path: Path, tiny_model, monkeypatch) -> None:
-    from loratui.engine import speed
-    from loratui.engine.footprint import memory_model
-    from loratui.engine.models import resolve_model
+    from loratui.engine.planning import speed
+    from loratui.engine.planning.footprint import memory_model
+    from loratui.engine.families.models import resolve_model
 
     monkeypatch.setenv("LORATUI_CACHE_DIR", str(tmp_path / "cache"))  # its own speed records
     settings = dict(base_model=str(tiny_model), resolution=64, steps=600, batch_size=2, sample_every=0)

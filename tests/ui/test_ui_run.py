@@ -9,8 +9,8 @@ from tinyrun import tiny_config
 from ui_helpers import async_test, screen_text, wait_for
 
 from loratui.app import build_app
-from loratui.engine.launch import launch_detached, prepare_run_dir
-from loratui.engine.runs import EVENTS, effective_status, read_state
+from loratui.engine.train.launch import launch_detached, prepare_run_dir
+from loratui.engine.runs.registry import EVENTS, effective_status, read_state
 from loratui.screens.follow import RunSnapshot
 from loratui.screens.run import RunScreen
 from loratui.widgets.loss import LossChart

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from loratui.engine.runs import effective_status, read_state
+from loratui.engine.runs.registry import effective_status, read_state
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs the tmux binary")
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loratui.engine.runs import EVENTS, STATE
+from loratui.engine.runs.registry import EVENTS, STATE
 
 
 def percentile(values: list[float], q: float) -> float:

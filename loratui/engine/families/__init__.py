@@ -55,7 +55,7 @@ def preset_resolution(base_model: str, preset_value: int) -> int:
 
 def _cheap_spec(base_model: str) -> ModelSpec | None:
     """``base_model`` resolved (a header read at most; nothing is unpickled), or None."""
-    from loratui.engine.models import resolve_model
+    from loratui.engine.families.models import resolve_model
 
     try:
         return resolve_model(base_model, allow_pickle=True)

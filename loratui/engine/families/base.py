@@ -90,13 +90,13 @@ class Family:
         the tiny model's own, the folder itself, the configs a single file's shapes call for, or
         the family's shipped configs for a hub id (measured without a download)."""
         if spec.kind == "tiny":
-            from loratui.engine.tiny import tiny_model_dir
+            from loratui.engine.families.tiny import tiny_model_dir
 
             return tiny_model_dir(spec.location)
         if spec.kind == "diffusers":
             return Path(spec.location)
         if spec.kind == "single_file":
-            from loratui.engine.sd15_config import config_dir_for_checkpoint
+            from loratui.engine.families.shipped import config_dir_for_checkpoint
 
             return config_dir_for_checkpoint(Path(spec.location))
         return self.shipped_config_dir()

@@ -1,7 +1,7 @@
 """Stable Diffusion 1.x: one CLIP-L text encoder, 512 px, kohya's ``lora_unet_``/``lora_te_`` keys.
 
 Loads a diffusers folder or hub id with diffusers, and an A1111-style single file offline with
-the component configs loratui ships (``loratui/configs/sd15``, see ``sd15_config``). The
+the component configs loratui ships (``loratui/configs/sd15``, see ``shipped``). The
 embedded ``tiny`` model is this family at tiny widths (``engine/tiny.py``).
 """
 
@@ -23,7 +23,7 @@ class SD15(Family):
     modelspec_architecture = "stable-diffusion-v1/lora"
 
     def shipped_config_dir(self) -> Path:
-        from loratui.engine.sd15_config import sd15_config_dir
+        from loratui.engine.families.shipped import sd15_config_dir
 
         return sd15_config_dir()
 
@@ -48,8 +48,8 @@ class SD15(Family):
         import torch
         from diffusers import DDPMScheduler, StableDiffusionPipeline
 
-        from loratui.engine.sd15_config import checkpoint_family
-        from loratui.engine.tiny import TINY_NAMES
+        from loratui.engine.families.shipped import checkpoint_family
+        from loratui.engine.families.tiny import TINY_NAMES
 
         found = checkpoint_family(Path(spec.location))
         family = TINY_NAMES.get(found, found)
@@ -76,7 +76,7 @@ class SD15(Family):
         return Components(self, spec, modules, {"text_encoder": pipe.tokenizer}, scheduler)
 
     def build_tiny(self, tokenizer: Any) -> Any:
-        from loratui.engine.tiny import build_sd15
+        from loratui.engine.families.tiny import build_sd15
 
         return build_sd15(tokenizer)
 

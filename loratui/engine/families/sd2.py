@@ -32,14 +32,14 @@ class SD2(SD15):
     v2 = True
 
     def shipped_config_dir(self) -> Path:
-        from loratui.engine.sd15_config import sd2_config_dir
+        from loratui.engine.families.shipped import sd2_config_dir
 
         return sd2_config_dir()
 
     def build_tiny(self, tokenizer: Any) -> Any:
         from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-        from loratui.engine.tiny import SCHEDULER_CONFIG, VAE_CONFIG, text_encoder
+        from loratui.engine.families.tiny import SCHEDULER_CONFIG, VAE_CONFIG, text_encoder
 
         unet = UNet2DConditionModel(**TINY_UNET)
         vae = AutoencoderKL(**VAE_CONFIG)

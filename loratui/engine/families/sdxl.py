@@ -75,7 +75,7 @@ class SDXL(Family):
     tiny_version = 2  # 2: text_encoder_2 wider than text_encoder, as in SDXL
 
     def shipped_config_dir(self) -> Path:
-        from loratui.engine.sd15_config import sdxl_config_dir
+        from loratui.engine.families.shipped import sdxl_config_dir
 
         return sdxl_config_dir()
 
@@ -163,7 +163,7 @@ class SDXL(Family):
         """The tiny SDXL pipeline's modules (see TINY_UNET)."""
         from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 
-        from loratui.engine.tiny import text_encoder
+        from loratui.engine.families.tiny import text_encoder
 
         unet = UNet2DConditionModel(**TINY_UNET)
         vae = AutoencoderKL(**TINY_VAE)

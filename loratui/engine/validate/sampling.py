@@ -28,7 +28,7 @@ def build_pipeline(family: Any, modules: dict[str, Any], tokenizers: dict[str, A
     sampling with DPM-Solver++ on the training scheduler's settings."""
     from diffusers import DPMSolverMultistepScheduler
 
-    from loratui.engine.noise import sampling_settings
+    from loratui.engine.train.noise import sampling_settings
 
     sampler = DPMSolverMultistepScheduler.from_config(scheduler_config, **sampling_settings(scheduler_config)["scheduler"])
     pipe = family.pipeline(modules, tokenizers, sampler)
@@ -46,7 +46,7 @@ def render(pipe: Any, prompt: str, seed: int, width: int, height: int, steps: in
     """One image for ``prompt`` at ``seed`` (a PIL image)."""
     import torch
 
-    from loratui.engine.noise import sampling_settings
+    from loratui.engine.train.noise import sampling_settings
 
     device = next(pipe.unet.parameters()).device
     extra = sampling_settings(pipe.scheduler.config)["call"]  # guidance rescale for zero terminal SNR

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from loratui.engine.tags import join_tags, split_tags, with_trigger_first
+from loratui.engine.data.tags import join_tags, split_tags, with_trigger_first
 
 
 def with_trigger(caption: str, trigger: str | None) -> str:

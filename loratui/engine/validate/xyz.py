@@ -189,7 +189,7 @@ def plan_sample(
     folder as ``out`` gets the grids inside it, named as in ``samples/`` (``grid-N.png``).
     """
     from loratui.engine.families import default_resolution
-    from loratui.engine.sampling import SAMPLE_STEPS
+    from loratui.engine.validate.sampling import SAMPLE_STEPS
 
     target = Path(target).expanduser()
     if which not in ("all", "last"):
@@ -293,8 +293,8 @@ def _run_config(run_dir: Path):
 
 def _run_prompts(config: Any) -> list[str]:
     """The run's sample prompts, else its preset's around the trigger word."""
-    from loratui.engine.presets import PRESETS
-    from loratui.engine.sampling import default_prompts
+    from loratui.engine.planning.presets import PRESETS
+    from loratui.engine.validate.sampling import default_prompts
 
     if config.sample_prompts:
         return [_with_trigger(p, config.trigger) for p in config.sample_prompts]
@@ -319,13 +319,13 @@ def _file_key(text: str) -> str:
 
 def render_plan(plan: SamplePlan, on_progress: ProgressFn | None = None) -> SampleResult:
     """Render every cell of ``plan``, save each image as it is made, then one grid per prompt."""
-    from loratui.engine.models import load_components, resolve_model
-    from loratui.engine.sampling import components_pipeline, render, save_png
+    from loratui.engine.families.models import load_components, resolve_model
+    from loratui.engine.validate.sampling import components_pipeline, render, save_png
 
     report = on_progress or (lambda done, total, what: None)
     total = plan.total_renders
     report(0, total, "loading base model")
-    from loratui.engine.noise import training_schedule
+    from loratui.engine.train.noise import training_schedule
 
     comps = load_components(resolve_model(plan.base_model, plan.allow_pickle))
     comps.noise_scheduler, _ = training_schedule(comps.noise_scheduler, comps.spec, plan.prediction_type,

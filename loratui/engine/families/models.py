@@ -14,7 +14,7 @@ from pathlib import Path
 from loratui.engine.errors import ModelError
 from loratui.engine.families import Components, ModelSpec, family_of, folder_family
 from loratui.engine.families.base import quiet_libraries
-from loratui.engine.tiny import TINY_NAMES
+from loratui.engine.families.tiny import TINY_NAMES
 
 __all__ = ["Components", "ModelSpec", "load_components", "quiet_libraries", "resolve_model"]
 
@@ -77,7 +77,7 @@ def _file_family(path: Path) -> str:
     a file the header check cannot place loads as SD-1.5, which names what is wrong with it."""
     if path.suffix.lower() != ".safetensors":
         return "sd15"
-    from loratui.engine.sd15_config import checkpoint_family
+    from loratui.engine.families.shipped import checkpoint_family
 
     try:
         found = checkpoint_family(path)

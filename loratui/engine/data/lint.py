@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from loratui.engine.dataset import IMAGE_EXTENSIONS, METADATA_NAME, is_inside, read_metadata_csv, refuse_reason
+from loratui.engine.data.dataset import IMAGE_EXTENSIONS, METADATA_NAME, is_inside, read_metadata_csv, refuse_reason
 from loratui.engine.errors import ConfigError, DatasetError
-from loratui.engine.lint_rules import (
+from loratui.engine.data.lint_rules import (
     DEFAULT_THRESHOLDS,
     ERROR,
     OTHER_IMAGE_EXTENSIONS,
@@ -30,7 +30,7 @@ from loratui.engine.lint_rules import (
     WARNING,
     Thresholds,
 )
-from loratui.engine.tags import has_trigger
+from loratui.engine.data.tags import has_trigger
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 FOLDER_PATH = "."  # the path of findings about the whole folder
@@ -318,7 +318,7 @@ def _unsafe_name(name: str, root: Path) -> bool:
 
 
 def _caption_checks(scan: _Scan, captions: dict[str, str], trigger: str | None, t: Thresholds) -> int:
-    from loratui.engine.clip_tokenizer import count_clip_tokens_batch
+    from loratui.engine.families.clip_tokenizer import count_clip_tokens_batch
 
     root = scan.root
     unreadable = {f.path for f in scan.findings if f.code == "unreadable_caption"}

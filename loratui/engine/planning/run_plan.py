@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from loratui.engine.batches import BatchPlan, TrainItem
-from loratui.engine.buckets import make_buckets, nearest_bucket
+from loratui.engine.data.batches import BatchPlan, TrainItem
+from loratui.engine.data.buckets import make_buckets, nearest_bucket
 from loratui.engine.config import RunConfig
-from loratui.engine.dataset import REPEAT_FOLDER, Dataset, scan
+from loratui.engine.data.dataset import REPEAT_FOLDER, Dataset, scan
 from loratui.engine.errors import ConfigError, DatasetError, LoratuiError
-from loratui.engine.images import image_size
-from loratui.engine.presets import Schedule, derive_schedule, get_preset
-from loratui.engine.validation import holdout_count, pick_holdout
+from loratui.engine.data.images import image_size
+from loratui.engine.planning.presets import Schedule, derive_schedule, get_preset
+from loratui.engine.validate.validation import holdout_count, pick_holdout
 
 
 @dataclass

@@ -11,12 +11,12 @@ import time
 from collections import Counter
 
 from loratui import __version__
-from loratui.engine import export
+from loratui.engine.export import lora_files as export
 from loratui.engine.config import RunConfig
-from loratui.engine.models import Components
-from loratui.engine.plan import RunPlan
-from loratui.engine.prompts import with_trigger
-from loratui.engine.tags import split_tags
+from loratui.engine.families.models import Components
+from loratui.engine.planning.run_plan import RunPlan
+from loratui.engine.data.prompts import with_trigger
+from loratui.engine.data.tags import split_tags
 
 
 def run_metadata(

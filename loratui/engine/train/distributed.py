@@ -16,7 +16,7 @@ from pathlib import Path
 from loratui.engine import atomic
 from loratui.engine.config import RunConfig, dump_toml
 from loratui.engine.errors import ConfigError
-from loratui.engine.runs import CONFIG
+from loratui.engine.runs.registry import CONFIG
 
 
 def in_launched_worker() -> bool:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from loratui.engine.config import RunConfig
-from loratui.engine.denoiser import Denoiser
-from loratui.engine.plan import RunPlan
-from loratui.engine.prompts import training_caption
+from loratui.engine.train.denoiser import Denoiser
+from loratui.engine.planning.run_plan import RunPlan
+from loratui.engine.data.prompts import training_caption
 
 
 def stream_seed(seed: int, micro: int) -> int:

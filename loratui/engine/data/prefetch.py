@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from loratui.engine.step import MicroBatch
+from loratui.engine.train.step import MicroBatch
 
 
 class Prefetcher:

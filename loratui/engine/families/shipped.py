@@ -19,7 +19,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from loratui.engine.clip_tokenizer import TOKENIZER_VERSION, clip_tokenizer_dir
+from loratui.engine.families.clip_tokenizer import TOKENIZER_VERSION, clip_tokenizer_dir
 from loratui.engine.errors import ModelError
 from loratui.engine.paths import cache_dir
 
@@ -200,7 +200,7 @@ def checkpoint_family(path: Path) -> str:
         )
     from loratui.engine.families.sd2 import TINY_UNET as TINY_SD2
     from loratui.engine.families.sdxl import TINY_UNET
-    from loratui.engine.tiny import UNET_CONFIG
+    from loratui.engine.families.tiny import UNET_CONFIG
 
     kind = "sdxl" if xl else "open_clip" if open_clip else "clip"
     known = {
@@ -224,7 +224,7 @@ def config_dir_for_checkpoint(path: Path) -> Path:
     """The diffusers config folder that fits the single-file checkpoint at ``path``."""
     family = checkpoint_family(path)
     if family.startswith(TINY):
-        from loratui.engine.tiny import tiny_model_dir
+        from loratui.engine.families.tiny import tiny_model_dir
 
         return tiny_model_dir(family)
     return {"sdxl": sdxl_config_dir, "sd2": sd2_config_dir}.get(family, sd15_config_dir)()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from loratui.engine.conditioning import TextConditioner
-from loratui.engine.denoiser import Denoiser
+from loratui.engine.train.conditioning import TextConditioner
+from loratui.engine.train.denoiser import Denoiser
 from loratui.engine.families import Family
-from loratui.engine.validation import ValidationSet
+from loratui.engine.validate.validation import ValidationSet
 
 
 def probe_loss(

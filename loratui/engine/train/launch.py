@@ -15,10 +15,10 @@ from pathlib import Path
 
 from loratui.engine import atomic
 from loratui.engine.config import RunConfig, dump_toml
-from loratui.engine.dataset import scan
+from loratui.engine.data.dataset import scan
 from loratui.engine.errors import ConfigError, RunError
-from loratui.engine.models import resolve_model
-from loratui.engine.runs import CONFIG, next_run_dir, read_state
+from loratui.engine.families.models import resolve_model
+from loratui.engine.runs.registry import CONFIG, next_run_dir, read_state
 
 LOG = "output.log"
 

@@ -26,9 +26,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from loratui.engine import atomic
-from loratui.engine.dataset import METADATA_NAME, is_inside, iter_image_paths, read_metadata_csv, repeats_for
+from loratui.engine.data.dataset import METADATA_NAME, is_inside, iter_image_paths, read_metadata_csv, repeats_for
 from loratui.engine.errors import DatasetError
-from loratui.engine.tags import dedupe_tags, join_tags, normalise_tag, split_tags, with_trigger_first
+from loratui.engine.data.tags import dedupe_tags, join_tags, normalise_tag, split_tags, with_trigger_first
 
 JOURNAL_DIR = ".loratui"
 JOURNAL_NAME = "journal.json"

@@ -66,7 +66,7 @@ def caption_paths(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[list[Captioned]]:
     """Caption ``paths`` a batch at a time; a file that cannot be read is skipped, not fatal."""
-    from loratui.engine.images import open_rgb
+    from loratui.engine.data.images import open_rgb
 
     total = len(paths)
     done = 0

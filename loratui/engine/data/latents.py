@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from loratui.engine.events import EventBus, PhaseProgress
-from loratui.engine.plan import RunPlan
+from loratui.engine.planning.run_plan import RunPlan
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,7 +46,7 @@ def read_ahead(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T
 
 def read_pixels(item) -> Any:
     """The item's image, upright, RGB, fitted to its bucket: a (3, H, W) tensor in [-1, 1]."""
-    from loratui.engine.images import fit_to_bucket, open_rgb, to_tensor
+    from loratui.engine.data.images import fit_to_bucket, open_rgb, to_tensor
 
     return to_tensor(fit_to_bucket(open_rgb(item.record.path, cover=item.bucket), item.bucket))
 
@@ -67,7 +67,7 @@ def encode_item(vae, item, device) -> tuple[Any, Any]:
 def cache_latents(plan: RunPlan, vae, device, bus: EventBus, use_disk: bool,
                   readers: int | None = None) -> dict[int, tuple[Any, Any]]:
     """Every training image's VAE posterior, from the disk cache where it has them."""
-    from loratui.engine.latent_cache import LatentDiskCache, vae_fingerprint
+    from loratui.engine.data.latent_cache import LatentDiskCache, vae_fingerprint
 
     disk = LatentDiskCache(vae_fingerprint(vae)) if use_disk else None
 

@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from loratui.engine.dataset import ImageRecord
+from loratui.engine.data.dataset import ImageRecord
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class TrainItem:
     def size_conditioning(self) -> tuple[int, int, int, int, int, int]:
         """SDXL's size conditioning: the original (height, width), the crop's (top, left) in the
         resized image, and the target (height, width), as the bucket fit resizes and crops."""
-        from loratui.engine.images import cover_size
+        from loratui.engine.data.images import cover_size
 
         width, height = self.bucket
         original = self.size or self.bucket

@@ -161,8 +161,8 @@ def meta_unet(unet_config: dict[str, Any], rank: int, precision: str, checkpoint
     import torch
     from diffusers import UNet2DConditionModel
 
-    from loratui.engine import lora
-    from loratui.engine.models import quiet_libraries
+    from loratui.engine.train import lora
+    from loratui.engine.families.models import quiet_libraries
 
     quiet_libraries()
     with torch.device("meta"):

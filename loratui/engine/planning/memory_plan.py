@@ -15,9 +15,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from loratui.engine.footprint import MemoryModel, memory_model
-from loratui.engine.models import ModelSpec
-from loratui.engine.presets import get_preset
+from loratui.engine.planning.footprint import MemoryModel, memory_model
+from loratui.engine.families.models import ModelSpec
+from loratui.engine.planning.presets import get_preset
 
 AUTO_BATCH_LIMIT = 8  # per GPU: past this the presets' learning rates are untested
 HEADROOM = 0.9  # of the free memory, for the allocator's fragmentation and cuBLAS workspaces

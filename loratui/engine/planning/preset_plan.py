@@ -53,8 +53,8 @@ def plan_presets(build: Callable[[dict], Any], hw: Hardware | None = None) -> li
     without a GPU), as the run will when it starts.
     """
     from loratui.engine.errors import LoratuiError
-    from loratui.engine.plan import plan_run
-    from loratui.engine.presets import PRESETS
+    from loratui.engine.planning.run_plan import plan_run
+    from loratui.engine.planning.presets import PRESETS
 
     plans = []
     for name in PRESETS:
@@ -78,7 +78,7 @@ def _family_label(config: Any) -> str:
     """"SDXL", "SD-1.5"…: what loratui takes the base model for (a header read at most)."""
     from loratui.engine.errors import LoratuiError
     from loratui.engine.families import FAMILIES
-    from loratui.engine.models import resolve_model
+    from loratui.engine.families.models import resolve_model
 
     try:
         family = FAMILIES.get(resolve_model(config.base_model, allow_pickle=True).family)
@@ -88,8 +88,8 @@ def _family_label(config: Any) -> str:
 
 
 def _auto_batch(config: Any, hw: Hardware) -> int:
-    from loratui.engine.memory_plan import plan_memory, planned_batch
-    from loratui.engine.models import resolve_model
+    from loratui.engine.planning.memory_plan import plan_memory, planned_batch
+    from loratui.engine.families.models import resolve_model
 
     try:
         spec = resolve_model(config.base_model, config.allow_pickle)
@@ -102,9 +102,9 @@ def measure_needs(build: Callable[[dict], Any], plans: list[PresetPlan], hw: Har
                   ) -> dict[str, MemoryNeed | None]:
     """Each plan's GPU memory from the measured model (a second or two per new model); None
     for a plan whose model cannot be measured."""
-    from loratui.engine.footprint import memory_model
-    from loratui.engine.memory_plan import budget_of
-    from loratui.engine.models import resolve_model
+    from loratui.engine.planning.footprint import memory_model
+    from loratui.engine.planning.memory_plan import budget_of
+    from loratui.engine.families.models import resolve_model
 
     needs: dict[str, MemoryNeed | None] = {}
     for plan in plans:
@@ -161,7 +161,7 @@ def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed |
 
 
 def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware) -> str:
-    from loratui.engine.speed import run_time
+    from loratui.engine.planning.speed import run_time
 
     # the training steps only (not loading, caching or samples); the fixed part is < 1 %
     time = run_time(need.flops_per_image * plan.images_per_step, plan.total_steps, hw.gpu, hw.precision)

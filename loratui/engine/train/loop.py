@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loratui.engine import atomic, export, faults, lora
-from loratui.engine import checkpoint as ckpt
+from loratui.engine import atomic, faults
+from loratui.engine.export import lora_files as export
+from loratui.engine.train import checkpoint as ckpt
+from loratui.engine.train import lora
 from loratui.engine.config import RunConfig, dump_toml
 from loratui.engine.errors import LoratuiError, RunError
 from loratui.engine.events import (
@@ -41,23 +43,23 @@ from loratui.engine.events import (
     StepLogged,
     WarningRaised,
 )
-from loratui.engine.conditioning import TextConditioner
-from loratui.engine.denoiser import Denoiser
-from loratui.engine.latents import cache_latents, encode_item, sample_latents
-from loratui.engine.memory import read_memory
-from loratui.engine.noise import model_prediction, training_schedule
-from loratui.engine.memory_plan import fit_to_device
-from loratui.engine.models import Components, load_components, resolve_model
-from loratui.engine.plan import RunPlan, plan_run
-from loratui.engine.metadata import run_metadata
-from loratui.engine.runcard import progress_strip, write_run_card
-from loratui.engine.runs import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
-from loratui.engine.presets import get_preset
-from loratui.engine.sampling import build_pipeline, default_prompts, render, save_png
-from loratui.engine.prefetch import Prefetcher, to_device
-from loratui.engine.step import MicroBatch, chunks, draw_micro, sample_losses
-from loratui.engine.stop import StopSignal
-from loratui.engine.validation import ValidationSet, overtraining_step, recommend
+from loratui.engine.train.conditioning import TextConditioner
+from loratui.engine.train.denoiser import Denoiser
+from loratui.engine.data.latents import cache_latents, encode_item, sample_latents
+from loratui.engine.train.memory import read_memory
+from loratui.engine.train.noise import model_prediction, training_schedule
+from loratui.engine.planning.memory_plan import fit_to_device
+from loratui.engine.families.models import Components, load_components, resolve_model
+from loratui.engine.planning.run_plan import RunPlan, plan_run
+from loratui.engine.export.metadata import run_metadata
+from loratui.engine.export.runcard import progress_strip, write_run_card
+from loratui.engine.runs.registry import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
+from loratui.engine.planning.presets import get_preset
+from loratui.engine.validate.sampling import build_pipeline, default_prompts, render, save_png
+from loratui.engine.data.prefetch import Prefetcher, to_device
+from loratui.engine.train.step import MicroBatch, chunks, draw_micro, sample_losses
+from loratui.engine.train.stop import StopSignal
+from loratui.engine.validate.validation import ValidationSet, overtraining_step, recommend
 
 
 @dataclass
@@ -108,7 +110,7 @@ def train(
     )
     bus = EventBus([jsonl, state, *(sinks or [])])
     if config.tensorboard:
-        from loratui.engine.tensorboard import TensorBoardSink
+        from loratui.engine.runs.tensorboard import TensorBoardSink
 
         bus.add(TensorBoardSink(run_dir))
     previous = read_state(run_dir) if resume else {}
@@ -507,8 +509,8 @@ def _record_speed(config: RunConfig, spec, precision: str, gpu: str, done: deque
     has the most rows of a batch split across GPUs, with short batches counted as they are."""
     if not gpu or len(done) < 10:
         return
-    from loratui.engine.footprint import memory_model
-    from loratui.engine.speed import record_speed
+    from loratui.engine.planning.footprint import memory_model
+    from loratui.engine.planning.speed import record_speed
 
     try:
         unet = memory_model(config, spec, precision).unet
@@ -632,7 +634,7 @@ def _validation_set(plan: RunPlan, config: RunConfig, vae, device, cache: dict) 
     for item in items:
         mean, _ = cache[item.index] if (not held_out and item.index in cache) else encode_item(vae, item, device)
         latents.append(mean * vae.config.scaling_factor)
-    from loratui.engine.prompts import with_trigger
+    from loratui.engine.data.prompts import with_trigger
 
     captions = [with_trigger(plan.caption_for(i), config.trigger) for i in items]
     sizes = torch.tensor([i.size_conditioning() for i in items]) if items else None

@@ -1,0 +1,1 @@
+"""Run folders: their state, lock and registry, and TensorBoard as an event consumer."""

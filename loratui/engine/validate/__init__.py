@@ -1,0 +1,1 @@
+"""Judging a LoRA: validation loss, the probe, sample images and XYZ grids."""
