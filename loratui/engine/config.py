@@ -154,7 +154,7 @@ def build_config(
     try:
         values = preset_values(chosen)
     except (ValueError, TypeError):
-        raise ConfigError(f"preset = {chosen!r}: unknown preset", "choose one of person, style, pet") from None
+        raise ConfigError(f"preset = {quote(chosen)}: unknown preset", "choose one of person, style, pet") from None
     sources = {k: f"preset {chosen}" for k in values}
     for key, value in file_values.items():
         values[key] = value
@@ -193,12 +193,28 @@ def _first_error(exc: ValidationError, sources: dict[str, str], values: dict[str
     source = sources.get(key, "config")
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(RunConfig.model_fields)
-        return ConfigError(f"{source}: unknown key {key!r}", f"allowed keys: {allowed}")
+        return ConfigError(f"{source}: unknown key {quote(key)}", f"allowed keys: {allowed}")
     shown = values.get(key)
     msg = UNION_MESSAGES.get(key) or err["msg"].replace("Input should be", "must be")
     if err["type"] == "value_error":  # our own validators: pydantic prefixes "Value error, "
         msg = msg.removeprefix("Value error, ")
-    return ConfigError(f"{source}: {key} = {shown!r}: {msg}")
+    return ConfigError(f"{source}: {key} = {quote(shown)}: {msg}")
+
+
+QUOTE_LIMIT = 60  # characters of a user's value an error line shows
+
+
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for an error line: one line, at most ``limit`` characters (an ellipsis
+    marks a cut). Built with reprlib, which stops at a few items and levels, so a huge or
+    deeply shared value (a YAML alias bomb, a 10**6-element list) is never turned into text whole."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxset = 3, 6, 6, 4, 6
+    short.maxstring = short.maxlong = short.maxother = limit
+    text = " ".join(short.repr(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # lora-scripts YAML keys (DESIGN.md) and a few common kohya names, mapped to ours.
@@ -237,7 +253,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such config file", "check the --config path")
     suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, "rb") as fh:  # a bounded read: a config is a few hundred bytes
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})", "check the --config path") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: over {MAX_CONFIG_BYTES // 1024} KB, far larger than any run config",
+                          "pass the run's config file: a few lines of TOML or YAML")
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text", "save the config as UTF-8") from None
     if suffix == ".toml":
@@ -254,16 +278,57 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     raise ConfigError(f"{path}: unknown config format {suffix!r}", "use a .toml or .yaml file")
 
 
+# A run config is a few hundred bytes; these bounds leave room for hundreds of sample prompts
+# and refuse the files that would take minutes and gigabytes (a "billion laughs" YAML whose
+# aliases expand 9**9-fold fits in 400 bytes).
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_YAML_NODES = 100_000
+
+
+def expanded_size(node: Any, limit: int = 10**9) -> int:
+    """How many nodes the YAML node graph ``node`` holds once every alias is expanded (capped
+    at ``limit``). Each shared node is counted once and its total reused, so this is linear in
+    the graph, however far the aliases would expand."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(node, False)]
+    while stack:  # iterative: a deep document must not be a RecursionError here
+        current, children_done = stack.pop()
+        key = id(current)
+        if key in sizes and not children_done:
+            continue
+        value = current.value
+        children = ([n for pair in value for n in pair] if isinstance(value, list) and value
+                     and isinstance(value[0], tuple) else value if isinstance(value, list) else [])
+        if children_done:
+            sizes[key] = min(limit, 1 + sum(sizes.get(id(c), 0) for c in children))
+            continue
+        sizes[key] = 0  # in progress: a cycle (an alias to its own parent) counts nothing more
+        stack.append((current, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(node)]
+
+
 def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
     import yaml
 
+    # libyaml's parser where PyYAML was built with it: 20x faster on a large file
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()  # the node graph: an alias is one shared node here
+        if node is not None and (nodes := expanded_size(node)) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{path}: the YAML holds {'over ' if nodes >= 10**9 else ''}{nodes:,} values (an alias *name "
+                f"counts each time it is used), far more than a run config holds (limit {MAX_YAML_NODES:,})",
+                "pass the run's config file; write values out instead of repeating aliases",
+            )
+        data = loader.construct_document(node) if node is not None else None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
-        raise ConfigError(f"{path}: not valid YAML: {first}") from None
+        raise ConfigError(f"{path}: not valid YAML: {quote(first, 120)[1:-1]}") from None
+    finally:
+        loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -273,14 +338,14 @@ def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
         mapped = LORA_SCRIPTS_KEYS.get(str(key))
         if mapped is None:
             raise ConfigError(
-                f"{path}: unknown key {key!r}", f"known keys: {', '.join(sorted(LORA_SCRIPTS_KEYS))}"
+                f"{path}: unknown key {quote(key)}", f"known keys: {', '.join(sorted(LORA_SCRIPTS_KEYS))}"
             )
         if mapped == "resolution" and isinstance(value, str):
             # kohya writes "512,512": we train square-area buckets of the first number
             try:
                 value = int(value.split(",")[0].strip())
             except ValueError:
-                raise ConfigError(f"{path}: resolution = {value!r}: must be a number like 512") from None
+                raise ConfigError(f"{path}: resolution = {quote(value)}: must be a number like 512") from None
         if isinstance(value, bool) and mapped in NUMBER_KEYS:  # name the key the user wrote
             raise ConfigError(
                 f"{path}: {key} = {str(value).lower()}: must be a number "
