@@ -68,11 +68,19 @@ def to_kohya(family: Any, adapters: dict[str, dict[str, Any]], alpha: float, dty
     return dict(sorted(out.items()))
 
 
-def model_hashes(tensors: dict[str, Any]) -> tuple[str, str]:
-    """(sshs_model_hash, sshs_legacy_hash) as kohya computes them: over the file without metadata."""
+def model_hashes(tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> tuple[str, str]:
+    """(sshs_model_hash, sshs_legacy_hash) as kohya's sd-scripts computes them.
+
+    Both are taken over the file serialised with only the training metadata (the ``ss_*``
+    keys, which never change after training): the model hash over the bytes after the header
+    (the tensors), the legacy hash over the 64 KiB at offset 1 MiB of the whole file, header
+    included, so it changes with the ``ss_*`` metadata too. A LoRA under 1 MiB has the hash of
+    nothing there (``e3b0c442``), as in kohya.
+    """
     from safetensors.torch import save
 
-    data = save(tensors)
+    training = {k: v for k, v in (metadata or {}).items() if k.startswith("ss_")}
+    data = save(tensors, metadata=training or None)
     header_len = int.from_bytes(data[:8], "little")
     full = hashlib.sha256(data[8 + header_len :]).hexdigest()
     legacy = hashlib.sha256(data[0x100000 : 0x100000 + 0x10000]).hexdigest()[:8]
@@ -83,8 +91,8 @@ def save_kohya(path: Path, tensors: dict[str, Any], metadata: dict[str, Any], fa
     """Write a kohya-format LoRA atomically, with ``ss_*`` metadata and the model hashes."""
     from safetensors.torch import save
 
-    full, legacy = model_hashes(tensors)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    full, legacy = model_hashes(tensors, meta)
     meta.update(sshs_model_hash=full, sshs_legacy_hash=legacy)
     data = save(tensors, metadata=meta)
     with atomic.atomic_path(path) as tmp:
