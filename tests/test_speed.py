@@ -55,15 +55,15 @@ def test_a_broken_speed_file_only_costs_the_records(tmp_path):
 def test_a_run_records_the_flops_it_trained_per_second(demo_dataset, tmp_path, tiny_model, monkeypatch):
     """Counted from the images each step really trained: 12 images at batch 5 are batches of
     5, 5 and 2, so a step is 4 images on average, not 5."""
-    from loratui.engine.train import loop as train_module
+    from loratui.engine.train.loop import train
     from loratui.engine.planning.run_plan import plan_run
 
     # this machine has no GPU: the run is told the name torch.cuda would give it
-    monkeypatch.setattr(train_module, "_gpu_name", lambda device: H100)
+    monkeypatch.setattr(speed, "gpu_name", lambda device: H100)
     config = tiny_config(demo_dataset, tmp_path, batch_size=5, buckets=False, steps=24, save_every=0,
                          validation="off")
     events: list = []
-    train_module.train(config, tmp_path / "run", [events.append])
+    train(config, tmp_path / "run", [events.append])
     last = [e for e in events if e.event == "step"][-1]
     per_image = memory_model(config, resolve_model("tiny"), "fp32").unet.flops_per_image
     batches = plan_run(config).batches

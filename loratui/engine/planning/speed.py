@@ -52,6 +52,13 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
+def gpu_name(device) -> str:
+    """The CUDA device's name ("NVIDIA H100 80GB HBM3"); empty for any other device."""
+    import torch
+
+    return torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else ""
+
+
 def record_speed(gpu: str, precision: str, flop_per_s: float) -> None:
     """Remember what a run reached on ``gpu`` (a bad or full cache only costs the record)."""
     if not gpu or not flop_per_s > 0:

@@ -1,4 +1,7 @@
-"""The training loop. It reads top to bottom: plan, load, prepare, cache, loop, save.
+"""The training loop as a recipe: ``TrainingRun.setup()`` reads top to bottom (plan, load,
+prepare, cache, optimize, resume), then ``loop()`` trains to the end or to a stop. The run's
+state lives on that one object; recovering from out-of-memory (``oom``), from non-finite
+losses (``divergence``), stopping (``stop``) and writing files (``saving``) are parts beside it.
 
 Every stochastic choice at micro-batch ``m`` (noise, timesteps, latent sample, caption
 shuffle and dropout) is drawn from generators seeded by ``(seed, m)``, and the data order is
@@ -9,57 +12,55 @@ exactly where the interrupted one was.
 from __future__ import annotations
 
 import contextlib
-import errno
-import math
 import os
 import random
 import shutil
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loratui.engine import atomic, faults
-from loratui.engine.export import lora_files as export
-from loratui.engine.train import checkpoint as ckpt
-from loratui.engine.train import lora
 from loratui.engine.config import RunConfig, dump_toml
-from loratui.engine.errors import LoratuiError, RunError
+from loratui.engine.data.latents import cache_latents, sample_latents
+from loratui.engine.data.prefetch import Prefetcher, to_device
+from loratui.engine.errors import LoratuiError
 from loratui.engine.events import (
-    CheckpointSaved,
-    RecommendationMade,
-    SampleSaved,
-    ValidationLogged,
     EventBus,
     JsonlSink,
     PhaseProgress,
+    RecommendationMade,
     RunFailed,
     RunFinished,
     RunStarted,
     RunStopped,
+    SampleSaved,
     Sink,
     StepLogged,
+    ValidationLogged,
     WarningRaised,
 )
+from loratui.engine.families.models import load_components, resolve_model
+from loratui.engine.planning import speed
+from loratui.engine.planning.memory_plan import fit_to_device
+from loratui.engine.planning.presets import get_preset
+from loratui.engine.planning.run_plan import plan_run
+from loratui.engine.runs.registry import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
+from loratui.engine.train import checkpoint as ckpt
+from loratui.engine.train import lora
 from loratui.engine.train.conditioning import TextConditioner
 from loratui.engine.train.denoiser import Denoiser
-from loratui.engine.data.latents import cache_latents, encode_item, sample_latents
+from loratui.engine.train.divergence import DivergenceGuard
 from loratui.engine.train.memory import read_memory
 from loratui.engine.train.noise import model_prediction, training_schedule
-from loratui.engine.planning.memory_plan import fit_to_device
-from loratui.engine.families.models import Components, load_components, resolve_model
-from loratui.engine.planning.run_plan import RunPlan, plan_run
-from loratui.engine.export.metadata import run_metadata
-from loratui.engine.export.runcard import progress_strip, write_run_card
-from loratui.engine.runs.registry import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
-from loratui.engine.planning.presets import get_preset
+from loratui.engine.train.oom import BatchSplit
+from loratui.engine.train.optimizer import make_accelerator, make_lr_schedule, make_optimizer, use_8bit
+from loratui.engine.train.saving import RunWriter
+from loratui.engine.train.step import MicroBatch, draw_micro, sample_losses
+from loratui.engine.train.stop import StopSignal, agreed_stop
 from loratui.engine.validate.sampling import build_pipeline, default_prompts, render, save_png
-from loratui.engine.data.prefetch import Prefetcher, to_device
-from loratui.engine.train.step import MicroBatch, chunks, draw_micro, sample_losses
-from loratui.engine.train.stop import StopSignal
-from loratui.engine.validate.validation import ValidationSet, overtraining_step, recommend
+from loratui.engine.validate.validation import load_history, overtraining_step, recommend, validation_set
 
 
 @dataclass
@@ -91,7 +92,7 @@ def train(
     faults.load()
     if not is_main_process():
         # data-parallel workers train in step with rank 0 but write nothing: one writer per run
-        return _train(config, run_dir, EventBus(), _NoState(), stop or StopSignal(), resume, main=False)
+        return TrainingRun(config, run_dir, EventBus(), _NoState(), stop or StopSignal(), resume, main=False).run()
     lock = RunLock(run_dir)
     lock.acquire()
     stop = stop or StopSignal(run_dir / STOP_REQUEST)
@@ -117,7 +118,7 @@ def train(
     state.update(status="running", started_at=previous.get("started_at") or time.time())
     register_run(run_dir)
     try:
-        return _train(config, run_dir, bus, state, stop, resume)
+        return TrainingRun(config, run_dir, bus, state, stop, resume).run()
     except LoratuiError as exc:
         bus.emit(RunFailed(exc.message, exc.hint))
         with contextlib.suppress(OSError):  # the disk may be the very thing that failed
@@ -148,212 +149,238 @@ class _NoState:
         pass
 
 
-def _train(
-    config: RunConfig,
-    run_dir: Path,
-    bus: EventBus,
-    state: StateWriter | _NoState,
-    stop: StopSignal,
-    resume: bool,
-    main: bool = True,
-) -> RunResult:
-    import torch
-    from diffusers.optimization import get_scheduler
+class TrainingRun:
+    """One run, from its config to its files. ``run()`` is ``setup()`` then ``loop()``."""
 
-    # --- plan: cheap checks first, so a bad path fails before anything heavy loads
-    spec = resolve_model(config.base_model, config.allow_pickle)
-    accelerator, weight_dtype = _make_accelerator(config, bus)
-    device = accelerator.device
-    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(weight_dtype, "fp32")
-    config, split = fit_to_device(config, spec, accelerator, precision,
-                                  "adamw8bit" if _use_8bit(config, device) else "adamw", bus)
-    plan = plan_run(config)
-    total_steps = plan.schedule.total_steps
-    name = run_dir.name
-    resolved = {"total_steps": total_steps, "repeats": plan.schedule.repeats, "epochs": plan.schedule.epochs}
-    if main:  # on resume too: settings changed with it (e.g. --gradient-checkpointing) are kept
-        atomic.write_text(run_dir / CONFIG, dump_toml(config, resolved))
-    for message in plan.warnings:
-        bus.emit(WarningRaised(message))
+    def __init__(self, config: RunConfig, run_dir: Path, bus: EventBus, state: StateWriter | _NoState,
+                 stop: StopSignal, resume: bool, main: bool = True) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.name = run_dir.name
+        self.bus = bus
+        self.state = state
+        self.stop = stop
+        self.resume = resume
+        self.main = main  # rank 0 writes; data-parallel workers only train
+        self.step = 0
+        self.smoothed: float | None = None  # the loss, smoothed for display
+        self.last_lora: Path | None = None
+        self.healed: list[str] = []  # faults the run recovered from, for the run card
+        self.history: list[tuple[int, float]] = []  # validation loss by step
+        self.warned_overtraining = False
+        self.done: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, images, passes) per step
 
-    # --- load
-    bus.emit(PhaseProgress("loading model", 0, 1))
-    comps = load_components(spec)
-    bus.emit(PhaseProgress("loading model", 1, 1))
-    family = comps.family
-    own = model_prediction(comps.noise_scheduler.config, spec)
-    comps.noise_scheduler, prediction = training_schedule(
-        comps.noise_scheduler, spec, config.prediction_type, config.zero_terminal_snr, said=own)
-    if prediction != own:  # a LoRA trained unlike its base model rarely works: say so once
-        bus.emit(WarningRaised(f"training with {prediction.describe()}, but {spec.name} was made for "
-                               f"{own.describe()}; set --prediction-type auto to follow the model"))
-    unet, vae, noise_scheduler = comps.unet, comps.vae, comps.noise_scheduler
-    text_encoders = comps.text_encoders  # by name, in the family's order
+    def run(self) -> RunResult:
+        self.setup()
+        return self.loop()
 
-    # --- prepare: frozen base in the compute dtype, LoRA adapters in fp32
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    alpha = config.lora_alpha
-    lora.add_lora(unet, list(family.unet_targets), config.rank, alpha)
-    vae.requires_grad_(False)
-    for encoder in text_encoders.values():
-        encoder.requires_grad_(False)
-        if config.train_text_encoder:
-            lora.add_lora(encoder, list(family.text_targets), config.rank, alpha)
-    unet.to(device, dtype=weight_dtype)
-    for encoder in text_encoders.values():
-        encoder.to(device, dtype=weight_dtype)
-    vae.to(device, dtype=torch.float32)  # SD's VAE overflows in fp16; it runs once per image
-    for model in (unet, *text_encoders.values()):
-        for p in model.parameters():
-            if p.requires_grad:
-                p.data = p.data.float()
-    if config.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-        if config.train_text_encoder:
-            for encoder in text_encoders.values():
-                encoder.gradient_checkpointing_enable()
-    unet.train()
-    for encoder in text_encoders.values():
-        encoder.train(config.train_text_encoder)
+    # -- setup, top to bottom ----------------------------------------------------------------
 
-    # --- cache latents once (mean and std of the VAE posterior; sampled fresh each step)
-    latent_cache: dict[int, tuple[Any, Any]] = {}
-    sampling = config.sample_interval > 0
-    if config.cache_latents:
-        with accelerator.main_process_first():  # rank 0 fills the disk cache, the others read it
-            latent_cache = cache_latents(plan, vae, device, bus, config.cache_latents_to_disk)
-    validation = _validation_set(plan, config, vae, device, latent_cache)
-    if config.cache_latents:
-        if not sampling:  # the VAE is needed again only to decode samples
-            vae.to("cpu")
-            if device.type == "cuda":
+    def setup(self) -> None:
+        self.plan_run()
+        self.load()
+        self.prepare()
+        self.cache()
+        self.optimize()
+        self.restore()
+
+    def plan_run(self) -> None:
+        """Cheap checks first, so a bad path fails before anything heavy loads."""
+        import torch
+
+        self.spec = resolve_model(self.config.base_model, self.config.allow_pickle)
+        self.accelerator, self.weight_dtype = make_accelerator(self.config, self.bus)
+        self.device = self.accelerator.device
+        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.weight_dtype, "fp32")
+        optimizer = "adamw8bit" if use_8bit(self.config, self.device) else "adamw"
+        self.config, split = fit_to_device(self.config, self.spec, self.accelerator, self.precision, optimizer,
+                                           self.bus)
+        config = self.config
+        self.plan = plan_run(config)
+        schedule = self.plan.schedule
+        self.total_steps = schedule.total_steps
+        self.split = BatchSplit(split, config.batch_size, self.accelerator.num_processes)
+        if self.main:  # on resume too: settings changed with it (e.g. --gradient-checkpointing) are kept
+            resolved = {"total_steps": self.total_steps, "repeats": schedule.repeats, "epochs": schedule.epochs}
+            atomic.write_text(self.run_dir / CONFIG, dump_toml(config, resolved))
+        for message in self.plan.warnings:
+            self.bus.emit(WarningRaised(message))
+
+    def load(self) -> None:
+        """The base model's components, with the noise schedule this run trains on."""
+        self.bus.emit(PhaseProgress("loading model", 0, 1))
+        comps = self.comps = load_components(self.spec)
+        self.bus.emit(PhaseProgress("loading model", 1, 1))
+        self.family = comps.family
+        own = model_prediction(comps.noise_scheduler.config, self.spec)
+        comps.noise_scheduler, prediction = training_schedule(
+            comps.noise_scheduler, self.spec, self.config.prediction_type, self.config.zero_terminal_snr, said=own)
+        if prediction != own:  # a LoRA trained unlike its base model rarely works: say so once
+            self.bus.emit(WarningRaised(f"training with {prediction.describe()}, but {self.spec.name} was made "
+                                        f"for {own.describe()}; set --prediction-type auto to follow the model"))
+        self.unet, self.vae, self.noise_scheduler = comps.unet, comps.vae, comps.noise_scheduler
+        self.text_encoders = comps.text_encoders  # by name, in the family's order
+
+    def prepare(self) -> None:
+        """LoRA adapters in fp32 on a frozen base in the compute dtype, on the device."""
+        import torch
+
+        config, unet, vae, encoders = self.config, self.unet, self.vae, self.text_encoders
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        lora.add_lora(unet, list(self.family.unet_targets), config.rank, config.lora_alpha)
+        vae.requires_grad_(False)
+        for encoder in encoders.values():
+            encoder.requires_grad_(False)
+            if config.train_text_encoder:
+                lora.add_lora(encoder, list(self.family.text_targets), config.rank, config.lora_alpha)
+        unet.to(self.device, dtype=self.weight_dtype)
+        for encoder in encoders.values():
+            encoder.to(self.device, dtype=self.weight_dtype)
+        vae.to(self.device, dtype=torch.float32)  # SD's VAE overflows in fp16; it runs once per image
+        for model in (unet, *encoders.values()):
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.data = p.data.float()
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+            if config.train_text_encoder:
+                for encoder in encoders.values():
+                    encoder.gradient_checkpointing_enable()
+        unet.train()
+        for encoder in encoders.values():
+            encoder.train(config.train_text_encoder)
+
+    def cache(self) -> None:
+        """Latents once (mean and std of the VAE posterior; sampled fresh each step), and the
+        validation set."""
+        import torch
+
+        self.latent_cache: dict[int, tuple[Any, Any]] = {}
+        self.sampling = self.config.sample_interval > 0
+        if self.config.cache_latents:
+            with self.accelerator.main_process_first():  # rank 0 fills the disk cache, the others read it
+                self.latent_cache = cache_latents(self.plan, self.vae, self.device, self.bus,
+                                                  self.config.cache_latents_to_disk)
+        self.validation = validation_set(self.plan, self.config, self.vae, self.device, self.latent_cache)
+        if self.config.cache_latents and not self.sampling:  # the VAE is needed again only for samples
+            self.vae.to("cpu")
+            if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    # --- optimizer and LR schedule
-    groups = [{"params": lora.lora_parameters(unet), "lr": config.lr}]
-    if config.train_text_encoder:
-        te_lr = config.text_encoder_lr or config.lr / 2
-        groups += [{"params": lora.lora_parameters(e), "lr": te_lr} for e in text_encoders.values()]
-    optimizer, optimizer_name = _make_optimizer(config, groups, device, bus)
-    warmup = config.warmup_steps
-    if warmup is None:
-        warmup = 0 if config.lr_scheduler == "constant" else round(0.05 * total_steps)
-    lr_scheduler = get_scheduler(
-        config.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps
-    )
-    if config.compile:
-        # the first steps are slow while it compiles; benchmarks/RESULTS.md says when it pays
-        # one static graph per latent shape (aspect buckets, a short last batch): inductor's
-        # dynamic-shape path failed on the second bucket (benchmarks/RESULTS.md), and a bucket
-        # set is small, so every shape gets its own graph rather than falling back to eager
-        import torch._dynamo
+    def optimize(self) -> None:
+        """The optimizer and LR schedule over the adapters, and the models through accelerate."""
+        import torch
 
-        limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
-        setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
-        unet = torch.compile(unet, dynamic=False)
-    if config.train_text_encoder:
-        unet, *prepared, optimizer = accelerator.prepare(unet, *text_encoders.values(), optimizer)
-        text_encoders = dict(zip(text_encoders, prepared))
-    else:
-        unet, optimizer = accelerator.prepare(unet, optimizer)
-    # the models with adapters, by component name (the prefix of their keys in a checkpoint)
-    trained = {"unet": unet, **(text_encoders if config.train_text_encoder else {})}
-    params = [p for g in groups for p in g["params"]]
+        config, encoders = self.config, self.text_encoders
+        groups = [{"params": lora.lora_parameters(self.unet), "lr": config.lr}]
+        if config.train_text_encoder:
+            te_lr = config.text_encoder_lr or config.lr / 2
+            groups += [{"params": lora.lora_parameters(e), "lr": te_lr} for e in encoders.values()]
+        self.optimizer, self.optimizer_name = make_optimizer(config, groups, self.device, self.bus)
+        self.lr_scheduler = make_lr_schedule(config, self.optimizer, self.total_steps)
+        unet = self.unet
+        if config.compile:
+            # the first steps are slow while it compiles; benchmarks/RESULTS.md says when it pays.
+            # One static graph per latent shape (aspect buckets, a short last batch): inductor's
+            # dynamic-shape path failed on the second bucket (benchmarks/RESULTS.md), and a bucket
+            # set is small, so every shape gets its own graph rather than falling back to eager
+            import torch._dynamo
 
-    # --- resume
-    start_step = 0
-    if resume:
-        start_step = _restore(run_dir, accelerator, trained, optimizer, lr_scheduler, bus)
-    started_at = float(state.state.get("started_at") or time.time())
-    bus.emit(
-        RunStarted(name, str(run_dir), config.model_dump(), total_steps, start_step, plan.schedule.explain)
-    )
-    state.update(total_steps=total_steps, step=start_step)
+            limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
+            unet = torch.compile(unet, dynamic=False)
+        if config.train_text_encoder:
+            unet, *prepared, self.optimizer = self.accelerator.prepare(unet, *encoders.values(), self.optimizer)
+            self.text_encoders = dict(zip(encoders, prepared))
+        else:
+            unet, self.optimizer = self.accelerator.prepare(unet, self.optimizer)
+        self.unet = unet
+        # the models with adapters, by component name (the prefix of their keys in a checkpoint)
+        self.trained = {"unet": unet, **(self.text_encoders if config.train_text_encoder else {})}
+        self.params = [p for g in groups for p in g["params"]]
 
-    # --- text conditioning (each distinct caption encoded once while the encoders are frozen)
-    condition = TextConditioner(family, text_encoders, comps.tokenizers, device, config.train_text_encoder)
-    denoiser = Denoiser(family, unet, condition, noise_scheduler)
+    def restore(self) -> None:
+        """On ``--resume`` the newest checkpoint; then the run's start is announced."""
+        started_at = float(self.state.state.get("started_at") or time.time())
+        self.writer = RunWriter(self.run_dir, self.config, self.plan, self.comps, self.accelerator, self.trained,
+                                self.total_steps, started_at, self.optimizer_name, self.bus)
+        if self.resume:
+            self.step = self.writer.restore(self.optimizer, self.lr_scheduler)
+            # a crash after a validation but before its checkpoint would otherwise count that step twice
+            self.history = [h for h in load_history(self.run_dir) if h[0] <= self.step]
+        self.bus.emit(RunStarted(self.name, str(self.run_dir), self.config.model_dump(), self.total_steps, self.step,
+                                 self.plan.schedule.explain))
+        self.state.update(total_steps=self.total_steps, step=self.step)
+        # captions into text conditioning: each distinct caption encoded once while the encoders are frozen
+        self.condition = TextConditioner(self.family, self.text_encoders, self.comps.tokenizers, self.device,
+                                         self.config.train_text_encoder)
+        self.denoiser = Denoiser(self.family, self.unet, self.condition, self.noise_scheduler)
+        self.guard = DivergenceGuard(self.accelerator, self.trained, self.optimizer, self.lr_scheduler,
+                                     self.run_dir, fp16=self.precision == "fp16")
+        self.guard.remember(self.step)
 
-    # --- checks at each save: validation loss (over-fitting) and sample images
-    # a crash after a validation but before its checkpoint would otherwise count that step twice
-    history = [h for h in _load_history(run_dir) if h[0] <= start_step] if resume else []
-    warned = [False]
+    # -- the loop ------------------------------------------------------------------------------
 
-    def validate(at: int) -> None:
-        if validation is None or not main:
-            return
-        model = accelerator.unwrap_model(unet)  # no collectives: only rank 0 validates
-        model.eval()
-        with accelerator.autocast():
-            loss = validation.loss(Denoiser(family, model, condition, noise_scheduler), device, weight_dtype)
-        model.train()
-        history.append((at, loss))
-        atomic.write_json(run_dir / "validation.json", {"held_out": validation.held_out, "history": history})
-        bus.emit(ValidationLogged(at, loss, len(validation.latents), validation.held_out))
-        best = overtraining_step(history)
-        if best is not None and not warned[0]:
-            warned[0] = True
-            bus.emit(WarningRaised(
-                f"validation loss rose after step {best}: the LoRA is over-training; "
-                f"{name}-step{best:06d}.safetensors is likely the better file"))
+    def loop(self) -> RunResult:
+        """One optimizer step = grad_accum planned micro-batches; each may be split into
+        passes (after an out-of-memory error) and across processes (data parallel)."""
+        import torch
 
-    prompts = config.sample_prompts or default_prompts(
-        get_preset(config.preset).sample_prompts, config.trigger, plan.caption_for(plan.items[0])
-    )
+        accum = self.config.grad_accum
+        fetch = Prefetcher(self._draw, self.total_steps * accum, self.device, ahead=self.config.cache_latents)
+        self.stop.install_handlers()
+        try:
+            while self.step < self.total_steps:
+                tic = time.perf_counter()
+                try:
+                    mean_loss, images, passes = self.forward_backward(fetch)
+                except torch.OutOfMemoryError:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    _free_memory(self.device)
+                    self.heal(self.split.halve(self.step, accum, self.run_dir))
+                    continue
+                faults.maybe_kill(f"step:{self.step + 1}")
+                loss, finite = self.loss_and_gradient_check(mean_loss)
+                if not finite:
+                    verdict = self.guard.bad(self.step)
+                    self.step = verdict.step
+                    self.heal(verdict.message)
+                    continue
+                self.guard.good()
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                self.log_step(loss, time.perf_counter() - tic, images, passes)
+                if self.checks_and_saves():
+                    return self.stopped()
+        finally:
+            fetch.close()
+            self.stop.restore_handlers()
+        return self.finish()
 
-    def take_samples(at: int) -> None:
-        if not main:
-            return
-        modules = {**comps.modules, **{n: accelerator.unwrap_model(m) for n, m in trained.items()}}
-        pipe = build_pipeline(family, modules, comps.tokenizers, noise_scheduler.config)
-        width, height = (config.resolution, config.resolution)
-        pipe.unet.eval()
-        for n, prompt in enumerate(prompts):
-            with accelerator.autocast():
-                image = render(pipe, prompt, config.seed + n, width, height, config.sample_steps)
-            path = save_png(image, run_dir / "samples" / f"step{at:06d}-{n}.png")
-            bus.emit(SampleSaved(str(path), at))
-        pipe.unet.train()
+    def forward_backward(self, fetch: Prefetcher) -> tuple[Any, int, int]:
+        """Forward and backward for this optimizer step: the mean loss of its samples (a tensor,
+        read with the gradient norm in one sync), and this process's images and passes in it."""
+        import torch
 
-    # --- loop: one optimizer step = grad_accum planned micro-batches; each may be split in
-    # `split` pieces (after an out-of-memory error) and across processes (data parallel)
-    accum = config.grad_accum
-    rank, world = accelerator.process_index, accelerator.num_processes
-    healed: list[str] = []  # faults the run recovered from, for the run card
-
-    def heal(message: str) -> None:
-        healed.append(message)
-        bus.emit(WarningRaised(message))
-
-    lr_scale_rollbacks = 0
-    bad_streak = 0
-    snapshot = _snapshot(accelerator, trained, optimizer, lr_scheduler, start_step)
-    smoothed: float | None = None
-    last_lora: Path | None = None
-    step = start_step
-
-    done: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, images, passes) per step
-
-    def latents_of(indices: list[int], gen):
-        return sample_latents(plan, indices, latent_cache, vae, gen)
-
-    def run_step(at: int) -> tuple[Any, int, int]:
-        """Forward and backward for optimizer step ``at``: the mean loss of its samples, and
-        this process's images and passes in it."""
+        config, accelerator, device = self.config, self.accelerator, self.device
+        accum, at = config.grad_accum, self.step
+        rank, world = accelerator.process_index, accelerator.num_processes
         loss_sum = torch.zeros((), device=device)
         count = images = passes = 0
         for k in range(accum):
             batch = to_device(fetch.get(at * accum + k), device)
             mine = list(range(rank, len(batch), world))  # this process's rows of the planned batch
-            pieces = chunks(mine, split) if mine else [[0]]  # an idle rank still joins the all-reduce
+            pieces = self.split.pieces(mine) if mine else [[0]]  # an idle rank still joins the all-reduce
             images += len(mine)
             passes += len(pieces)
             for p, rows in enumerate(pieces):
                 last = k == accum - 1 and p == len(pieces) - 1
-                with (contextlib.nullcontext() if last else accelerator.no_sync(unet)), accelerator.autocast():
+                with (contextlib.nullcontext() if last else accelerator.no_sync(self.unet)), accelerator.autocast():
                     faults.maybe_oom(at + 1)
-                    losses = sample_losses(denoiser, batch, rows, config, device, weight_dtype)
+                    losses = sample_losses(self.denoiser, batch, rows, config, device, self.weight_dtype)
                     weight = 0.0 if not mine else world / (len(batch) * accum)
                     if faults.fires(f"nan@{at + 1}"):
                         losses = losses * float("nan")
@@ -362,254 +389,160 @@ def _train(
                     loss_sum += losses.detach().sum()
             count += len(batch)
         total = accelerator.reduce(loss_sum, "sum") if world > 1 else loss_sum
-        return total / count, images, passes  # the loss a tensor: read with the gradient norm, in one sync
+        return total / count, images, passes
 
-    def draw(micro: int) -> MicroBatch:
-        return draw_micro(plan, config, micro, latents_of, vae.config.scaling_factor,
-                          noise_scheduler.config.num_train_timesteps)
+    def loss_and_gradient_check(self, mean_loss) -> tuple[float, bool]:
+        """Clip the gradient; the step's loss, and whether loss and gradient norm are finite."""
+        import math
 
-    fetch = Prefetcher(draw, total_steps * accum, device, ahead=config.cache_latents)
-    stop.install_handlers()
-    try:
-        while step < total_steps:
-            tic = time.perf_counter()
-            try:
-                mean_loss, images, passes = run_step(step)
-            except torch.OutOfMemoryError:
-                optimizer.zero_grad(set_to_none=True)
-                _free_memory(device)
-                per_piece = math.ceil(config.batch_size / world / split)
-                if per_piece <= 1:
-                    raise RunError(
-                        f"{run_dir}: out of GPU memory even one image at a time",
-                        "try --gradient-checkpointing, a lower --resolution, or 8-bit AdamW "
-                        "(pip install bitsandbytes), then loratui train --resume RUN_DIR",
-                    ) from None
-                split *= 2
-                heal((
-                    f"out of GPU memory at step {step + 1}: now {math.ceil(per_piece / 2)} image(s) per pass, "
-                    f"{split}× accumulation; the effective batch stays {config.batch_size * accum}"))
-                continue
-            faults.maybe_kill(f"step:{step + 1}")
-            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm or float("inf"))
-            if grad_norm is None:
-                loss_value = mean_loss.item()
-                finite = math.isfinite(loss_value)
-            else:
-                loss_value, norm = torch.stack([mean_loss.float(), grad_norm.float()]).tolist()
-                finite = math.isfinite(loss_value) and math.isfinite(norm)
-            if not finite:
-                # A bad step is skipped, never applied; several in a row mean the run has gone
-                # astray, so it returns to the last good state with a lower learning rate.
-                optimizer.zero_grad(set_to_none=True)
-                bad_streak += 1
-                if bad_streak < MAX_BAD_STEPS:
-                    heal(f"non-finite loss or gradient at step {step + 1}: step skipped")
-                    with warnings.catch_warnings():  # the schedule moves on without an update, on purpose
-                        warnings.simplefilter("ignore", UserWarning)
-                        lr_scheduler.step()
-                    step += 1
-                    continue
-                lr_scale_rollbacks += 1
-                if lr_scale_rollbacks > MAX_ROLLBACKS:
-                    raise RunError(
-                        f"{run_dir}: training keeps diverging (non-finite loss) after {MAX_ROLLBACKS} "
-                        "rollbacks with lower learning rates",
-                        "lower --lr, use --mixed-precision bf16 or no, and check the dataset with loratui check",
-                    )
-                step = _rollback(snapshot, accelerator, trained, optimizer, lr_scheduler)
-                bad_streak = 0
-                hint = " (fp16 overflows easily: --mixed-precision bf16 avoids it)" if weight_dtype == torch.float16 else ""
-                heal((
-                    f"{MAX_BAD_STEPS} bad steps in a row: rolled back to step {step} and halved the "
-                    f"learning rate (try {lr_scale_rollbacks} of {MAX_ROLLBACKS}){hint}"))
-                continue
-            bad_streak = 0
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
+        import torch
 
-            smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
-            done.append((time.perf_counter() - tic, images, passes))
-            it_per_s = len(done) / sum(seconds for seconds, _, _ in done)
-            mem = read_memory(device)
-            bus.emit(
-                StepLogged(
-                    step=step,
-                    total_steps=total_steps,
-                    epoch=(step * accum - 1) // plan.batches.batches_per_epoch + 1,
-                    loss=loss_value,
-                    lr=lr_scheduler.get_last_lr()[0],
-                    it_per_s=it_per_s,
-                    eta_s=(total_steps - step) / it_per_s,
-                    mem_used=mem.used,
-                    mem_peak=mem.peak,
-                    mem_total=mem.total,
-                    mem_kind=mem.kind,
-                )
+        norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm or float("inf"))
+        if norm is None:
+            loss = mean_loss.item()
+            return loss, math.isfinite(loss)
+        loss, norm_value = torch.stack([mean_loss.float(), norm.float()]).tolist()
+        return loss, math.isfinite(loss) and math.isfinite(norm_value)
+
+    def _draw(self, micro: int) -> MicroBatch:
+        def latents_of(indices: list[int], gen):
+            return sample_latents(self.plan, indices, self.latent_cache, self.vae, gen)
+
+        return draw_micro(self.plan, self.config, micro, latents_of, self.vae.config.scaling_factor,
+                          self.noise_scheduler.config.num_train_timesteps)
+
+    def heal(self, message: str) -> None:
+        self.healed.append(message)
+        self.bus.emit(WarningRaised(message))
+
+    def log_step(self, loss: float, seconds: float, images: int, passes: int) -> None:
+        step, total = self.step, self.total_steps
+        self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
+        self.done.append((seconds, images, passes))
+        it_per_s = len(self.done) / sum(s for s, _, _ in self.done)
+        mem = read_memory(self.device)
+        self.bus.emit(
+            StepLogged(
+                step=step,
+                total_steps=total,
+                epoch=(step * self.config.grad_accum - 1) // self.plan.batches.batches_per_epoch + 1,
+                loss=loss,
+                lr=self.lr_scheduler.get_last_lr()[0],
+                it_per_s=it_per_s,
+                eta_s=(total - step) / it_per_s,
+                mem_used=mem.used,
+                mem_peak=mem.peak,
+                mem_total=mem.total,
+                mem_kind=mem.kind,
             )
+        )
 
-            saving = config.save_every and step % config.save_every == 0 and step < total_steps
-            if sampling and (step % config.sample_interval == 0 or step == total_steps):
-                take_samples(step)
-            if saving or step == total_steps:
-                validate(step)
-            stopping = _agreed_stop(accelerator, stop) and step < total_steps
-            if saving or stopping:
-                if main:
-                    last_lora = _guard_disk(run_dir, step, lambda: _save(
-                        run_dir, name, step, accelerator, trained, optimizer, lr_scheduler,
-                        config, plan, comps, bus, started_at, total_steps, optimizer_name))
-                snapshot = _snapshot(accelerator, trained, optimizer, lr_scheduler, step)
-                if stopping:
-                    accelerator.wait_for_everyone()
-                    if not main:
-                        return RunResult("stopped", run_dir, None, step, total_steps, smoothed)
-                    _record_speed(config, spec, precision, _gpu_name(device), done)
-                    bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(run_dir / "checkpoints"))))
-                    state.update(status="stopped", step=step, message=stop.reason)
-                    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "stopped", healed=healed)
-                    return RunResult("stopped", run_dir, last_lora, step, total_steps, smoothed)
-    finally:
-        fetch.close()
-        stop.restore_handlers()
+    # -- what happens between steps: samples, validation, saves, stops --------------------------
 
-    # --- save the final LoRA in both formats, and the run card
-    if not main:
-        accelerator.wait_for_everyone()
-        return RunResult("finished", run_dir, None, step, total_steps, smoothed)
-    _record_speed(config, spec, precision, _gpu_name(device), done)
-    final = _guard_disk(run_dir, step, lambda: _export_final(
-        run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps, optimizer_name))
-    advice = recommend(history, validation.held_out) if validation else None
-    recommended = None
-    if advice is not None:
-        path = final if advice.step == step else run_dir / f"{name}-step{advice.step:06d}.safetensors"
-        recommended = {"step": advice.step, "path": str(path), "strength": advice.strength,
-                       "reason": advice.reason, "overtrained": advice.overtrained}
-        bus.emit(RecommendationMade(**recommended))
-    _card(run_dir, config, plan, comps, step, total_steps, smoothed, "finished", recommended, history, healed)
-    state.update(status="finished", step=step, lora=str(final), final_loss=smoothed, finished_at=time.time(),
-                 recommendation=recommended, healed=healed)
-    bus.emit(RunFinished(str(final), step))
-    accelerator.wait_for_everyone()
-    return RunResult("finished", run_dir, final, step, total_steps, smoothed)
+    def checks_and_saves(self) -> bool:
+        """Samples, validation and a checkpoint when due; True when the run is to stop here."""
+        config, step, total = self.config, self.step, self.total_steps
+        saving = bool(config.save_every) and step % config.save_every == 0 and step < total
+        if self.sampling and (step % config.sample_interval == 0 or step == total):
+            self.take_samples()
+        if saving or step == total:
+            self.validate()
+        stopping = agreed_stop(self.accelerator, self.stop) and step < total
+        if saving or stopping:
+            if self.main:
+                self.last_lora = self.writer.save(step, self.optimizer, self.lr_scheduler)
+            self.guard.remember(step)
+        return stopping
 
+    def validate(self) -> None:
+        """The validation loss at this step, and a warning the first time it says over-training."""
+        if self.validation is None or not self.main:
+            return
+        model = self.accelerator.unwrap_model(self.unet)  # no collectives: only rank 0 validates
+        model.eval()
+        with self.accelerator.autocast():
+            denoiser = Denoiser(self.family, model, self.condition, self.noise_scheduler)
+            loss = self.validation.loss(denoiser, self.device, self.weight_dtype)
+        model.train()
+        self.history.append((self.step, loss))
+        atomic.write_json(self.run_dir / "validation.json",
+                          {"held_out": self.validation.held_out, "history": self.history})
+        self.bus.emit(ValidationLogged(self.step, loss, len(self.validation.latents), self.validation.held_out))
+        best = overtraining_step(self.history)
+        if best is not None and not self.warned_overtraining:
+            self.warned_overtraining = True
+            self.bus.emit(WarningRaised(
+                f"validation loss rose after step {best}: the LoRA is over-training; "
+                f"{self.name}-step{best:06d}.safetensors is likely the better file"))
 
-def _gpu_name(device) -> str:
-    import torch
+    def take_samples(self) -> None:
+        if not self.main:
+            return
+        config = self.config
+        prompts = config.sample_prompts or default_prompts(
+            get_preset(config.preset).sample_prompts, config.trigger, self.plan.caption_for(self.plan.items[0]))
+        modules = {**self.comps.modules, **{n: self.accelerator.unwrap_model(m) for n, m in self.trained.items()}}
+        pipe = build_pipeline(self.family, modules, self.comps.tokenizers, self.noise_scheduler.config)
+        pipe.unet.eval()
+        for n, prompt in enumerate(prompts):
+            with self.accelerator.autocast():
+                image = render(pipe, prompt, config.seed + n, config.resolution, config.resolution,
+                               config.sample_steps)
+            path = save_png(image, self.run_dir / "samples" / f"step{self.step:06d}-{n}.png")
+            self.bus.emit(SampleSaved(str(path), self.step))
+        pipe.unet.train()
 
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    # -- the end ---------------------------------------------------------------------------------
 
+    def stopped(self) -> RunResult:
+        """A stop request, agreed by every process, after the checkpoint of this step."""
+        step = self.step
+        self.accelerator.wait_for_everyone()
+        if not self.main:
+            return RunResult("stopped", self.run_dir, None, step, self.total_steps, self.smoothed)
+        self._record_speed()
+        self.bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(self.run_dir / "checkpoints"))))
+        self.state.update(status="stopped", step=step, message=self.stop.reason)
+        self.writer.card(step, self.smoothed, "stopped", healed=self.healed)
+        return RunResult("stopped", self.run_dir, self.last_lora, step, self.total_steps, self.smoothed)
 
-def _record_speed(config: RunConfig, spec, precision: str, gpu: str, done: deque) -> None:
-    """Keep the FLOP/s this run reached on ``gpu``, for the wizard's time estimates
-    (engine/speed.py), from the last steps: (seconds, images, passes) of this process, which
-    has the most rows of a batch split across GPUs, with short batches counted as they are."""
-    if not gpu or len(done) < 10:
-        return
-    from loratui.engine.planning.footprint import memory_model
-    from loratui.engine.planning.speed import record_speed
+    def finish(self) -> RunResult:
+        """The final LoRA in both formats, the recommendation and the run card."""
+        step = self.step
+        if not self.main:
+            self.accelerator.wait_for_everyone()
+            return RunResult("finished", self.run_dir, None, step, self.total_steps, self.smoothed)
+        self._record_speed()
+        final = self.writer.final(step)
+        advice = recommend(self.history, self.validation.held_out) if self.validation else None
+        recommended = None
+        if advice is not None:
+            path = final if advice.step == step else self.run_dir / f"{self.name}-step{advice.step:06d}.safetensors"
+            recommended = {"step": advice.step, "path": str(path), "strength": advice.strength,
+                           "reason": advice.reason, "overtrained": advice.overtrained}
+            self.bus.emit(RecommendationMade(**recommended))
+        self.writer.card(step, self.smoothed, "finished", recommended, self.history, self.healed)
+        self.state.update(status="finished", step=step, lora=str(final), final_loss=self.smoothed,
+                          finished_at=time.time(), recommendation=recommended, healed=self.healed)
+        self.bus.emit(RunFinished(str(final), step))
+        self.accelerator.wait_for_everyone()
+        return RunResult("finished", self.run_dir, final, step, self.total_steps, self.smoothed)
 
-    try:
-        unet = memory_model(config, spec, precision).unet
-    except Exception:  # a model the measurement does not understand: nothing to record
-        return
-    flops = sum(unet.flops_per_image * images + unet.flops_fixed * passes for _, images, passes in done)
-    record_speed(gpu, precision, flops / sum(seconds for seconds, _, _ in done))
+    def _record_speed(self) -> None:
+        """Keep the FLOP/s this run reached on its GPU, for the wizard's time estimates
+        (planning/speed.py), from the last steps: (seconds, images, passes) of this process,
+        which has the most rows of a batch split across GPUs, with short batches counted as they are."""
+        gpu = speed.gpu_name(self.device)
+        if not gpu or len(self.done) < 10:
+            return
+        from loratui.engine.planning.footprint import memory_model
 
-
-def _agreed_stop(accelerator, stop: StopSignal) -> bool:
-    """Whether any process was asked to stop (all processes must stop at the same step)."""
-    requested = stop.requested
-    if accelerator.num_processes == 1:
-        return requested
-    import torch
-
-    flag = torch.tensor([1.0 if requested else 0.0], device=accelerator.device)
-    return bool(accelerator.reduce(flag, "max").item() > 0)
-
-
-MAX_BAD_STEPS = 3  # non-finite steps in a row before rolling back
-MAX_ROLLBACKS = 3  # rollbacks (each halving the lr) before giving up
-DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def _guard_disk(run_dir: Path, step: int, write):
-    """Run ``write``; a full or read-only disk becomes one clear, resumable error."""
-    try:
-        return write()
-    except OSError as exc:
-        if exc.errno not in DISK_ERRORS:
-            raise
-        raise RunError(
-            f"{run_dir}: could not save step {step}: {exc.strerror or exc}",
-            "free disk space or fix the folder's permissions, then loratui train --resume " + str(run_dir),
-        ) from None
-
-
-def _write_lora(run_dir, stem, step, accelerator, trained, config, plan, comps, started_at, total_steps,
-                optimizer_name, fault_point: str = "") -> tuple[Path, dict]:
-    """``RUN_DIR/stem.safetensors`` in kohya format with its metadata; also the adapter weights."""
-    adapters = _adapter_dicts(accelerator, trained)
-    meta = run_metadata(config, plan, comps, step, total_steps, started_at, stem, optimizer_name)
-    tensors = export.to_kohya(comps.family, adapters, config.lora_alpha, config.save_precision)
-    path = export.save_kohya(run_dir / f"{stem}.safetensors", tensors, meta, fault_point=fault_point)
-    return path, adapters
-
-
-def _export_final(run_dir, name, step, accelerator, trained, config, plan, comps, started_at, total_steps,
-                  optimizer_name) -> Path:
-    final, adapters = _write_lora(run_dir, name, step, accelerator, trained, config, plan, comps,
-                                  started_at, total_steps, optimizer_name, fault_point="export")
-    metas = {n: lora.adapter_metadata(accelerator.unwrap_model(m)) for n, m in trained.items()}
-    export.save_diffusers(run_dir / "diffusers", comps.family, adapters, metas, config.save_precision)
-    return final
-
-
-def _to_cpu(obj: Any) -> Any:
-    """A detached CPU copy of a (nested) state dict."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-@dataclass
-class _Snapshot:
-    step: int
-    adapters: list[dict]
-    optimizer: dict
-    scheduler: dict
-
-
-def _snapshot(accelerator, trained: dict, optimizer, lr_scheduler, step: int) -> _Snapshot:
-    """The last good state in memory (LoRA, optimizer, schedule), for rolling back."""
-    return _Snapshot(
-        step,
-        [_to_cpu(lora.lora_state_dict(accelerator.unwrap_model(m))) for m in trained.values()],
-        _to_cpu(optimizer.state_dict()),
-        _to_cpu(lr_scheduler.state_dict()),
-    )
-
-
-def _rollback(snap: _Snapshot, accelerator, trained: dict, optimizer, lr_scheduler) -> int:
-    """Restore ``snap`` with the learning rate halved; returns the step to go on from."""
-    for model, adapters in zip(trained.values(), snap.adapters):
-        lora.load_lora_state_dict(accelerator.unwrap_model(model), adapters)
-    optimizer.load_state_dict(_to_cpu(snap.optimizer))
-    lr_scheduler.load_state_dict(_to_cpu(snap.scheduler))
-    lr_scheduler.base_lrs = [lr * 0.5 for lr in lr_scheduler.base_lrs]
-    snap.scheduler = _to_cpu(lr_scheduler.state_dict())  # a second rollback keeps the lower lr
-    for group, base in zip(optimizer.param_groups, lr_scheduler.base_lrs):
-        group["lr"] = base * lr_scheduler.lr_lambdas[0](lr_scheduler.last_epoch)
-    return snap.step
+        try:
+            unet = memory_model(self.config, self.spec, self.precision).unet
+        except Exception:  # a model the measurement does not understand: nothing to record
+            return
+        flops = sum(unet.flops_per_image * images + unet.flops_fixed * passes for _, images, passes in self.done)
+        speed.record_speed(gpu, self.precision, flops / sum(seconds for seconds, _, _ in self.done))
 
 
 def _free_memory(device) -> None:
@@ -620,157 +553,3 @@ def _free_memory(device) -> None:
         import torch
 
         torch.cuda.empty_cache()
-
-
-def _validation_set(plan: RunPlan, config: RunConfig, vae, device, cache: dict) -> ValidationSet | None:
-    """Held-out images when the plan has them, else up to eight training images."""
-    import torch
-
-    if config.validation == "off":
-        return None
-    held_out = bool(plan.validation_items)
-    items = plan.validation_items if held_out else plan.items[:8]
-    latents = []
-    for item in items:
-        mean, _ = cache[item.index] if (not held_out and item.index in cache) else encode_item(vae, item, device)
-        latents.append(mean * vae.config.scaling_factor)
-    from loratui.engine.data.prompts import with_trigger
-
-    captions = [with_trigger(plan.caption_for(i), config.trigger) for i in items]
-    sizes = torch.tensor([i.size_conditioning() for i in items]) if items else None
-    return ValidationSet(latents, captions, held_out, config.seed, sizes)
-
-
-def _load_history(run_dir: Path) -> list[tuple[int, float]]:
-    import json
-
-    try:
-        data = json.loads((run_dir / "validation.json").read_text())
-        return [(int(a), float(b)) for a, b in data.get("history", [])]
-    except (OSError, ValueError, TypeError):
-        return []
-
-
-def _make_accelerator(config: RunConfig, bus: EventBus):
-    import torch
-    from accelerate import Accelerator
-
-    cuda = torch.cuda.is_available()
-    precision = config.mixed_precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "no"
-    elif precision != "no" and not cuda:
-        bus.emit(WarningRaised(f"mixed precision {precision} needs a GPU; training in fp32 on the CPU"))
-        precision = "no"
-    accelerator = Accelerator(mixed_precision=precision, cpu=not cuda)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    return accelerator, dtype
-
-
-def _use_8bit(config: RunConfig, device) -> bool:
-    """8-bit AdamW when asked for (or "auto") on CUDA with bitsandbytes installed."""
-    import importlib.util
-
-    wanted = config.optimizer == "adamw8bit" or (config.optimizer == "auto" and device.type == "cuda")
-    return wanted and device.type == "cuda" and importlib.util.find_spec("bitsandbytes") is not None
-
-
-def _make_optimizer(config: RunConfig, groups: list[dict], device, bus: EventBus):
-    import torch
-
-    if _use_8bit(config, device):
-        try:
-            import bitsandbytes as bnb
-
-            return bnb.optim.AdamW8bit(groups, weight_decay=1e-2), "bitsandbytes.optim.AdamW8bit"
-        except ImportError as exc:  # installed but broken (e.g. built for another CUDA)
-            bus.emit(WarningRaised(f"bitsandbytes does not load ({exc}); using AdamW"))
-    elif config.optimizer == "adamw8bit":
-        bus.emit(WarningRaised(
-            "8-bit AdamW needs a CUDA GPU; using AdamW" if device.type != "cuda"
-            else "bitsandbytes is not installed; using AdamW (pip install bitsandbytes)"))
-    # one fused kernel for all LoRA tensors: on the CPU too, 7x faster than the default (foreach)
-    # on the tiny model's 160 small tensors (benchmarks/RESULTS.md)
-    fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
-    return torch.optim.AdamW(groups, weight_decay=1e-2, **fused), "torch.optim.AdamW"
-
-
-def _adapter_dicts(accelerator, trained: dict) -> dict[str, dict]:
-    """Each trained component's adapter weights (peft keys), by component name."""
-    return {name: lora.lora_state_dict(accelerator.unwrap_model(model)) for name, model in trained.items()}
-
-
-def _save(run_dir, name, step, accelerator, trained, optimizer, lr_scheduler, config, plan, comps, bus,
-          started_at, total_steps, optimizer_name) -> Path:
-    """A step LoRA file (kohya format) and a resume checkpoint."""
-    path, adapters = _write_lora(run_dir, f"{name}-step{step:06d}", step, accelerator, trained, config,
-                                 plan, comps, started_at, total_steps, optimizer_name)
-    flat = {f"{component}.{k}": v for component, state in adapters.items() for k, v in state.items()}
-    scaler = accelerator.scaler.state_dict() if getattr(accelerator, "scaler", None) else None
-    ckpt.save_checkpoint(
-        run_dir / "checkpoints",
-        ckpt.TrainerState(
-            step, step * config.grad_accum, flat, optimizer.state_dict(), lr_scheduler.state_dict(), scaler,
-            {"total_steps": total_steps, "seed": config.seed},
-        ),
-        config.keep_checkpoints,
-    )
-    bus.emit(CheckpointSaved(str(path), step))
-    return path
-
-
-def _restore(run_dir, accelerator, trained: dict, optimizer, lr_scheduler, bus: EventBus) -> int:
-    saved, note = ckpt.load_latest(run_dir / "checkpoints")
-    if note:  # latest.json was lost or names a deleted folder: say which checkpoint we took
-        bus.emit(WarningRaised(note))
-    if saved is None:
-        # stopped before its first save: every draw derives from the seed, so starting over
-        # from step 0 gives exactly the run that was lost
-        return 0
-    by_component: dict[str, dict] = {}
-    for key, value in saved.adapters.items():
-        component, _, rest = key.partition(".")
-        by_component.setdefault(component, {})[rest] = value
-    for component, model in trained.items():
-        if component in by_component:
-            lora.load_lora_state_dict(accelerator.unwrap_model(model), by_component[component])
-    optimizer.load_state_dict(saved.optimizer)
-    lr_scheduler.load_state_dict(saved.scheduler)
-    if saved.scaler is not None and getattr(accelerator, "scaler", None):
-        accelerator.scaler.load_state_dict(saved.scaler)
-    return saved.step
-
-
-def _card(run_dir, config: RunConfig, plan: RunPlan, comps: Components, step, total_steps, loss, status,
-          recommended: dict | None = None, history: list | None = None, healed: list | None = None):
-    strip = progress_strip(run_dir) if status == "finished" else None
-    write_run_card(
-        run_dir,
-        {
-            "progress": "samples/progress-0.png" if strip else None,
-            "healed": healed or [],
-            "recommendation": recommended,
-            "run_dir": str(run_dir),
-            "validation": history or [],
-            "held_out": [i.record.rel for i in plan.validation_items],
-            "name": run_dir.name,
-            "status": status,
-            "trigger": config.trigger,
-            "preset": config.preset,
-            "base_model": comps.spec.name if comps.spec.kind != "hub" else comps.spec.location,
-            "family": comps.family.label,
-            "pipeline_class": comps.family.pipeline_class,
-            "images": len(plan.items),
-            "schedule": plan.schedule.explain,
-            "rank": config.rank,
-            "alpha": config.lora_alpha,
-            "lr": config.lr,
-            "lr_scheduler": config.lr_scheduler,
-            "batch_size": config.batch_size,
-            "resolution": config.resolution,
-            "seed": config.seed,
-            "step": step,
-            "total_steps": total_steps,
-            "final_loss": loss,
-        },
-    )

@@ -52,3 +52,14 @@ class StopSignal:
         if self._event.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C means now
         self.request(f"received {signal.Signals(signum).name}")
+
+
+def agreed_stop(accelerator, stop: StopSignal) -> bool:
+    """Whether any process was asked to stop (all processes must stop at the same step)."""
+    requested = stop.requested
+    if accelerator.num_processes == 1:
+        return requested
+    import torch
+
+    flag = torch.tensor([1.0 if requested else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, "max").item() > 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Spare images only when the dataset has enough: at 20+ images one in twenty, at most four.
@@ -116,3 +117,35 @@ def overtraining_step(history: list[tuple[int, float]]) -> int | None:
     risen = [loss > best * (1 + RISE_TOLERANCE) for _, loss in after[-2:]]
     increasing = after[-1][1] >= after[-2][1] * (1 - RISE_TOLERANCE / 2)
     return history[best_index][0] if all(risen) and increasing else None
+
+
+def validation_set(plan: Any, config: Any, vae, device, cache: dict) -> ValidationSet | None:
+    """A run's validation images: held-out ones when the plan has them, else up to eight
+    training images (their cached latents when there are some)."""
+    import torch
+
+    from loratui.engine.data.latents import encode_item
+    from loratui.engine.data.prompts import with_trigger
+
+    if config.validation == "off":
+        return None
+    held_out = bool(plan.validation_items)
+    items = plan.validation_items if held_out else plan.items[:8]
+    latents = []
+    for item in items:
+        mean, _ = cache[item.index] if (not held_out and item.index in cache) else encode_item(vae, item, device)
+        latents.append(mean * vae.config.scaling_factor)
+    captions = [with_trigger(plan.caption_for(i), config.trigger) for i in items]
+    sizes = torch.tensor([i.size_conditioning() for i in items]) if items else None
+    return ValidationSet(latents, captions, held_out, config.seed, sizes)
+
+
+def load_history(run_dir: Path) -> list[tuple[int, float]]:
+    """The validation losses a run folder's validation.json holds (none if it is unreadable)."""
+    import json
+
+    try:
+        data = json.loads((run_dir / "validation.json").read_text())
+        return [(int(a), float(b)) for a, b in data.get("history", [])]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []

@@ -1,0 +1,158 @@
+"""What a run writes as it goes: step LoRA files with resume checkpoints, the final LoRA in
+both formats, and the run card; and reading the newest checkpoint back on ``--resume``.
+
+A full or read-only disk during any of these becomes one clear, resumable error.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loratui.engine.config import RunConfig
+from loratui.engine.errors import RunError
+from loratui.engine.events import CheckpointSaved, EventBus, WarningRaised
+from loratui.engine.export import lora_files as export
+from loratui.engine.export.metadata import run_metadata
+from loratui.engine.export.runcard import progress_strip, write_run_card
+from loratui.engine.families.models import Components
+from loratui.engine.planning.run_plan import RunPlan
+from loratui.engine.train import checkpoint as ckpt
+from loratui.engine.train import lora
+
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def guard_disk(run_dir: Path, step: int, write):
+    """Run ``write``; a full or read-only disk becomes one clear, resumable error."""
+    try:
+        return write()
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        raise RunError(
+            f"{run_dir}: could not save step {step}: {exc.strerror or exc}",
+            "free disk space or fix the folder's permissions, then loratui train --resume " + str(run_dir),
+        ) from None
+
+
+@dataclass
+class RunWriter:
+    """Writes one run's files; the trained models are read at each write, by component name."""
+
+    run_dir: Path
+    config: RunConfig
+    plan: RunPlan
+    comps: Components
+    accelerator: Any
+    trained: dict  # component name -> model with adapters ("unet", "text_encoder"…)
+    total_steps: int
+    started_at: float
+    optimizer_name: str
+    bus: EventBus
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def adapters(self) -> dict[str, dict]:
+        """Each trained component's adapter weights (peft keys), by component name."""
+        return {n: lora.lora_state_dict(self.accelerator.unwrap_model(m)) for n, m in self.trained.items()}
+
+    def save(self, step: int, optimizer, lr_scheduler) -> Path:
+        """A step LoRA file (kohya format) and a resume checkpoint."""
+        return guard_disk(self.run_dir, step, lambda: self._save(step, optimizer, lr_scheduler))
+
+    def final(self, step: int) -> Path:
+        """The finished LoRA: ``RUN_DIR/NAME.safetensors`` (kohya) and ``diffusers/``."""
+        return guard_disk(self.run_dir, step, lambda: self._final(step))
+
+    def _lora_file(self, stem: str, step: int, fault_point: str = "") -> tuple[Path, dict]:
+        adapters = self.adapters()
+        meta = run_metadata(self.config, self.plan, self.comps, step, self.total_steps, self.started_at, stem,
+                            self.optimizer_name)
+        tensors = export.to_kohya(self.comps.family, adapters, self.config.lora_alpha, self.config.save_precision)
+        path = export.save_kohya(self.run_dir / f"{stem}.safetensors", tensors, meta, fault_point=fault_point)
+        return path, adapters
+
+    def _save(self, step: int, optimizer, lr_scheduler) -> Path:
+        path, adapters = self._lora_file(f"{self.name}-step{step:06d}", step)
+        flat = {f"{component}.{k}": v for component, state in adapters.items() for k, v in state.items()}
+        scaler = self.accelerator.scaler.state_dict() if getattr(self.accelerator, "scaler", None) else None
+        ckpt.save_checkpoint(
+            self.run_dir / "checkpoints",
+            ckpt.TrainerState(
+                step, step * self.config.grad_accum, flat, optimizer.state_dict(), lr_scheduler.state_dict(),
+                scaler, {"total_steps": self.total_steps, "seed": self.config.seed},
+            ),
+            self.config.keep_checkpoints,
+        )
+        self.bus.emit(CheckpointSaved(str(path), step))
+        return path
+
+    def _final(self, step: int) -> Path:
+        final, adapters = self._lora_file(self.name, step, fault_point="export")
+        metas = {n: lora.adapter_metadata(self.accelerator.unwrap_model(m)) for n, m in self.trained.items()}
+        export.save_diffusers(self.run_dir / "diffusers", self.comps.family, adapters, metas,
+                              self.config.save_precision)
+        return final
+
+    def restore(self, optimizer, lr_scheduler) -> int:
+        """Load the newest intact checkpoint; the step it was saved at (0 when there is none)."""
+        saved, note = ckpt.load_latest(self.run_dir / "checkpoints")
+        if note:  # latest.json was lost or names a deleted folder: say which checkpoint we took
+            self.bus.emit(WarningRaised(note))
+        if saved is None:
+            # stopped before its first save: every draw derives from the seed, so starting over
+            # from step 0 gives exactly the run that was lost
+            return 0
+        by_component: dict[str, dict] = {}
+        for key, value in saved.adapters.items():
+            component, _, rest = key.partition(".")
+            by_component.setdefault(component, {})[rest] = value
+        for component, model in self.trained.items():
+            if component in by_component:
+                lora.load_lora_state_dict(self.accelerator.unwrap_model(model), by_component[component])
+        optimizer.load_state_dict(saved.optimizer)
+        lr_scheduler.load_state_dict(saved.scheduler)
+        if saved.scaler is not None and getattr(self.accelerator, "scaler", None):
+            self.accelerator.scaler.load_state_dict(saved.scaler)
+        return saved.step
+
+    def card(self, step: int, loss: float | None, status: str, recommended: dict | None = None,
+             history: list | None = None, healed: list | None = None) -> None:
+        """README.md in the run folder: what was trained and how to use it."""
+        config, plan, comps = self.config, self.plan, self.comps
+        strip = progress_strip(self.run_dir) if status == "finished" else None
+        write_run_card(
+            self.run_dir,
+            {
+                "progress": "samples/progress-0.png" if strip else None,
+                "healed": healed or [],
+                "recommendation": recommended,
+                "run_dir": str(self.run_dir),
+                "validation": history or [],
+                "held_out": [i.record.rel for i in plan.validation_items],
+                "name": self.name,
+                "status": status,
+                "trigger": config.trigger,
+                "preset": config.preset,
+                "base_model": comps.spec.name if comps.spec.kind != "hub" else comps.spec.location,
+                "family": comps.family.label,
+                "pipeline_class": comps.family.pipeline_class,
+                "images": len(plan.items),
+                "schedule": plan.schedule.explain,
+                "rank": config.rank,
+                "alpha": config.lora_alpha,
+                "lr": config.lr,
+                "lr_scheduler": config.lr_scheduler,
+                "batch_size": config.batch_size,
+                "resolution": config.resolution,
+                "seed": config.seed,
+                "step": step,
+                "total_steps": self.total_steps,
+                "final_loss": loss,
+            },
+        )
