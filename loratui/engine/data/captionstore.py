@@ -1,9 +1,13 @@
 """The caption store: one API over sidecar ``.txt`` files, ``metadata.csv`` and repeat folders.
 
 Every edit is safe: writes are atomic (temp file, fsync, rename), and every operation, one
-caption or a bulk edit, is recorded in a journal (``FOLDER/.loratui/journal.json``) before any
-file changes, so it can be undone and redone, even after a crash half-way through. The journal
-keeps each file's exact bytes before and after, so undo restores a file byte for byte. Nothing
+caption or a bulk edit, is recorded in a journal before any file changes, so it can be undone
+and redone, even after a crash half-way through. The journal keeps each file's exact bytes
+before and after, so undo restores a file byte for byte. It lives in the user state dir
+(``journals/KEY/journal.json``, KEY from the folder's absolute path), never in the dataset,
+which holds only the user's images and captions (older versions kept it in
+``FOLDER/.loratui/``; such a journal is moved out on first use). An edit changes only the
+caption text: the file's BOM, trailing line ending, mode and owner stay as they were. Nothing
 outside the dataset folder is ever read or written through a caption path, and no file is
 written through a symbolic link.
 
@@ -14,7 +18,9 @@ the row is updated in the same operation, so the two never disagree after an edi
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -25,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from loratui.engine import atomic
+from loratui.engine import atomic, paths
 from loratui.engine.data.dataset import METADATA_NAME, is_inside, iter_image_paths, read_metadata_csv, repeats_for
 from loratui.engine.errors import DatasetError
 from loratui.engine.data.tags import dedupe_tags, join_tags, normalise_tag, split_tags, with_trigger_first
 
-JOURNAL_DIR = ".loratui"
+JOURNAL_DIR = ".loratui"  # where older versions kept the journal, inside the dataset
 JOURNAL_NAME = "journal.json"
 JOURNAL_VERSION = 1
 MAX_HISTORY = 200  # operations kept for undo; the oldest are forgotten first
@@ -112,6 +118,24 @@ def _write_error(exc: OSError, where: Path) -> DatasetError:
     )
 
 
+def journal_path(folder: Path) -> Path:
+    """Where the undo journal of dataset ``folder`` is kept: in the user state dir, keyed by
+    the folder's absolute path (links resolved, so two ways to one folder share one history)."""
+    key = hashlib.sha256(os.fsencode(str(folder.resolve()))).hexdigest()[:20]
+    return paths.state_dir() / "journals" / key / JOURNAL_NAME
+
+
+def keep_framing(before: bytes | None, text: bytes) -> bytes:
+    """``text`` framed as the file it replaces was: its UTF-8 BOM and its line ending at the
+    end (or their absence) kept, so an edit changes only the caption text."""
+    if before is None:
+        return text
+    bom = b"\xef\xbb\xbf" if before.startswith(b"\xef\xbb\xbf") else b""
+    stripped = before.rstrip(b" \t")
+    ending = next((e for e in (b"\r\n", b"\n", b"\r") if stripped.endswith(e)), b"")
+    return bom + text + (ending if text else b"")
+
+
 def clean_caption(text: str) -> str:
     """A caption as stored: surrounding whitespace trimmed (kohya strips it too), and line
     breaks as ``\n``: a bare ``\r`` would not survive a CSV reader in text mode."""
@@ -129,7 +153,8 @@ class CaptionStore:
         self.notes: list[str] = []  # things the user should be told (a broken metadata.csv, …)
         self._journal_notes: list[str] = []
         self._entries: dict[str, CaptionEntry] = {}
-        self._journal_path = root / JOURNAL_DIR / JOURNAL_NAME
+        self._folder_key = str(root.resolve())
+        self._journal_path = journal_path(root)
         self._done: list[_Op] = []
         self._undone: list[_Op] = []
         self._load_journal()
@@ -362,7 +387,7 @@ class CaptionStore:
             self._check_writable(sidecar_rel)
             path = self.root / sidecar_rel
             before = path.read_bytes() if path.is_file() else None
-            after = text.encode("utf-8")
+            after = keep_framing(before, text.encode("utf-8"))
             if before != after:
                 changes.append(_Change(sidecar_rel, before, after))
             if rel in self._metadata_rows and self._metadata_rows[rel] != text:
@@ -448,8 +473,8 @@ class CaptionStore:
                     continue  # already so (a resumed or rolled-back op): no needless write
                 if data is None:
                     path.unlink()
-                else:
-                    atomic.write_bytes(path, data)
+                else:  # a caption is the user's file: its mode and owner stay as they were
+                    atomic.write_bytes(path, data, keep_owner=True)
             except (OSError, DatasetError):
                 if not best_effort:
                     raise
@@ -468,22 +493,42 @@ class CaptionStore:
             raise DatasetError(f"{rel}: not a caption file", "loratui keeps its journal there")
 
     def _load_journal(self) -> None:
-        if not self._journal_path.is_file():
-            return
+        legacy = self.root / JOURNAL_DIR / JOURNAL_NAME
+        source = self._journal_path
+        if not source.is_file():
+            if not (legacy.is_file() and not legacy.is_symlink()):
+                return
+            source = legacy  # an older version's journal, inside the dataset: moved out below
         try:
-            data = json.loads(self._journal_path.read_text(encoding="utf-8"))
+            data = json.loads(source.read_text(encoding="utf-8"))
             if data.get("version") != JOURNAL_VERSION:
                 raise ValueError("unknown version")
+            if source == self._journal_path and data.get("folder", self._folder_key) != self._folder_key:
+                raise ValueError("it belongs to another folder")
             self._done = [_Op.from_json(o) for o in data["done"]]
             self._undone = [_Op.from_json(o) for o in data["undone"]]
         except (ValueError, KeyError, TypeError, OSError) as exc:
             # The captions are safe on disk; only the undo history is lost, and we say so.
-            self._journal_notes.append(f"{self._journal_path}: unreadable undo history ({exc}); starting a new one")
+            self._journal_notes.append(f"{source}: unreadable undo history ({exc}); starting a new one")
             self._done, self._undone = [], []
+            return
+        if source == legacy:
+            self._move_out(legacy)
+
+    def _move_out(self, legacy: Path) -> None:
+        """Keep an older version's journal in the state dir and take it out of the dataset."""
+        try:
+            self._save_journal()
+        except OSError:
+            return  # the state dir is not writable now: read it from the dataset again next time
+        with contextlib.suppress(OSError):
+            legacy.unlink()
+            legacy.parent.rmdir()  # only when nothing else is in it
 
     def _save_journal(self) -> None:
         data = {
             "version": JOURNAL_VERSION,
+            "folder": self._folder_key,
             "done": [op.to_json() for op in self._done],
             "undone": [op.to_json() for op in self._undone],
         }
