@@ -197,3 +197,20 @@ def test_missing_model_fails_before_any_run_output(tmp_path, small_dataset):
         train(cfg, tmp_path / "r")
     assert json.loads((tmp_path / "r" / "state.json").read_text())["status"] == "failed"
     assert not list((tmp_path / "r").glob("*.safetensors"))
+
+
+def test_sample_and_validation_passes_show_progress_and_count_in_the_eta(tmp_path, small_dataset):
+    """The live view must not freeze during these passes (they can be half of a short run), and
+    the ETA must include the ones still to come."""
+    events: list = []
+    cfg = tiny_config(small_dataset, tmp_path, steps=6, save_every=2, sample_every=3, sample_steps=2)
+    train(cfg, tmp_path / "run", [events.append])
+    phases = [(e.phase, e.done, e.total) for e in events if e.event == "phase" and e.phase != "loading model"]
+    n = len(cfg.sample_prompts or []) or max(t for p, _, t in phases if p == "sampling")
+    sampling = [(d, t) for p, d, t in phases if p == "sampling"]
+    assert sampling == [(d, n) for d in range(n + 1)] * 2  # at steps 3 and 6, one event per image
+    assert [(d, t) for p, d, t in phases if p == "validating"] == [(0, 1), (1, 1)] * 3  # steps 2, 4, 6
+    steps = {e.step: e for e in events if isinstance(e, StepLogged)}
+    at4 = steps[4]  # a sample pass and a validation pass are still to come
+    assert at4.eta_s > (6 - 4) / at4.it_per_s
+    assert steps[6].eta_s == 0

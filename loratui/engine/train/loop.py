@@ -169,6 +169,7 @@ class TrainingRun:
         self.history: list[tuple[int, float]] = []  # validation loss by step
         self.warned_overtraining = False
         self.done: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, images, passes) per step
+        self.pass_seconds: dict[str, deque[float]] = {"sampling": deque(maxlen=5), "validating": deque(maxlen=5)}
 
     def run(self) -> RunResult:
         self.setup()
@@ -258,6 +259,9 @@ class TrainingRun:
 
         self.latent_cache: dict[int, tuple[Any, Any]] = {}
         self.sampling = self.config.sample_interval > 0
+        config = self.config
+        self.prompts = config.sample_prompts or default_prompts(
+            get_preset(config.preset).sample_prompts, config.trigger, self.plan.caption_for(self.plan.items[0]))
         if self.config.cache_latents:
             with self.accelerator.main_process_first():  # rank 0 fills the disk cache, the others read it
                 self.latent_cache = cache_latents(self.plan, self.vae, self.device, self.bus,
@@ -429,7 +433,7 @@ class TrainingRun:
                 loss=loss,
                 lr=self.lr_scheduler.get_last_lr()[0],
                 it_per_s=it_per_s,
-                eta_s=(total - step) / it_per_s,
+                eta_s=(total - step) / it_per_s + self.checks_left_seconds(),
                 mem_used=mem.used,
                 mem_peak=mem.peak,
                 mem_total=mem.total,
@@ -438,6 +442,19 @@ class TrainingRun:
         )
 
     # -- what happens between steps: samples, validation, saves, stops --------------------------
+
+    def checks_left_seconds(self) -> float:
+        """The time the sample and validation passes still to come will take, at the pace of the
+        ones done so far (they can be half of a short run: an ETA must count them)."""
+        config, total = self.config, self.total_steps
+        ahead = range(self.step + 1, total + 1)
+        counts = {
+            "sampling": sum(1 for s in ahead if s % config.sample_interval == 0 or s == total) if self.sampling else 0,
+            "validating": sum(1 for s in ahead if (config.save_every and s % config.save_every == 0) or s == total)
+            if self.validation is not None and self.main else 0,
+        }
+        return sum(n * (sum(self.pass_seconds[k]) / len(self.pass_seconds[k]))
+                   for k, n in counts.items() if n and self.pass_seconds[k])
 
     def checks_and_saves(self) -> bool:
         """Samples, validation and a checkpoint when due; True when the run is to stop here."""
@@ -458,6 +475,8 @@ class TrainingRun:
         """The validation loss at this step, and a warning the first time it says over-training."""
         if self.validation is None or not self.main:
             return
+        tic = time.perf_counter()
+        self.bus.emit(PhaseProgress("validating", 0, 1))
         model = self.accelerator.unwrap_model(self.unet)  # no collectives: only rank 0 validates
         model.eval()
         with self.accelerator.autocast():
@@ -467,6 +486,8 @@ class TrainingRun:
         self.history.append((self.step, loss))
         atomic.write_json(self.run_dir / "validation.json",
                           {"held_out": self.validation.held_out, "history": self.history})
+        self.bus.emit(PhaseProgress("validating", 1, 1))
+        self.pass_seconds["validating"].append(time.perf_counter() - tic)
         self.bus.emit(ValidationLogged(self.step, loss, len(self.validation.latents), self.validation.held_out))
         best = overtraining_step(self.history)
         if best is not None and not self.warned_overtraining:
@@ -478,9 +499,9 @@ class TrainingRun:
     def take_samples(self) -> None:
         if not self.main:
             return
-        config = self.config
-        prompts = config.sample_prompts or default_prompts(
-            get_preset(config.preset).sample_prompts, config.trigger, self.plan.caption_for(self.plan.items[0]))
+        tic = time.perf_counter()
+        config, prompts = self.config, self.prompts
+        self.bus.emit(PhaseProgress("sampling", 0, len(prompts)))
         modules = {**self.comps.modules, **{n: self.accelerator.unwrap_model(m) for n, m in self.trained.items()}}
         pipe = build_pipeline(self.family, modules, self.comps.tokenizers, self.noise_scheduler.config)
         pipe.unet.eval()
@@ -490,7 +511,9 @@ class TrainingRun:
                                config.sample_steps)
             path = save_png(image, self.run_dir / "samples" / f"step{self.step:06d}-{n}.png")
             self.bus.emit(SampleSaved(str(path), self.step))
+            self.bus.emit(PhaseProgress("sampling", n + 1, len(prompts)))
         pipe.unet.train()
+        self.pass_seconds["sampling"].append(time.perf_counter() - tic)
 
     # -- the end ---------------------------------------------------------------------------------
 
