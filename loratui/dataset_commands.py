@@ -32,17 +32,22 @@ def check_command(
     preset: Annotated[Optional[str], typer.Option(help="person | style | pet: judge the image count for it.")] = None,
     trigger: Annotated[Optional[str], typer.Option(help="The trigger word every caption should contain.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON (stable codes).")] = False,
+    resolution: Annotated[Optional[int], typer.Option(
+        min=8, max=8192, help="The training resolution to judge image sizes by (default 512); "
+        "`train` at that resolution skips the images this calls errors.")] = None,
 ) -> None:
     """Lint a dataset before training: bad files, duplicates, blur, captions. Exit 1 on errors."""
     from rich.console import Console
 
     from loratui.engine.errors import LoratuiError
     from loratui.engine.data.lint import check
+    from loratui.engine.data.lint_rules import DEFAULT_THRESHOLDS, thresholds_for
 
     err = Console(stderr=True)
+    limits = thresholds_for(resolution) if resolution else DEFAULT_THRESHOLDS
     try:
         with _progress(err, "checking") as on_progress:
-            report = check(folder, preset=preset, trigger=trigger, on_progress=on_progress)
+            report = check(folder, preset=preset, trigger=trigger, on_progress=on_progress, thresholds=limits)
     except LoratuiError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:

@@ -75,11 +75,18 @@ def test_threaded_cache_gives_the_bits_of_encoding_one_by_one(demo_dataset, tmp_
     assert counts[0] == (0, len(plan.items)) and counts[-1] == (len(plan.items), len(plan.items))
 
 
-def test_an_image_that_fails_to_decode_stops_caching_with_its_name(demo_dataset, tmp_path, tiny_vae):
+def test_an_image_that_fails_to_decode_is_skipped_with_a_warning_naming_it(demo_dataset, tmp_path, tiny_vae):
+    """One policy for a bad image (issue 14): skipped and named, as planning skips a bad header."""
     folder = tmp_path / "data"
     shutil.copytree(demo_dataset, folder)
     plan = plan_run(tiny_config(folder, tmp_path))
+    count = len(plan.items)
     broken = sorted(folder.glob("*.png"))[5]
     broken.write_bytes(broken.read_bytes()[:120])  # damaged after planning (a sync still copying it)
-    with pytest.raises(DatasetError, match=broken.name):
-        cache_latents(plan, tiny_vae, CPU, EventBus([]), use_disk=False, readers=2)
+    events: list = []
+    cache = cache_latents(plan, tiny_vae, CPU, EventBus([events.append]), use_disk=False, readers=2)
+    warnings = [e.message for e in events if e.event == "warning"]
+    assert len(warnings) == 1 and broken.name in warnings[0] and "not trained" in warnings[0], warnings
+    assert len(plan.items) == count - 1 and broken.name not in {i.record.rel for i in plan.items}
+    assert sorted(cache) == [i.index for i in plan.items] == list(range(count - 1))
+    assert sorted({i for b in plan.batches.epoch_batches(0) for i in b}) == list(range(count - 1))

@@ -185,7 +185,7 @@ class CaptionStore:
         if sidecar.is_file() and is_inside(sidecar, self.root):
             try:
                 text = sidecar.read_bytes().decode("utf-8-sig")
-            except UnicodeDecodeError:
+            except (UnicodeDecodeError, OSError):  # another encoding, or no permission to read it
                 return CaptionEntry(rel, image, None, "unreadable", repeats)
             return CaptionEntry(rel, image, clean_caption(text), "sidecar", repeats)
         if from_csv is not None:
@@ -386,7 +386,11 @@ class CaptionStore:
             sidecar_rel = PurePosixPath(rel).with_suffix(".txt").as_posix()
             self._check_writable(sidecar_rel)
             path = self.root / sidecar_rel
-            before = path.read_bytes() if path.is_file() else None
+            try:
+                before = path.read_bytes() if path.is_file() else None
+            except OSError as exc:  # undo needs the old bytes: never replace what we cannot read
+                raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})",
+                                   "nothing was changed; fix its permissions and try again") from None
             after = keep_framing(before, text.encode("utf-8"))
             if before != after:
                 changes.append(_Change(sidecar_rel, before, after))

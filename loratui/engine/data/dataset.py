@@ -105,7 +105,18 @@ def iter_image_paths(folder: Path, skipped: list[str] | None = None) -> list[Pat
     given, a note naming each of them is appended to it.
     """
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:
+        # os.walk skips a folder it cannot list without a word: the user must hear of it
+        where = Path(exc.filename) if exc.filename else folder
+        if where == folder:
+            raise DatasetError(f"{folder}: cannot be read ({exc.strerror or exc})",
+                               "fix its permissions (chmod u+rx) or pass another folder")
+        if skipped is not None:
+            skipped.append(f"skipped {where.relative_to(folder).as_posix()}/: a folder that cannot be read "
+                           f"({exc.strerror or exc}); none of its images are trained")
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith(".") or not is_image_name(name):
@@ -145,6 +156,10 @@ def read_sidecar(image: Path, folder: Path | None = None) -> str | None:
     try:
         # bytes.decode is strict at the end of the data; read_text drops a cut-off BOM
         return sidecar.read_bytes().decode("utf-8-sig").strip()
+    except OSError as exc:  # no permission, an I/O error: the same answer as for an image
+        raise DatasetError(
+            f"{sidecar}: caption cannot be read ({exc.strerror or exc})", "fix its permissions or delete it"
+        ) from None
     except UnicodeDecodeError as exc:
         raise DatasetError(
             f"{sidecar}: caption is not UTF-8 text", "re-save it as UTF-8 or delete it"
@@ -166,6 +181,8 @@ def read_metadata_csv(folder: Path) -> dict[str, str]:
         # bytes, not read_text(): newline translation would rewrite \r inside quoted captions;
         # utf-8-sig because a BOM from Excel is not part of the header
         text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})", "fix its permissions or delete it") from None
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text", "re-save it as UTF-8 CSV") from exc
     try:

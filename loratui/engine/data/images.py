@@ -57,12 +57,16 @@ def cover_size(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int,
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) after EXIF orientation, read from the header only."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-            orientation = im.getexif().get(_ORIENTATION, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size rule decides
+            with Image.open(path) as im:
+                width, height = im.size
+                orientation = im.getexif().get(_ORIENTATION, 1)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetError(
             f"{path}: cannot read this image ({exc.__class__.__name__})",

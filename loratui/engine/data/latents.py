@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from loratui.engine.events import EventBus, PhaseProgress
+from loratui.engine.errors import DatasetError
+from loratui.engine.events import EventBus, PhaseProgress, WarningRaised
 from loratui.engine.planning.run_plan import RunPlan
 
 T = TypeVar("T")
@@ -72,12 +73,14 @@ def cache_latents(plan: RunPlan, vae, device, bus: EventBus, use_disk: bool,
     disk = LatentDiskCache(vae_fingerprint(vae)) if use_disk else None
 
     def look_up(item) -> tuple[Any, Any, Any]:
-        """(disk entry, cached posterior or None, pixels to encode or None)"""
+        """(disk entry, cached posterior or None, pixels to encode, or the DatasetError that
+        reading them raised: an image whose header was fine but whose data is not)"""
         entry = disk.entry(item.record.path, item.bucket) if disk else None
         hit = disk.read(entry) if disk else None
-        return entry, hit, (read_pixels(item) if hit is None else None)
+        return entry, hit, (readable_pixels(item) if hit is None else None)
 
     cache: dict[int, tuple[Any, Any]] = {}
+    unreadable: dict[int, str] = {}
     total = len(plan.items)
     every = max(1, total // 50)
     readers = readers or reader_count()
@@ -85,14 +88,59 @@ def cache_latents(plan: RunPlan, vae, device, bus: EventBus, use_disk: bool,
     with ThreadPoolExecutor(readers, thread_name_prefix="loratui-read") as pool, \
             closing(read_ahead(pool, look_up, plan.items, window=2 * readers)) as looked_up:
         for n, (item, (entry, hit, pixels)) in enumerate(zip(plan.items, looked_up), 1):
-            if hit is None:
+            if isinstance(pixels, DatasetError):
+                unreadable[item.index] = pixels.message.removeprefix(f"{item.record.path}: ")
+            elif hit is None:
                 hit = encode_pixels(vae, pixels, device)
                 if disk:
                     disk.write(entry, *hit)
-            cache[item.index] = hit
+            if hit is not None:
+                cache[item.index] = hit
             if n % every == 0 or n == total:
                 bus.emit(PhaseProgress("caching latents", n, total))
+        held_out = [item for item in plan.validation_items if isinstance(readable_pixels(item), DatasetError)]
+    if unreadable or held_out:
+        cache = drop_unreadable(plan, cache, unreadable, {i.index for i in held_out}, bus)
     return cache
+
+
+def readable_pixels(item) -> Any:
+    """``read_pixels(item)``, or the DatasetError that says why the image cannot be read."""
+    try:
+        return read_pixels(item)
+    except DatasetError as exc:
+        return exc
+
+
+def drop_unreadable(plan: RunPlan, cache: dict[int, tuple[Any, Any]], unreadable: dict[int, str],
+                    held_out: set[int], bus: EventBus) -> dict[int, tuple[Any, Any]]:
+    """Take the images that could not be decoded (a truncated JPEG: its header is whole, so
+    planning kept it) out of ``plan``, as planning skips the ones whose header is broken: each
+    is a warning naming it, and the run goes on with the others. Items are numbered again and
+    the batches rebuilt; the same images fail on ``--resume``, so it sees the same order."""
+    from dataclasses import replace
+
+    from loratui.engine.data.batches import BatchPlan
+
+    named = {item.index: item.record.rel for item in plan.items}
+    for index, message in unreadable.items():
+        note = f"skipped {named[index]}: {message}; found while caching latents, not trained"
+        plan.warnings.append(note)
+        bus.emit(WarningRaised(note))
+    kept = [item for item in plan.items if item.index not in unreadable]
+    if not kept:
+        raise DatasetError(f"{plan.dataset.folder}: none of the images can be read", "run `loratui check` on it")
+    renumbered = {item.index: n for n, item in enumerate(kept)}
+    plan.items = [replace(item, index=renumbered[item.index]) for item in kept]
+    plan.batches = BatchPlan(plan.items, plan.batches.batch_size, plan.batches.seed)
+    for item in plan.validation_items:
+        if item.index in held_out:
+            note = f"skipped {item.record.rel}: cannot read this image; held back for validation, not used"
+            plan.warnings.append(note)
+            bus.emit(WarningRaised(note))
+    plan.validation_items = [replace(item, index=n) for n, item in
+                             enumerate(i for i in plan.validation_items if i.index not in held_out)]
+    return {renumbered[index]: value for index, value in cache.items()}
 
 
 def sample_latents(plan: RunPlan, indices: list[int], cache: dict, vae, gen) -> Any:

@@ -29,6 +29,7 @@ from loratui.engine.data.lint_rules import (
     RULES,
     WARNING,
     Thresholds,
+    size_finding,
 )
 from loratui.engine.data.tags import has_trigger
 
@@ -191,7 +192,14 @@ def display_name(name: str) -> str:
 
 def _walk(scan: _Scan) -> None:
     root = scan.root
-    for dirpath, dirs, files in os.walk(root, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:  # os.walk would skip the folder silently
+        where = Path(exc.filename) if exc.filename else root
+        rel = display_name(where.relative_to(root).as_posix()) if where != root else FOLDER_PATH
+        scan.add(rel + ("/" if where != root else ""), "unreadable_folder",
+                 f"cannot be read ({exc.strerror or exc}); none of its images are checked or trained")
+
+    for dirpath, dirs, files in os.walk(root, onerror=unreadable, followlinks=False):
         base = Path(dirpath)
         kept_dirs = []
         for d in sorted(dirs):
@@ -388,26 +396,20 @@ def _header_pass(scan: _Scan, t: Thresholds, progress: ProgressFn) -> None:
             im.readable = False
             scan.add(im.rel, "corrupt_image", f"the header cannot be read ({_short(exc)})")
             continue
-        pixels = im.width * im.height
-        if pixels > t.max_pixels:
+        finding = size_finding(im.width, im.height, t)  # the training scan's rule too
+        if finding is not None and finding[0] == "decompression_bomb":
             im.readable = False
-            scan.add(
-                im.rel,
-                "decompression_bomb",
-                f"{im.width}x{im.height} is {pixels / 1e6:.0f} megapixels (limit {t.max_pixels / 1e6:.0f}); not decoded",
-            )
+            scan.add(im.rel, finding[0], finding[2])
             continue
         im.decodable = True
         if animated:
             scan.add(im.rel, "animated_image", f"an animated {fmt}; only the first frame is trained")
         short = min(im.width, im.height)
-        if short < t.min_short_side:
-            severity = ERROR if short < t.min_short_side_error else WARNING
+        if finding is not None:
+            code, severity, message = finding
             if severity == ERROR:
                 im.readable = False
-            scan.add(
-                im.rel, "too_small", f"{im.width}x{im.height}: the short side is under {t.min_short_side} px", severity
-            )
+            scan.add(im.rel, code, message, severity)
         ratio = max(im.width, im.height) / max(1, short)
         if ratio > t.max_aspect_ratio:
             scan.add(im.rel, "extreme_aspect_ratio", f"{im.width}x{im.height} is {ratio:.1f}:1")

@@ -6,7 +6,7 @@ Codes are stable (DESIGN.md): add new ones, never rename.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 ERROR = "error"
 WARNING = "warning"
@@ -41,6 +41,7 @@ _RULES = [
     Rule("caption_too_long", WARNING, "caption over CLIP's 75 tokens", "shorten it; CLIP never sees the rest"),
     Rule("trigger_missing", WARNING, "trigger word missing", "run `loratui caption FOLDER --trigger WORD` or add it by hand"),
     Rule("unsafe_path", ERROR, "outside the dataset folder", "copy the file into the folder instead of linking to it"),
+    Rule("unreadable_folder", ERROR, "folder cannot be read", "fix its permissions (chmod a+rx), or move the images out of it"),
     Rule("non_utf8_filename", WARNING, "file name is not UTF-8", "rename it; other tools and metadata.csv cannot name it"),
     Rule("ignored_file", WARNING, "not a trainable format", "convert it to PNG or JPEG if it should be trained on"),
     Rule("too_few_images", WARNING, "too few images", "add more varied photos of the subject"),
@@ -98,6 +99,28 @@ class Thresholds:
 
 
 DEFAULT_THRESHOLDS = Thresholds()
+
+
+def thresholds_for(resolution: int, base: Thresholds = DEFAULT_THRESHOLDS) -> Thresholds:
+    """The thresholds for a run at ``resolution``: an image is too small for *this* run when its
+    short side is under the training resolution, and an error under half of it (at 512, the
+    defaults). ``loratui check --resolution R`` and a run at R judge images alike."""
+    return replace(base, min_short_side=resolution, min_short_side_error=max(1, resolution // 2))
+
+
+def size_finding(width: int, height: int, t: Thresholds) -> tuple[str, str, str] | None:
+    """(code, severity, message) for an image of ``width`` x ``height`` that is too large to
+    decode or too small to train on, or None. The one rule for ``check``'s header pass and for
+    the training scan, which skips every image it calls an error."""
+    pixels = width * height
+    if pixels > t.max_pixels:
+        return ("decompression_bomb", ERROR,
+                f"{width}x{height} is {pixels / 1e6:.0f} megapixels (limit {t.max_pixels / 1e6:.0f}); not decoded")
+    short = min(width, height)
+    if short < t.min_short_side:
+        severity = ERROR if short < t.min_short_side_error else WARNING
+        return "too_small", severity, f"{width}x{height}: the short side is under {t.min_short_side} px"
+    return None
 
 # Files that look like images but are not trained on (only IMAGE_EXTENSIONS are).
 OTHER_IMAGE_EXTENSIONS = frozenset({".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".ico", ".tga"})

@@ -10,6 +10,7 @@ from loratui.engine.config import RunConfig
 from loratui.engine.data.dataset import REPEAT_FOLDER, Dataset, scan
 from loratui.engine.errors import ConfigError, DatasetError, LoratuiError
 from loratui.engine.data.images import image_size
+from loratui.engine.data.lint_rules import ERROR, size_finding, thresholds_for
 from loratui.engine.planning.presets import Schedule, derive_schedule, get_preset
 from loratui.engine.validate.validation import holdout_count, pick_holdout
 
@@ -46,14 +47,26 @@ def plan_run(config: RunConfig) -> RunPlan:
     buckets = make_buckets(config.resolution, config.buckets)
     items: list[TrainItem] = []
     warnings = list(dataset.notes)
+    limits = thresholds_for(config.resolution)  # `loratui check --resolution R` applies the same
+    wrong_size = 0
     for record in dataset.images:
         try:
             width, height = image_size(record.path)
         except LoratuiError as exc:
             warnings.append(f"skipped {record.rel}: {exc.message}")
             continue
+        finding = size_finding(width, height, limits)
+        if finding is not None and finding[1] == ERROR:  # what check calls an error is not trained
+            warnings.append(f"skipped {record.rel}: {finding[2]} ({finding[0]}; not trained)")
+            wrong_size += 1
+            continue
         bucket = nearest_bucket(width, height, buckets)
         items.append(TrainItem(len(items), record, bucket, record.repeats, (width, height)))
+    if not items and wrong_size:
+        raise DatasetError(
+            f"{dataset.folder}: none of the images can be trained at {config.resolution} px "
+            f"({wrong_size} too small or too large, {len(dataset.images) - wrong_size} unreadable)",
+            f"run `loratui check --resolution {config.resolution}` on it, or lower --resolution")
     if not items:
         raise DatasetError(f"{dataset.folder}: none of the images can be read", "run `loratui check` on it")
     held = pick_holdout(len(items), holdout_count(len(items), config.validation), config.seed)
