@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -114,6 +115,23 @@ class LoratuiApp(App[str | None]):
             self.push_screen(RunScreen(run_dir=self.run_dir))
         else:
             self.goto(self.start)
+
+    # -- keys that arrive while the focus moves ------------------------------------------------
+
+    def on_key(self, event: events.Key) -> None:
+        # A key reaches the app only when the widget it was sent to did not take it: a preset
+        # card, a list. If a field has the focus now, the key was typed after a Tab that had not
+        # moved the focus yet when the app sent it on (``Tab Tab Tab /data/x`` lost the path).
+        from loratui.widgets.ordered_keys import reroute
+
+        if reroute(self, event):
+            event.prevent_default()
+
+    def on_paste(self, event: events.Paste) -> None:
+        from loratui.widgets.ordered_keys import reroute
+
+        if reroute(self, event):
+            event.prevent_default()
 
     # -- the flow -----------------------------------------------------------------------------
 

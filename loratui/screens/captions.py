@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, OptionList, ProgressBar, Static, TextArea
 from textual.widgets.option_list import Option
 
+from loratui.widgets.ordered_keys import OrderedKeys
 from loratui.widgets.preview import ImagePreview
 from loratui.widgets.stepbar import StepBar
 
@@ -41,12 +42,17 @@ TAGS_SHOWN = 300
 PREVIEW_DELAY_S = 0.06  # the picture follows once j/k rests this long; the text at once
 
 
-class CaptionEditor(TextArea):
-    """The caption, edited in place: Enter saves, Esc cancels (captions are one line)."""
+class CaptionEditor(OrderedKeys, TextArea):
+    """The caption, edited in place: Enter saves, Esc cancels (captions are one line).
+
+    Not priority bindings: those ran as soon as the app read Enter, before the characters typed
+    just ahead of it had reached the editor, and saved the caption without them. OrderedKeys runs
+    the editor's own Enter binding ahead of TextArea's newline, in its turn.
+    """
 
     BINDINGS = [
-        Binding("enter", "save", "Save", id="editor.save", priority=True),
-        Binding("escape", "cancel", "Cancel", id="editor.cancel", priority=True),
+        Binding("enter", "save", "Save", id="editor.save"),
+        Binding("escape", "cancel", "Cancel", id="editor.cancel"),
     ]
 
     def __init__(self, id: str | None = None) -> None:

@@ -11,6 +11,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from loratui.widgets.ordered_keys import Field
+
 DIALOG_CSS = """
 {name} {{ align: center middle; background: $background 60%; }}
 {name} > Vertical {{
@@ -76,7 +78,7 @@ class InputDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text, classes="title")
-            yield Input(self.value, placeholder=self.placeholder, id="answer")
+            yield Field(self.value, placeholder=self.placeholder, id="answer")
             yield Label("", classes="error", id="error")
             yield Label("[dim]Enter: OK · Esc: cancel[/]")
 

@@ -23,6 +23,7 @@ from textual.widgets import DirectoryTree, Footer, Input, Label, OptionList, Sta
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from loratui.widgets.ordered_keys import Field
 from loratui.widgets.stepbar import StepBar
 
 # One lint at a time: a thread worker cannot be stopped mid-check, and two first checks at
@@ -221,7 +222,7 @@ class FolderScreen(Screen[None]):
         yield StepBar("folder")
         with Horizontal(id="columns"):
             with Vertical(id="left"):
-                yield Input(str(state.folder or ""), placeholder="type a folder path, Enter", id="path", compact=True)
+                yield Field(str(state.folder or ""), placeholder="type a folder path, Enter", id="path", compact=True)
                 recent = recent_folders()
                 if recent:
                     yield Label("recent", id="recent-label")

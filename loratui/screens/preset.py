@@ -24,6 +24,7 @@ from loratui.engine.planning.preset_plan import (
     measure_needs,
     plan_presets,
 )
+from loratui.widgets.ordered_keys import Field
 from loratui.widgets.stepbar import StepBar
 
 # (config key, label, kind); empty means "what the preset and the dataset give".
@@ -107,17 +108,17 @@ class PresetScreen(Screen[None]):
             yield Static("", id="plan")
             with Grid(id="basics"):
                 yield Label("base model")
-                yield Input(state.base_model, placeholder=DEFAULT_BASE_MODEL, id="base_model", compact=True)
+                yield Field(state.base_model, placeholder=DEFAULT_BASE_MODEL, id="base_model", compact=True)
                 yield Label("trigger word")
-                yield Input(state.trigger, placeholder="a rare word, e.g. zxq", id="trigger", compact=True)
+                yield Field(state.trigger, placeholder="a rare word, e.g. zxq", id="trigger", compact=True)
                 yield Label("name")
-                yield Input(state.name, placeholder="the folder's name", id="name", compact=True)
+                yield Field(state.name, placeholder="the folder's name", id="name", compact=True)
             with Collapsible(title="Advanced: override any value", collapsed=True, id="advanced"):
                 with Grid():
                     for key, label, _kind in ADVANCED:
                         value = state.overrides.get(key, state.output_dir if key == "output_dir" else "")
                         yield Label(label)
-                        yield Input(str(value), placeholder="from the preset", id=f"adv-{key}", compact=True)
+                        yield Field(str(value), placeholder="from the preset", id=f"adv-{key}", compact=True)
             yield Label("", id="error")
         yield Footer()
 

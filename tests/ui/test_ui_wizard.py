@@ -36,11 +36,11 @@ async def test_the_wizard_from_folder_to_a_finished_run(photos: Path, tmp_path: 
         await pilot.press("j")
         assert captions.current_rel == "demo_01.png"
         await pilot.press("e", *", wet fur", "enter")
-        await wait_for(pilot, lambda: (photos / "demo_01.txt").read_text().endswith(", wet fur"), 10, "the save")
+        await wait_for(pilot, lambda: (photos / "demo_01.txt").read_text().rstrip("\n").endswith(", wet fur"), 10, "the save")
         await pilot.press("u")
         await wait_for(pilot, lambda: (photos / "demo_01.txt").read_text() == original, 10, "the undo")
         await pilot.press("U")
-        await wait_for(pilot, lambda: (photos / "demo_01.txt").read_text().endswith(", wet fur"), 10, "the redo")
+        await wait_for(pilot, lambda: (photos / "demo_01.txt").read_text().rstrip("\n").endswith(", wet fur"), 10, "the redo")
         # Esc cancels an edit: nothing is written
         await pilot.press("e", *" oops", "escape")
         await pilot.pause(0.3)
