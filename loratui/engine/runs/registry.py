@@ -26,7 +26,13 @@ STOP_REQUEST = "stop.request"
 
 
 def next_run_dir(output_dir: Path, base_name: str) -> Path:
-    """``output_dir/base_name`` if free, else the next free ``base_name-vN``."""
+    """``output_dir/base_name`` if free, else the next free ``base_name-vN``.
+
+    A ConfigError naming the folder and the fix when no run folder can be made in
+    ``output_dir`` (a file, no permission, a read-only disk)."""
+    from loratui.engine.runs.output_dir import check_output_dir
+
+    check_output_dir(output_dir)
     base_name = re.sub(r"[^A-Za-z0-9._-]+", "-", base_name).strip("-.") or "lora"
     candidate = output_dir / base_name
     n = 2
