@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
 
 def _run_app(**kwargs: Any) -> None:
     """Build the app, run it, then print what it left to say (where a detached run is)."""
+    _require_a_terminal_size()
     # textual-image asks the terminal what graphics it supports: that must happen before
     # Textual takes the terminal over.
     from loratui.widgets.preview import prepare_graphics
@@ -33,6 +34,27 @@ def _run_app(**kwargs: Any) -> None:
         typer.echo(app.exit_message)
     if app.return_code:
         raise typer.Exit(app.return_code)
+
+
+def _require_a_terminal_size() -> None:
+    """One clear line when the terminal says it is 0 columns or 0 rows (a serial console, a
+    pane squeezed shut, `script` without a size): textual-image divides the screen's pixels by
+    them while it is imported, so the app would stop with ZeroDivisionError."""
+    import os
+    import sys
+
+    try:
+        columns, rows = os.get_terminal_size(sys.__stdout__.fileno())
+    except (OSError, ValueError, AttributeError):
+        return  # not a terminal: Textual says so itself
+    if columns == 0 or rows == 0:
+        typer.echo(
+            f"error: the terminal reports a size of {columns}x{rows}, so there is nothing to draw on "
+            "(resize the window, or set a size with `stty cols 100 rows 30`; "
+            "`loratui runs` works without one)",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def open_wizard(folder: Path | None, demo: bool = False) -> None:
