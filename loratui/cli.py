@@ -351,7 +351,7 @@ def _register_optional_commands() -> None:
     import importlib
     import importlib.util
 
-    for module in ("dataset_commands", "sample_commands", "ui_commands"):
+    for module in ("dataset_commands", "sample_commands", "ui_commands", "verify_commands"):
         if importlib.util.find_spec(f"loratui.{module}") is not None:
             importlib.import_module(f"loratui.{module}").register(app)
 

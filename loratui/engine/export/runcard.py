@@ -33,6 +33,7 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         "",
         *_recommendation_lines(info),
         *_healed_lines(info),
+        *_verify_lines(info),
         "## Files",
         "",
         f"- `{name}.safetensors`: the LoRA (kohya format) for AUTOMATIC1111, ComfyUI, Forge, InvokeAI.",
@@ -97,6 +98,35 @@ def _recommendation_lines(info: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _verify_lines(info: dict[str, Any]) -> list[str]:
+    """Whether the finished LoRA passed `loratui verify` (every key maps onto the base model as
+    AUTOMATIC1111 and ComfyUI map it; finite tensors; metadata consistent). Well under a second:
+    the base model is built from its configs on the meta device."""
+    if info.get("status", "finished") != "finished" or not info.get("run_dir"):
+        return []
+    run_dir = Path(info["run_dir"])
+    lora = run_dir / f"{info['name']}.safetensors"
+    if not lora.is_file():
+        return []
+    try:
+        import tomllib
+
+        from loratui.engine.export.verify import verify_lora
+
+        config = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+        report = verify_lora(lora, str(config["base_model"]), bool(config.get("allow_pickle", False)))
+    except Exception as exc:  # the card must be written whatever verify meets
+        return [f"`loratui verify` could not check `{lora.name}`: {type(exc).__name__}: {exc}", ""]
+    mapped = sum(1 for m in report.modules if m.target)
+    if report.ok:
+        warnings = [f.code for f in report.findings]
+        note = f" (warnings: {', '.join(warnings)})" if warnings else ""
+        return [f"`{lora.name}` passed `loratui verify`: all {mapped} modules load in AUTOMATIC1111 and "
+                f"ComfyUI{note}.", ""]
+    codes = ", ".join(sorted({f.code for f in report.findings if f.severity == "error"}))
+    return [f"**`{lora.name}` failed `loratui verify` ({codes})**: run `loratui verify {lora}` for the keys.", ""]
 
 
 def _healed_lines(info: dict[str, Any]) -> list[str]:
