@@ -83,6 +83,9 @@ class LoratuiApp(App[str | None]):
     .warning-text { color: $warning; }
     .ok-text { color: $success; }
     Footer { height: 1; }
+    /* Toasts at the top right, under the step bar: at the bottom right they sat on the caption
+       being edited, the error line of the preset form and the findings they talked about. */
+    ToastRack { dock: top; align: right top; margin-top: 1; margin-bottom: 0; }
     """
     BINDINGS = [
         Binding("question_mark,f1", "help", "Help", id="app.help"),
@@ -181,6 +184,7 @@ class LoratuiApp(App[str | None]):
         from loratui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
+            self.clear_notifications()  # a toast left over from the step would sit on the help
             self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

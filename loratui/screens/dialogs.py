@@ -1,12 +1,18 @@
-"""Small modal dialogs: confirm, ask for a line of text, pick one of a few choices."""
+"""Small modal dialogs: confirm, ask for a line of text, pick one of a few choices.
+
+A dialog never cuts off its own words: every line wraps inside it, the box is as wide as its
+longest line needs (within 40 to 76 columns, never wider than the terminal), and what it talks
+about (the warnings before "Continue?") is listed inside it, not behind it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
@@ -16,18 +22,32 @@ from loratui.widgets.ordered_keys import Field
 DIALOG_CSS = """
 {name} {{ align: center middle; background: $background 60%; }}
 {name} > Vertical {{
-    width: 64; max-width: 100%; height: auto; max-height: 90%;
+    width: 64; max-width: 100%; height: auto; max-height: 100%;
     border: thick $primary; background: $surface; padding: 1 2;
 }}
+{name} Label {{ width: 100%; }}
 {name} .title {{ text-style: bold; margin-bottom: 1; }}
+{name} .items {{ height: auto; max-height: 8; margin-top: 1; }}
 {name} .buttons {{ height: auto; margin-top: 1; align-horizontal: right; }}
 {name} .buttons Button {{ margin-left: 2; }}
 {name} .error {{ color: $error; height: auto; }}
 """
+MIN_WIDTH, MAX_WIDTH = 40, 76
+FRAME = 8  # the thick border (2) and the padding (4), and a column each side to breathe
+
+
+def fit_width(*texts: str, buttons: Sequence[str] = ()) -> int:
+    """The dialog width its words need: the longest line (or the buttons' row), within bounds.
+
+    Longer lines wrap; the terminal's own width caps it (``max-width: 100%``)."""
+    longest = max((len(line) for text in texts for line in text.splitlines()), default=0)
+    row = sum(max(16, len(label) + 4) + 2 for label in buttons)  # a Button is 16 wide at least
+    return max(MIN_WIDTH, min(MAX_WIDTH, max(longest, row) + FRAME))
 
 
 class ConfirmDialog(ModalScreen[bool]):
-    """Yes or no; Enter/y confirms, Esc/n cancels."""
+    """Yes or no; Enter/y confirms, Esc/n cancels. ``items`` (the warnings it asks about) are
+    listed inside it; with ``no=None`` it has one button (an acknowledgement)."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmDialog")
     BINDINGS = [
@@ -35,20 +55,30 @@ class ConfirmDialog(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
     ]
 
-    def __init__(self, title: str, body: str = "", yes: str = "Yes", no: str = "No") -> None:
+    def __init__(
+        self, title: str, body: str = "", yes: str = "Yes", no: str | None = "No", items: Sequence[str] = ()
+    ) -> None:
         super().__init__()
-        self.title_text, self.body, self.yes, self.no = title, body, yes, no
+        self.title_text, self.body, self.yes, self.no, self.items = title, body, yes, no, list(items)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text, classes="title")
             if self.body:
-                yield Label(self.body)
+                yield Label(self.body, id="body")
+            if self.items:
+                with VerticalScroll(classes="items", can_focus=False):
+                    for item in self.items:
+                        yield Label(f"• {escape(item)}")
             with Horizontal(classes="buttons"):
-                yield Button(self.no, id="no")
-                yield Button(self.yes, id="yes", variant="warning")
+                if self.no is not None:
+                    yield Button(self.no, id="no")
+                yield Button(self.yes, id="yes", variant="warning" if self.no is not None else "primary")
 
     def on_mount(self) -> None:
+        texts = [self.title_text, self.body, *(f"• {item}" for item in self.items)]
+        buttons = [self.yes] + ([self.no] if self.no is not None else [])
+        self.query_one(Vertical).styles.width = fit_width(*texts, buttons=buttons)
         self.query_one("#yes", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -82,6 +112,9 @@ class InputDialog(ModalScreen[str | None]):
             yield Label("", classes="error", id="error")
             yield Label("[dim]Enter: OK · Esc: cancel[/]")
 
+    def on_mount(self) -> None:
+        self.query_one(Vertical).styles.width = fit_width(self.title_text, self.value + "  ", "x" * 48)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         error = self.check(event.value)
@@ -110,6 +143,10 @@ class ChoiceDialog(ModalScreen[str | None]):
             if self.body:
                 yield Label(self.body)
             yield OptionList(*[Option(text, id=key) for key, text in self.choices], id="choices")
+
+    def on_mount(self) -> None:
+        texts = [self.title_text, self.body, *(text + "    " for _key, text in self.choices)]
+        self.query_one(Vertical).styles.width = fit_width(*texts)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

@@ -141,6 +141,12 @@ def summarise(
     return FolderSummary(folder, report.images, report, box)
 
 
+def finding_line(finding: Any) -> str:
+    """One finding as a line of plain text: where (unless the whole folder), then what."""
+    where = f"{finding.path}: " if finding.path not in ("", ".") else ""
+    return f"{where}{finding.message}"
+
+
 def summary_markup(s: FolderSummary | None, checking: str = "") -> str:
     if s is None:
         return "[dim]Move to a folder to see what is in it.[/]"
@@ -341,15 +347,16 @@ class FolderScreen(Screen[None]):
             self.notify(summary.error or f"{summary.folder}: no images here", severity="error")
             return
         report = summary.report
+        from loratui.screens.dialogs import ConfirmDialog
+
         if report.errors:
-            first = report.errors[0]
-            self.notify(
-                f"{len(report.errors)} error(s) block training, e.g. {first.path}: {first.message}",
-                title="Fix these first", severity="error", timeout=10,
-            )
+            # A dialog that lists them: a toast sat on the very list it pointed to
+            self.app.push_screen(ConfirmDialog(
+                f"Fix {len(report.errors)} error(s) first", "They block training; fix them and press ctrl+n again.",
+                yes="OK", no=None, items=[finding_line(f) for f in report.errors],
+            ))
             return
         if report.warnings:
-            from loratui.screens.dialogs import ConfirmDialog
 
             def answered(yes: bool | None) -> None:
                 if yes:
@@ -358,8 +365,9 @@ class FolderScreen(Screen[None]):
             self.app.push_screen(
                 ConfirmDialog(
                     f"Continue with {len(report.warnings)} warning(s)?",
-                    "They are listed on the right; you can fix them later and check again.",
+                    "You can fix them later and check again.",
                     yes="Accept and continue", no="Stay here",
+                    items=[finding_line(f) for f in report.warnings],
                 ),
                 answered,
             )

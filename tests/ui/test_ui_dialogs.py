@@ -1,0 +1,112 @@
+"""Dialogs never cut off their words, at 80×24 or narrower, and list what they ask about
+inside them (issue 13, defects 3 and 9)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from textual.app import App
+from ui_helpers import async_test, screen_text, settle, wait_for
+
+from loratui.app import build_app
+from loratui.screens.dialogs import ChoiceDialog, ConfirmDialog, InputDialog
+
+STOP_BODY = "It saves a checkpoint first; `loratui train --resume` continues it."
+WARNINGS_BODY = "You can fix them later and check again, or accept them now and train anyway."
+
+
+def words(text: str) -> list[str]:
+    return [w for w in re.split(r"\s+", text) if w]
+
+
+def shown_words(app: App) -> str:
+    """The screen's text with the dialog's frame removed, joined as one line of words."""
+    return " ".join(words(re.sub(r"[█▀▄▔▁│]", " ", screen_text(app))))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (48, 20)])
+@async_test
+async def test_a_dialog_wraps_its_words_instead_of_cutting_them_off(size: tuple[int, int]) -> None:
+    app = App()
+    async with app.run_test(size=size) as pilot:
+        app.push_screen(ConfirmDialog("Stop this run?", STOP_BODY, yes="Stop", no="Keep training",
+                                      items=["photos/a_rather_long_file_name_0001.png: blurry (sharpness 12)"]))
+        await pilot.pause(0.2)
+        shown = shown_words(app)
+        for text in (STOP_BODY, "photos/a_rather_long_file_name_0001.png: blurry (sharpness 12)"):
+            # each word in order; a long word may be broken across lines only at its own width
+            assert " ".join(words(text)) in shown or all(w in shown for w in words(text)[:-1]), shown
+        assert "Keep training" in shown and "Stop" in shown
+        box = app.screen.query_one("Vertical")
+        assert box.region.right <= size[0] and box.region.x >= 0
+
+
+@async_test
+async def test_every_dialog_fits_its_longest_line_at_80_columns() -> None:
+    app = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for dialog, text in (
+            (ConfirmDialog("Continue with 3 warning(s)?", WARNINGS_BODY, yes="Accept and continue", no="Stay here"),
+             WARNINGS_BODY),
+            (InputDialog("Replace the tag 'a very long tag, with words' everywhere with:", "x"),
+             "Replace the tag 'a very long tag, with words' everywhere with:"),
+            (ChoiceDialog("Auto-caption 3 image(s) without a caption", [("blip", "BLIP base: short captions, CPU ok")],
+                          body="Captions are written beside the images; none is overwritten."),
+             "Captions are written beside the images; none is overwritten."),
+        ):
+            app.push_screen(dialog)
+            await pilot.pause(0.2)
+            assert " ".join(words(text)) in shown_words(app), shown_words(app)
+            app.pop_screen()
+            await pilot.pause(0.05)
+
+
+@pytest.mark.parametrize("resolution", [64, 512])
+@async_test
+async def test_the_findings_dialog_lists_the_findings_itself(photos: Path, resolution: int) -> None:
+    """At 64 px six images only warn (Continue?); at 512 px each is too small: an error list
+    (it was a toast over the very list it pointed to)."""
+    app = build_app(photos, defaults=dict(base_model="tiny", resolution=resolution))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "6 images · " in screen_text(app), 20, "the summary")
+        await settle(pilot)
+        folder_screen = app.screen
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 30, "the findings dialog")
+        report = folder_screen.summary.report  # type: ignore[attr-defined]
+        findings = report.warnings if resolution == 64 else report.errors
+        assert findings and not (report.errors if resolution == 64 else [])
+        items = app.screen.items  # type: ignore[attr-defined]
+        assert all(any(f.message in item for item in items) for f in findings)
+        first = " ".join(words(findings[0].message))
+        assert first in shown_words(app)  # on screen, inside the dialog
+        assert "listed on the right" not in screen_text(app) and not app._notifications
+        if resolution == 512:
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is folder_screen, 5, "OK")
+
+
+@async_test
+async def test_toasts_stay_off_the_caption_and_leave_when_help_opens(photos: Path) -> None:
+    from textual.widgets._toast import Toast
+
+    from loratui.screens.captions import CaptionEditor
+    from loratui.screens.help import HelpScreen
+
+    app = build_app(photos, start="captions")
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        captions = app.screen
+        await wait_for(pilot, lambda: captions.store is not None and captions.current is not None, 20, "the store")
+        await pilot.press("u")  # "nothing to undo or redo"
+        await wait_for(pilot, lambda: bool(app.screen.query(Toast)), 5, "the toast")
+        await pilot.pause(0.3)
+        editor = captions.query_one(CaptionEditor).region
+        for toast in app.screen.query(Toast):
+            # above the caption and the findings under it (at the bottom they sat on those)
+            assert toast.region.bottom <= editor.y, (toast.region, editor)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the help")
+        await pilot.pause(0.2)
+        assert not app._notifications and not app.screen.query(Toast)
