@@ -269,3 +269,22 @@ def test_the_memory_model_measures_sdxl_with_both_text_encoders(tiny_sdxl):
     # the pass ran with SDXL's pooled text and size conditioning, and counted its work
     assert model.unet.per_image > 0 and model.unet.flops_per_image > 0
     assert model.estimate(2).total > model.estimate(1).total
+
+
+def test_presets_give_sdxl_the_fields_values_and_keep_the_users(small_dataset):
+    """SDXL at 1024 px trains at a higher rank with alpha at half of it, batch 2; a rank the user
+    sets keeps the family's alpha:rank ratio, and values the user sets are kept."""
+    from loratui.engine.config import build_config
+    from loratui.engine.families import FAMILIES
+
+    sdxl = FAMILIES["sdxl"]
+    for preset in ("person", "style", "pet"):
+        cfg = build_config(str(small_dataset), preset, overrides={"base_model": "tiny-sdxl"})
+        want = sdxl.preset_values[preset]
+        assert (cfg.rank, cfg.alpha, cfg.lr, cfg.batch_size) == (want["rank"], want["alpha"], want["lr"], 2)
+        sd15 = build_config(str(small_dataset), preset, overrides={"base_model": "tiny"})
+        assert sd15.alpha is None and sd15.rank < cfg.rank  # SD-1.5 keeps the presets' own values
+    cfg = build_config(str(small_dataset), "person", overrides={"base_model": "tiny-sdxl", "rank": 8, "lr": 1e-3})
+    assert (cfg.rank, cfg.alpha, cfg.lr) == (8, 4.0, 1e-3)
+    cfg = build_config(str(small_dataset), "person", overrides={"base_model": "tiny-sdxl", "alpha": 1, "batch_size": 3})
+    assert (cfg.rank, cfg.alpha, cfg.batch_size) == (32, 1.0, 3)

@@ -116,3 +116,33 @@ def test_an_sd2_single_file_loads_offline_and_a_768v_run_is_asked_for_by_flag(tm
                       validation="off", prediction_type="v_prediction")
     meta = _metadata(train(cfg, tmp_path / "v2").lora_path)
     assert (meta["ss_v2"], meta["ss_v_parameterization"], meta["ss_base_model_version"]) == ("True", "True", "sd_v2")
+    assert meta["modelspec.architecture"] == "stable-diffusion-v2-768-v/lora"  # as sd-scripts names 768-v
+
+
+def test_presets_train_sd2_at_the_resolution_it_was_made_for(tmp_path, small_dataset):
+    """2.x base is a 512 px model, 768-v a 768 px one: a diffusers folder's UNet says which; a
+    single file cannot, so the v-prediction flag stands for 768-v. A value the user set stays."""
+    import json
+    import shutil
+
+    from loratui.engine.config import build_config
+    from loratui.engine.families.tiny import tiny_model_dir
+
+    folder = tmp_path / "sd2-folder"
+    shutil.copytree(tiny_model_dir("tiny-sd2"), folder)
+    unet_config = folder / "unet" / "config.json"
+    for sample_size, want in ((96, 768), (64, 512)):
+        config = json.loads(unet_config.read_text())
+        unet_config.write_text(json.dumps({**config, "sample_size": sample_size}))
+        assert build_config(str(small_dataset), "pet", overrides={"base_model": str(folder)}).resolution == want
+    assert build_config(str(small_dataset), "pet",
+                        overrides={"base_model": str(folder), "resolution": 640}).resolution == 640
+
+    from diffusers import StableDiffusionPipeline
+    from ldm_convert import sd2_pipeline_to_ldm
+
+    path = tmp_path / "v2-1.safetensors"
+    save_file(sd2_pipeline_to_ldm(StableDiffusionPipeline.from_pretrained(tiny_model_dir("tiny-sd2"))), str(path))
+    for flag, want in (("auto", 512), ("epsilon", 512), ("v_prediction", 768)):
+        cfg = build_config(str(small_dataset), "pet", overrides={"base_model": str(path), "prediction_type": flag})
+        assert cfg.resolution == want, flag

@@ -167,10 +167,17 @@ def build_config(
         sources["dataset"] = "FOLDER"
     if "dataset" not in values:
         raise ConfigError("no dataset folder given", "pass FOLDER or set train_data_dir in --config")
-    if sources.get("resolution", "").startswith("preset ") and isinstance(values.get("base_model"), str):
-        from loratui.engine.families import preset_resolution
+    if isinstance(values.get("base_model"), str):
+        from loratui.engine.families import family_preset_values
 
-        values["resolution"] = preset_resolution(values["base_model"], values["resolution"])
+        prediction = values.get("prediction_type", "auto")
+        own = family_preset_values(values["base_model"], chosen, prediction if isinstance(prediction, str) else "auto")
+        for key, value in own.items():  # only what the preset set: a file or flag value stays
+            if key not in sources or sources[key].startswith("preset "):
+                values[key] = value
+                sources[key] = f"preset {chosen} for this model"
+        if "alpha" in own and not sources["rank"].startswith("preset ") and sources["alpha"].startswith("preset "):
+            values["alpha"] = values["rank"] * own["alpha"] / own["rank"]  # the family's alpha:rank ratio
     try:
         return RunConfig(**values)
     except ValidationError as exc:

@@ -87,7 +87,7 @@ def modelspec(comps: Components, config: RunConfig, title: str, started_at: floa
     v_pred = comps.noise_scheduler.config.prediction_type == "v_prediction"
     return {
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": comps.family.modelspec_architecture,
+        "modelspec.architecture": comps.family.architecture(v_pred),
         "modelspec.title": title,
         "modelspec.resolution": f"{config.resolution}x{config.resolution}",
         "modelspec.prediction_type": "v" if v_pred else "epsilon",

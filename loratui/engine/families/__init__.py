@@ -16,7 +16,8 @@ from loratui.engine.families.sdxl import SDXL
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (SD15(), SD2(), SDXL())}
 
-__all__ = ["Components", "FAMILIES", "Family", "ModelSpec", "default_resolution", "family_of", "folder_family"]
+__all__ = ["Components", "FAMILIES", "Family", "ModelSpec", "default_resolution", "family_of", "family_preset_values",
+           "folder_family"]
 
 TINY_RESOLUTION = 64  # the tiny models' latents are 8x8 there
 
@@ -46,11 +47,37 @@ def default_resolution(base_model: str) -> int:
     return _family_resolution(spec) if spec is not None else FAMILIES["sd15"].default_resolution
 
 
-def preset_resolution(base_model: str, preset_value: int) -> int:
-    """The resolution a preset trains ``base_model`` at: the preset's (SD-1.5's) own value, or
-    the family's where it differs (SDXL's 1024; 64 for tiny-sdxl)."""
+def family_preset_values(base_model: str, preset: str, prediction_type: str = "auto") -> dict:
+    """What preset ``preset`` sets differently for ``base_model``'s family: the family's own
+    values (SDXL's rank, alpha, lr and batch) and the resolution the model was made for (SDXL's
+    1024, SD-2 768-v's 768; 64 for the tiny models). Empty for SD-1.5, whose values the presets
+    are, and for a model that cannot be looked at cheaply (it fails later with its own message)."""
     spec = _cheap_spec(base_model)
-    return preset_value if spec is None or spec.family == "sd15" else _family_resolution(spec)
+    if spec is None or spec.family not in FAMILIES:
+        return {}
+    family = FAMILIES[spec.family]
+    values = dict(family.preset_values.get(preset, {}))
+    if spec.kind == "tiny" or spec.family != "sd15":
+        values["resolution"] = _family_resolution(spec, prediction_type)
+    return values
+
+
+def _v_pred(spec: ModelSpec, prediction_type: str) -> bool:
+    """Whether a run of ``spec`` predicts v: the flag, else what the model says (cheaply)."""
+    if prediction_type != "auto":
+        return prediction_type == "v_prediction"
+    if spec.kind == "single_file":
+        from loratui.engine.train.noise import file_markers
+
+        said = file_markers(Path(spec.location))
+        return said is not None and said.type == "v_prediction"
+    if spec.kind == "diffusers":
+        try:
+            config = json.loads((Path(spec.location) / "scheduler" / "scheduler_config.json").read_text("utf-8"))
+            return config.get("prediction_type") == "v_prediction"
+        except (OSError, ValueError, AttributeError):
+            return False
+    return False
 
 
 def _cheap_spec(base_model: str) -> ModelSpec | None:
@@ -63,7 +90,9 @@ def _cheap_spec(base_model: str) -> ModelSpec | None:
         return None
 
 
-def _family_resolution(spec: ModelSpec) -> int:
+def _family_resolution(spec: ModelSpec, prediction_type: str = "auto") -> int:
     if spec.kind == "tiny":
         return TINY_RESOLUTION
-    return FAMILIES[spec.family].default_resolution if spec.family in FAMILIES else 512
+    if spec.family not in FAMILIES:
+        return 512
+    return FAMILIES[spec.family].training_resolution(spec, _v_pred(spec, prediction_type))

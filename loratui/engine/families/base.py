@@ -82,6 +82,16 @@ class Family:
     }
     tokenizer_folders: ClassVar[dict[str, str]] = {"text_encoder": "tokenizer"}
     tiny_version: ClassVar[int] = 1  # bump when the family's tiny configs change
+    # what each preset sets differently for this family (its own field practice), by preset name
+    preset_values: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def architecture(self, v_pred: bool) -> str:
+        """``modelspec.architecture`` of a LoRA for this family (v-prediction can change it)."""
+        return self.modelspec_architecture
+
+    def training_resolution(self, spec: ModelSpec, v_pred: bool) -> int:
+        """The resolution ``spec`` was made for, and a preset trains it at."""
+        return self.default_resolution
 
     # --- where its configs are and how it loads
 
@@ -179,8 +189,8 @@ def config_family(unet_config: dict[str, Any]) -> str:
     """The family a diffusers UNet config belongs to."""
     if unet_config.get("addition_embed_type") == "text_time":
         return "sdxl"
-    if unet_config.get("cross_attention_dim") == 1024:
-        return "sd2"
+    if unet_config.get("cross_attention_dim") == 1024 or unet_config.get("use_linear_projection") is True:
+        return "sd2"  # OpenCLIP-H's width; SD-2's linear attention projections tell tiny-sd2 too
     return "sd15"
 
 

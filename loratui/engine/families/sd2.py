@@ -6,9 +6,11 @@ single file does not say: ``--prediction-type v_prediction`` (a diffusers folder
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from loratui.engine.families.base import ModelSpec
 from loratui.engine.families.sd15 import SD15
 
 # SD-2's topology at tiny widths: SD-1.5's blocks, linear projections, a 23-layer text encoder,
@@ -30,6 +32,21 @@ class SD2(SD15):
     kohya_version = "sd_v2"
     modelspec_architecture = "stable-diffusion-v2-512/lora"
     v2 = True
+
+    def architecture(self, v_pred: bool) -> str:
+        return "stable-diffusion-v2-768-v/lora" if v_pred else self.modelspec_architecture
+
+    def training_resolution(self, spec: ModelSpec, v_pred: bool) -> int:
+        """2.x base is 512 px, 768-v 768 px: a diffusers folder's UNet says which (its latent
+        size), a single file cannot, so v-prediction stands for 768-v there."""
+        if spec.kind == "diffusers":
+            try:
+                size = json.loads((Path(spec.location) / "unet" / "config.json").read_text(encoding="utf-8"))["sample_size"]
+                if isinstance(size, int) and 32 <= size <= 256:
+                    return size * 8
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return 768 if v_pred else 512
 
     def shipped_config_dir(self) -> Path:
         from loratui.engine.families.shipped import sd2_config_dir
