@@ -303,16 +303,14 @@ def runs(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List runs (yours, and any under this folder) with their status."""
     from loratui.engine.runs.registry import list_runs
 
-    rows = list_runs([Path.cwd(), Path.cwd() / "loratui-runs"])
-    if json_out:
+    if json_out:  # each run as `status RUN --json` gives it (README: "Status for scripts")
         import json
 
-        typer.echo(json.dumps([
-            {"run_dir": str(r.run_dir), "name": r.name, "status": r.status, "step": r.step,
-             "total_steps": r.total_steps, "updated_at": r.updated_at}
-            for r in rows
-        ], indent=2))
+        from loratui.engine.runs.status import all_statuses
+
+        typer.echo(json.dumps(all_statuses([Path.cwd(), Path.cwd() / "loratui-runs"]), indent=2))
         return
+    rows = list_runs([Path.cwd(), Path.cwd() / "loratui-runs"])
     from rich.console import Console
     from rich.table import Table
 
@@ -351,7 +349,7 @@ def _register_optional_commands() -> None:
     import importlib
     import importlib.util
 
-    for module in ("dataset_commands", "sample_commands", "ui_commands", "verify_commands"):
+    for module in ("dataset_commands", "sample_commands", "ui_commands", "verify_commands", "status_commands"):
         if importlib.util.find_spec(f"loratui.{module}") is not None:
             importlib.import_module(f"loratui.{module}").register(app)
 
