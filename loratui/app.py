@@ -89,7 +89,8 @@ class LoratuiApp(App[str | None]):
     """
     BINDINGS = [
         Binding("question_mark,f1", "help", "Help", id="app.help"),
-        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        # not in the footer: every step's keys must fit 80 columns; Help and the palette list it
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
 
     def __init__(

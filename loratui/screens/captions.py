@@ -39,6 +39,8 @@ CAPTION_CODES = frozenset({
     "trigger_missing", "caption_conflict",
 })
 TAGS_SHOWN = 300
+UNDO = Binding.Group("Undo/redo", compact=True)
+TAG = Binding.Group("Remove/replace tag", compact=True)
 PREVIEW_DELAY_S = 0.06  # the picture follows once j/k rests this long; the text at once
 
 
@@ -87,6 +89,8 @@ class CaptionsScreen(Screen[None]):
     DEFAULT_CSS = """
     CaptionsScreen #columns { height: 1fr; }
     CaptionsScreen #left { width: 32; }
+    CaptionsScreen Footer.-compact FooterLabel { margin: 0 1 0 0; }
+    CaptionsScreen Footer KeyGroup.-compact { padding-left: 0; }
     CaptionsScreen #filter { height: 1; color: $text-muted; padding: 0 1; }
     CaptionsScreen #images { height: 1fr; }
     CaptionsScreen #tags-label { height: 1; color: $text-muted; padding: 0 1; }
@@ -100,17 +104,19 @@ class CaptionsScreen(Screen[None]):
     CaptionsScreen #autocaption { display: none; height: 1; }
     CaptionsScreen #autocaption.running { display: block; }
     """
+    # Grouped, and the tag keys shown only in the tag panel: one at a time they ran past 80
+    # columns and the footer cut its own last entries off (issue 13, defect 6).
     BINDINGS = [
         Binding("ctrl+n", "next", "Next", id="captions.next"),
         Binding("escape", "back", "Back", id="captions.back"),
-        Binding("j", "move(1)", "Down", id="captions.down"),
-        Binding("k", "move(-1)", "Up", id="captions.up"),
+        Binding("j", "move(1)", "Down", id="captions.down", show=False),  # as ↓/↑; named in Help
+        Binding("k", "move(-1)", "Up", id="captions.up", show=False),
         Binding("e", "edit", "Edit", id="captions.edit"),
-        Binding("u", "undo", "Undo", id="captions.undo"),
-        Binding("U,ctrl+r", "redo", "Redo", id="captions.redo"),
+        Binding("u", "undo", "Undo", id="captions.undo", group=UNDO),
+        Binding("U,ctrl+r", "redo", "Redo", id="captions.redo", group=UNDO),
         Binding("t", "trigger", "Trigger", id="captions.trigger"),
-        Binding("d", "remove_tag", "Del tag", id="captions.remove_tag"),
-        Binding("r", "replace_tag", "Repl tag", id="captions.replace_tag"),
+        Binding("d", "remove_tag", "Remove tag", id="captions.remove_tag", group=TAG),
+        Binding("r", "replace_tag", "Replace tag", id="captions.replace_tag", group=TAG),
         Binding("f", "filter", "Filter", id="captions.filter"),
         Binding("a", "autocaption", "Auto-caption", id="captions.autocaption"),
     ]
@@ -132,7 +138,7 @@ class CaptionsScreen(Screen[None]):
             with Vertical(id="left"):
                 yield Label("", id="filter")
                 yield OptionList(id="images")
-                yield Label("tags (Tab here; d remove, r replace)", id="tags-label")
+                yield Label("tags · Tab here: d/r", id="tags-label")
                 yield OptionList(id="tags")
             with Vertical(id="right"):
                 yield ImagePreview(id="preview")
@@ -140,7 +146,7 @@ class CaptionsScreen(Screen[None]):
                 yield ProgressBar(total=1, id="autocaption", show_eta=False)
                 yield CaptionEditor(id="caption")
                 yield Static("", id="findings")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p still opens it; Help says so
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -413,6 +419,13 @@ class CaptionsScreen(Screen[None]):
                         "a rare word, e.g. zxq", check),
             answered,
         )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # d/r change every caption: only where the tag they act on is in view, the tag panel
+        if action in ("remove_tag", "replace_tag"):
+            focused = self.focused
+            return focused is not None and focused.id == "tags"
+        return True
 
     def _highlighted_tag(self) -> str | None:
         tags = self.query_one("#tags", OptionList)

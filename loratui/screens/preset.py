@@ -43,7 +43,7 @@ class PresetCard(Static, can_focus=True):
     """One preset: what it is for, and its numbers for this dataset."""
 
     DEFAULT_CSS = """
-    PresetCard { width: 1fr; height: 8; border: round $panel-lighten-2; padding: 0 1; }
+    PresetCard { width: 1fr; height: auto; min-height: 8; border: round $panel-lighten-2; padding: 0 1; }
     PresetCard.chosen { border: round $accent; }
     PresetCard:focus { background: $boost; }
     """
@@ -68,7 +68,7 @@ class PresetScreen(Screen[None]):
     )
     DEFAULT_CSS = """
     PresetScreen #body { height: 1fr; padding: 0 1; }
-    PresetScreen #cards { height: 8; }
+    PresetScreen #cards { height: auto; }
     PresetScreen Grid { grid-size: 2; grid-columns: 14 1fr; grid-gutter: 0 1; grid-rows: 1; height: auto; }
     PresetScreen Input.-invalid { background: $error 30%; }
     PresetScreen #plan { color: $text-muted; height: auto; }
@@ -202,12 +202,24 @@ class PresetScreen(Screen[None]):
                     f"[dim]{estimate(plan, self.hardware, state.base_model, self.needs.get(name, MEASURING))}[/]",
                 ]
             card.update("\n".join(lines))
+        self.call_after_refresh(self._even_cards)
         plan = self.plans.get(state.preset)
         about = PRESETS[state.preset].summary
         model = f"[b]{plan.family}[/] at {plan.resolution} px · " if plan and plan.family else ""
         self.query_one("#plan", Static).update(
             f"{about}\n[dim]{model}{plan.explain}[/]" if plan and not plan.error else about
         )
+
+    def _even_cards(self) -> None:
+        """As tall as the card with the most lines (each wraps at its width: at 80 columns a
+        fixed height cut the person card's last line off), and all three alike."""
+        cards = list(self.query(PresetCard))
+        for card in cards:
+            card.styles.min_height = 8
+        needed = max(card.get_content_height(card.content_region.size, card.content_region.size,
+                                             card.content_region.width) for card in cards)
+        for card in cards:
+            card.styles.min_height = max(8, needed + 2)  # + the border
 
     def action_choose(self, delta: int) -> None:
         from loratui.engine.planning.presets import PRESETS

@@ -66,7 +66,7 @@ class RunScreen(Screen[None]):
     RunScreen #checkpoint, RunScreen #schedule { height: 1; color: $text-muted; }
     RunScreen #lower { height: 1fr; }
     RunScreen #notes { width: 1fr; height: 1fr; overflow-y: auto; }
-    RunScreen #sample-box { width: 34; height: 1fr; display: none; }
+    RunScreen #sample-box { width: 34; height: 1fr; display: none; margin-left: 2; }
     RunScreen #sample-label { height: 1; color: $text-muted; }
     """
     BINDINGS = [
@@ -166,7 +166,7 @@ class RunScreen(Screen[None]):
         bar = self.query_one(ProgressBar)
         if s.total_steps:
             bar.update(total=s.total_steps, progress=s.step)
-        self.query_one(LossChart).show(s.loss, s.smoothed)
+        self.query_one(LossChart).show(s.loss, s.smoothed, s.step)
         self.query_one(MemoryMeter).show(s.mem_used, s.mem_peak, s.mem_total, s.mem_kind)
         checkpoint = (
             f"last checkpoint: step {s.last_checkpoint_step} → {Path(s.last_checkpoint).name}"

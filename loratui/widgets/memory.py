@@ -9,7 +9,7 @@ from loratui.progress import human_bytes
 
 
 class MemoryMeter(Widget):
-    """``GPU ████████▌····│····  5.1/24.0 GiB (peak 6.3)``: the bar is used, the tick is the peak."""
+    """``GPU ████████····│····  5.1/24.0 GiB · │ peak 6.3 GiB``: the bar is used, the tick is the peak."""
 
     DEFAULT_CSS = """
     MemoryMeter { height: 1; width: 1fr; }
@@ -29,7 +29,8 @@ class MemoryMeter(Widget):
         if not self.total:
             return Text("memory: no reading yet", style="dim")
         label = "GPU" if self.kind == "cuda" else "RAM"
-        figures = f" {human_bytes(self.used)}/{human_bytes(self.total)} (peak {human_bytes(self.peak)})"
+        # the tick is named where it is explained: "│ peak" (it stood unlabelled in the bar)
+        figures = f" {human_bytes(self.used)}/{human_bytes(self.total)} · │ peak {human_bytes(self.peak)}"
         width = max(4, self.size.width - len(label) - len(figures) - 2)
         used_cells = min(width, round(width * self.used / self.total))
         peak_cell = min(width - 1, round(width * self.peak / self.total))

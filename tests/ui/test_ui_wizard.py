@@ -56,7 +56,10 @@ async def test_the_wizard_from_folder_to_a_finished_run(photos: Path, tmp_path: 
         assert app.state.trigger == "sks"
         # remove the highlighted tag everywhere (the tag panel's most common tag)
         top_tag = captions.tags[0][0]
-        await pilot.press("d")
+        await pilot.press("d")  # not from the image list: the tag it would remove is not in view
+        await pilot.pause(0.2)
+        assert all(top_tag in p.read_text().split(", ") for p in photos.glob("*.txt"))
+        await pilot.press("tab", "d")
         await wait_for(pilot, lambda: all(top_tag not in p.read_text().split(", ") for p in photos.glob("*.txt")),
                        10, "the tag removal")
         await pilot.press("u")
@@ -121,6 +124,9 @@ async def test_review_opens_at_captions_and_back_goes_to_the_folder(photos: Path
         await wait_for(pilot, lambda: isinstance(app.screen, FolderScreen), 5, "the folder step")
 
 
+HIDDEN = {"captions.down", "captions.up", "app.quit"}
+
+
 def test_every_binding_has_an_id_a_description_and_a_footer_entry() -> None:
     from loratui.app import LoratuiApp
     from loratui.screens import captions, dialogs, folder, help, preset, run
@@ -134,8 +140,10 @@ def test_every_binding_has_an_id_a_description_and_a_footer_entry() -> None:
             assert binding.id and binding.description, (cls.__name__, binding)
             assert binding.id not in ids, binding.id
             ids.add(binding.id)
-            # 1/2/3 on the preset step are shortcuts for ←/→, shown on the cards and in help
-            assert binding.show or binding.id.startswith("preset."), binding
+            # 1/2/3 on the preset step are shortcuts for ←/→, shown on the cards and in help; j/k
+            # move as ↓/↑ do and ctrl+q quits as in every Textual app (Help names them): kept out
+            # of the footer so that it fits 80 columns
+            assert binding.show or binding.id.startswith("preset.") or binding.id in HIDDEN, binding
 
 
 @async_test
