@@ -117,3 +117,49 @@ def test_help_screen(snap_compare, fixed: Path) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_warnings_dialog(snap_compare, fixed: Path) -> None:
+    app = build_app(fixed / "photos", defaults=settings())
+
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: "6 images" in str(app.screen.query_one("#summary").render()), 30)
+        await settle(pilot)
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", 30)
+        await settle(pilot)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_trigger_dialog(snap_compare, fixed: Path) -> None:
+    app = build_app(fixed / "photos", start="captions", defaults=settings())
+
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: app.screen.current is not None and app.state.report is not None, 30)
+        await settle(pilot)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "InputDialog", 10)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_stop_dialog(snap_compare, fixed: Path) -> None:
+    from loratui.screens.dialogs import ConfirmDialog
+
+    run_dir = fixed / "runs" / "demo"
+    write_run(run_dir, fixed / "photos" / "demo_00.png")
+    app = build_app(start="run", run_dir=run_dir)
+
+    async def ready(pilot) -> None:
+        await wait_for(pilot, lambda: app.screen.snapshot.ended, 30)
+        await wait_for(pilot, lambda: app.screen.query_one("#sample")._picture is not None, 10)
+        await settle(pilot)
+        # the dialog `s` opens on a live run, with its own words
+        app.push_screen(ConfirmDialog("Stop this run?", "It saves a checkpoint first; `loratui train --resume` "
+                                      "continues it.", yes="Stop", no="Keep training"))
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
