@@ -63,14 +63,12 @@ def _print(report, show_modules: bool) -> None:
             bar = "█" * round(row["share"] * 20)
             table.add_row(block, str(int(row["modules"])), f"{row['strength']:.4g}", f"{row['share']:6.1%} {bar}")
         console.print(table)
-    if show_modules:
-        table = Table(title="modules")
-        for col in ("key", "patches", "kind", "rank", "alpha", "‖ΔW‖"):
-            table.add_column(col)
+    if show_modules:  # one line each, never cut: the names are what the user looks for
         for m in report.modules:
-            table.add_row(escape(m.module), escape(m.target or "NOT LOADED"), m.kind, str(m.rank),
-                          "" if m.alpha is None else f"{m.alpha:g}", "" if m.strength is None else f"{m.strength:.4g}")
-        console.print(table)
+            alpha = "none" if m.alpha is None else f"{m.alpha:g}"
+            strength = "" if m.strength is None else f", ‖ΔW‖ {m.strength:.4g}"
+            console.print(f"  {escape(m.module)} → {escape(m.target or 'NOT LOADED')} "
+                          f"({m.kind}, rank {m.rank}, alpha {alpha}{strength})", soft_wrap=True)
     for finding in report.findings:
         mark = "[red]error[/]" if finding.severity == "error" else "[yellow]warning[/]"
         console.print(f"{mark} {finding.code}: {escape(finding.message)}")
