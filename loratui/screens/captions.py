@@ -39,6 +39,7 @@ CAPTION_CODES = frozenset({
     "trigger_missing", "caption_conflict",
 })
 TAGS_SHOWN = 300
+LEGEND = "✓ ok · empty ! warn ✗ error"  # the image list's marks (· no caption), under it
 UNDO = Binding.Group("Undo/redo", compact=True)
 TAG = Binding.Group("Remove/replace tag", compact=True)
 PREVIEW_DELAY_S = 0.06  # the picture follows once j/k rests this long; the text at once
@@ -84,7 +85,8 @@ class CaptionsScreen(Screen[None]):
         "or a bulk one. **t** sets the trigger word and puts it first in every caption. In the tag "
         "panel (Tab to it) **d** removes the highlighted tag everywhere and **r** replaces it. **f** "
         "filters the list: uncaptioned, without the trigger word, with a finding. **a** auto-captions "
-        "the images that have no caption."
+        "the images that have no caption. The marks in the list: **✓** captioned with no finding, **·** no "
+        "caption yet, **!** a warning, **✗** an error (the check's findings show under the caption)."
     )
     DEFAULT_CSS = """
     CaptionsScreen #columns { height: 1fr; }
@@ -93,6 +95,7 @@ class CaptionsScreen(Screen[None]):
     CaptionsScreen Footer KeyGroup.-compact { padding-left: 0; }
     CaptionsScreen #filter { height: 1; color: $text-muted; padding: 0 1; }
     CaptionsScreen #images { height: 1fr; }
+    CaptionsScreen #legend { height: 1; color: $text-muted; padding: 0 1; }
     CaptionsScreen #tags-label { height: 1; color: $text-muted; padding: 0 1; }
     CaptionsScreen #tags { height: 7; }
     CaptionsScreen #right { width: 1fr; }
@@ -138,6 +141,7 @@ class CaptionsScreen(Screen[None]):
             with Vertical(id="left"):
                 yield Label("", id="filter")
                 yield OptionList(id="images")
+                yield Label(LEGEND, id="legend")
                 yield Label("tags · Tab here: d/r", id="tags-label")
                 yield OptionList(id="tags")
             with Vertical(id="right"):
@@ -210,9 +214,12 @@ class CaptionsScreen(Screen[None]):
             kept = [f for f in state.report.findings if f.code not in CAPTION_CODES]
             state.report.findings = kept + [f for f in report.findings if f.code in CAPTION_CODES]
         self.findings = self._index(state.report)
-        self._show_current()
-        if self.filter_mode == "findings":
+        if self.entries:
+            # the marks follow the check at once: drawn only on the next save, every ✓ seemed to
+            # turn ✗ because of the save (issue 13, defect 5)
             self._refresh(self.entries, self.tags)
+        else:
+            self._show_current()
 
     @staticmethod
     def _index(report: Any) -> dict[str, list[Any]]:
@@ -239,6 +246,8 @@ class CaptionsScreen(Screen[None]):
         return True
 
     def _prompt(self, entry: Any) -> Text:
+        """The row's mark, as the legend under the list says: ✓ captioned and no finding, ·
+        no caption, ! a warning, ✗ an error (a finding outranks the caption)."""
         mark, style = ("✓", "green") if entry.caption else ("·", "dim")
         if entry.rel in self.findings:
             worst = "error" if any(f.severity == "error" for f in self.findings[entry.rel]) else "warning"
