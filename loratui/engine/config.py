@@ -42,6 +42,11 @@ class RunConfig(BaseModel):
 
     rank: int = Field(16, ge=1, le=1024)
     alpha: float | None = Field(None, gt=0, le=4096)
+    # the adapter (train/lora.py): LoRA, LoCon (+ the ResNet convolutions), LoHa, LoKr, DoRA; the
+    # convolutions' own rank and alpha for locon/loha/lokr (None: rank, and alpha at its ratio)
+    network: Literal["lora", "locon", "loha", "lokr", "dora"] = "lora"
+    conv_rank: int | None = Field(None, ge=1, le=1024)
+    conv_alpha: float | None = Field(None, gt=0, le=4096)
     lr: float = Field(1e-4, gt=0, lt=1)
     text_encoder_lr: float | None = Field(None, gt=0, lt=1)
     train_text_encoder: bool = False
@@ -49,7 +54,21 @@ class RunConfig(BaseModel):
         "constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial"
     ] = "cosine"
     warmup_steps: int | None = Field(None, ge=0)
-    optimizer: Literal["auto", "adamw", "adamw8bit"] = "auto"
+    # auto: 8-bit AdamW on CUDA with bitsandbytes, else AdamW (train/optimizer.py says each one's settings)
+    optimizer: Literal["auto", "adamw", "adamw8bit", "prodigy", "adafactor", "lion", "schedulefree"] = "auto"
+    d_coef: float = Field(1.0, gt=0, le=100)  # Prodigy's step-size multiplier (its lr is 1)
+    unet_lr: float | None = Field(None, gt=0, lt=1)  # None: lr
+    # the loss: squared error (l2), absolute (l1), or kohya's pseudo-Huber (huber, smooth_l1) whose
+    # threshold huber_c follows huber_schedule over the timesteps
+    loss_type: Literal["l2", "l1", "huber", "smooth_l1"] = "l2"
+    huber_c: float = Field(0.1, gt=0, le=10)
+    huber_schedule: Literal["snr", "exponential", "constant"] = "snr"
+    debiased_estimation: bool = False  # weight each timestep's loss by 1/sqrt(SNR)
+    multires_noise_iterations: int = Field(0, ge=0, le=16)  # pyramid noise levels (0: off; 6-10 usual)
+    multires_noise_discount: float = Field(0.3, ge=0, le=1)
+    # which UNet/text-encoder layers get adapters (Family.layer_targets): attention, or + feed-forward
+    train_layers: Literal["attention", "attention-ff"] = "attention"
+    init_lora: str | None = None  # a LoRA file or run folder to start from (train/init_lora.py)
     max_grad_norm: float = Field(1.0, ge=0)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     save_precision: Literal["fp16", "bf16", "fp32"] = "fp16"
@@ -87,6 +106,15 @@ class RunConfig(BaseModel):
             raise ValueError("must be a number, not true/false (YAML reads yes, no, on and off as true/false)")
         return value
 
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _kohya_optimizer_names(cls, value: Any) -> Any:
+        # kohya and lora-scripts write optimizer_type as a class name: AdamW8bit, Prodigy, AdaFactor…
+        if isinstance(value, str):
+            key = value.strip().lower().replace("_", "").replace("-", "")
+            return KOHYA_OPTIMIZERS.get(key, value)
+        return value
+
     @field_validator("trigger")
     @classmethod
     def _trigger_is_one_token(cls, value: str | None) -> str | None:
@@ -106,6 +134,23 @@ class RunConfig(BaseModel):
     def lora_alpha(self) -> float:
         """The alpha actually used: the set one, or the rank (scale 1)."""
         return float(self.alpha) if self.alpha is not None else float(self.rank)
+
+    @property
+    def conv_lora_rank(self) -> int:
+        """The 3x3 convolutions' rank (locon, loha, lokr): the set one, or the rank."""
+        return self.conv_rank if self.conv_rank is not None else self.rank
+
+    @property
+    def conv_lora_alpha(self) -> float:
+        """The convolutions' alpha: the set one, or the network's alpha:rank ratio at the conv rank."""
+        if self.conv_alpha is not None:
+            return float(self.conv_alpha)
+        return self.lora_alpha * self.conv_lora_rank / self.rank
+
+
+KOHYA_OPTIMIZERS = {"adamw": "adamw", "adamw8bit": "adamw8bit", "prodigy": "prodigy", "adafactor": "adafactor",
+                    "lion": "lion", "lion8bit": "lion", "adamwschedulefree": "schedulefree",
+                    "schedulefree": "schedulefree", "auto": "auto"}
 
 
 def _takes_numbers(annotation: Any) -> bool:
@@ -234,13 +279,27 @@ LORA_SCRIPTS_KEYS = {
     "network_dim": "rank",
     "network_alpha": "alpha",
     "lora_alpha": "alpha",
+    "conv_dim": "conv_rank",
+    "conv_alpha": "conv_alpha",
+    "network_module": "network",  # with lycoris_algo/algo and dora_wd: see NETWORK_MODULES
+    "lycoris_algo": "network",
+    "algo": "network",
+    "dora_wd": "network",
     "batch_size": "batch_size",
     "train_batch_size": "batch_size",
     "epochs": "epochs",
     "max_train_epochs": "epochs",
     "max_train_steps": "steps",
     "learning_rate": "lr",
-    "unet_lr": "lr",
+    "unet_lr": "unet_lr",
+    "optimizer_type": "optimizer",
+    "loss_type": "loss_type",
+    "huber_c": "huber_c",
+    "huber_schedule": "huber_schedule",
+    "debiased_estimation_loss": "debiased_estimation",
+    "multires_noise_iterations": "multires_noise_iterations",
+    "multires_noise_discount": "multires_noise_discount",
+    "network_weights": "init_lora",
     "text_encoder_lr": "text_encoder_lr",
     "output_dir": "output_dir",
     "output_name": "name",
@@ -251,6 +310,33 @@ LORA_SCRIPTS_KEYS = {
     "trigger_word": "trigger",
     "preset": "preset",
 }
+
+
+# kohya's and LyCORIS's ways of naming a network type (network_module, algo, dora_wd) → ours
+NETWORK_MODULES = {"networks.lora": "lora", "lycoris.kohya": "lora", "lora": "lora", "locon": "locon",
+                   "loha": "loha", "lokr": "lokr", "dora": "dora"}
+
+
+def _network_from_yaml(path: Path, values: dict[str, Any]) -> str | None:
+    """Our ``network`` from a lora-scripts/kohya YAML's network_module, lycoris_algo/algo and
+    dora_wd (LyCORIS's DoRA switch); None when it names none."""
+    module, algo = values.get("network_module"), values.get("lycoris_algo", values.get("algo"))
+    found = None
+    for key, value in (("network_module", module), ("algo", algo)):
+        if value is None:
+            continue
+        found = NETWORK_MODULES.get(str(value).strip().lower())
+        if found is None:
+            raise ConfigError(f"{path}: {key} = {quote(value)}: not a network type loratui trains",
+                              "use networks.lora or lycoris.kohya with algo locon, loha or lokr (or dora_wd: true)")
+    if found == "lora" and values.get("conv_dim"):
+        found = "locon"  # kohya's LoRA and LyCORIS's "lora" train the convolutions once conv_dim is set
+    if values.get("dora_wd") is True:
+        if found not in (None, "lora", "locon"):
+            raise ConfigError(f"{path}: dora_wd = true with algo {algo}: DoRA is trained as a LoRA",
+                              "drop dora_wd, or set algo: lora")
+        found = "dora"
+    return found
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -341,6 +427,9 @@ def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the YAML must be a mapping of keys to values")
     out: dict[str, Any] = {}
+    network = _network_from_yaml(path, {str(k): v for k, v in data.items()})
+    if network is not None:
+        out["network"] = network
     for key, value in data.items():
         mapped = LORA_SCRIPTS_KEYS.get(str(key))
         if mapped is None:
@@ -358,7 +447,8 @@ def _from_lora_scripts_yaml(path: Path, text: str) -> dict[str, Any]:
                 f"{path}: {key} = {str(value).lower()}: must be a number "
                 "(YAML reads yes, no, on and off as true/false)"
             )
-        out[mapped] = value
+        if mapped != "network":  # decided above from all its keys together
+            out[mapped] = value
     return out
 
 

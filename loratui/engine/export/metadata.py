@@ -23,8 +23,13 @@ def run_metadata(
     config: RunConfig, plan: RunPlan, comps: Components, step: int, total_steps: int, started_at: float,
     output_name: str,
     optimizer_name: str,
+    parent: dict | None = None,
 ) -> dict[str, str]:
-    """kohya's ``ss_*`` metadata for a LoRA file saved at ``step`` of this run."""
+    """kohya's ``ss_*`` metadata for a LoRA file saved at ``step`` of this run; ``parent`` the
+    LoRA it started from (``--init-lora``: name and sha256)."""
+    from loratui.engine.train.optimizer import learning_rates
+
+    unet_lr, te_lr = learning_rates(config)
     by_folder: dict[str, Counter] = {}
     for item in plan.items:
         folder = item.record.rel.split("/")[0] if "/" in item.record.rel else plan.dataset.folder.name
@@ -36,10 +41,7 @@ def run_metadata(
         training_started_at=started_at,
         training_finished_at=time.time(),
         output_name=output_name,
-        network_module="networks.lora",
-        network_dim=config.rank,
-        network_alpha=config.lora_alpha,
-        network_args={},
+        **network_metadata(config),
         base_model_version=comps.version,
         sd_model_name=comps.spec.name,
         v2=comps.family.v2,
@@ -47,9 +49,9 @@ def run_metadata(
         zero_terminal_snr=bool(comps.noise_scheduler.config.get("rescale_betas_zero_snr", False)),
         resolution=f"({config.resolution}, {config.resolution})",
         enable_bucket=config.buckets,
-        learning_rate=config.lr,
-        unet_lr=config.lr,
-        text_encoder_lr=(config.text_encoder_lr or config.lr / 2) if config.train_text_encoder else 0,
+        learning_rate=unet_lr,
+        unet_lr=unet_lr,
+        text_encoder_lr=te_lr if config.train_text_encoder else 0,
         network_train_unet_only=not config.train_text_encoder,
         lr_scheduler=config.lr_scheduler,
         lr_warmup_steps=config.warmup_steps,
@@ -73,12 +75,49 @@ def run_metadata(
         shuffle_caption=config.shuffle_tags,
         caption_dropout_rate=config.caption_dropout,
         max_grad_norm=config.max_grad_norm,
+        **loss_metadata(config),
+        network_weights=parent["name"] if parent else None,  # kohya's key for the LoRA a run started from
+        loratui_network_weights_sha256=parent["sha256"] if parent else None,
+        loratui_train_layers=config.train_layers,
         tag_frequency={k: dict(v) for k, v in by_folder.items()},
         training_comment=f"trigger: {config.trigger}" if config.trigger else None,
         loratui_preset=config.preset,
         loratui_version=__version__,
     )
     return {**kohya, **modelspec(comps, config, output_name, started_at)}
+
+
+def loss_metadata(config: RunConfig) -> dict[str, object]:
+    """The loss options under kohya's names (``ss_loss_type``, ``ss_huber_c``…)."""
+    huber = config.loss_type in ("huber", "smooth_l1")
+    return {
+        "loss_type": config.loss_type,
+        "huber_c": config.huber_c if huber else None,
+        "huber_schedule": config.huber_schedule if huber else None,
+        "debiased_estimation": config.debiased_estimation,
+        "multires_noise_iterations": config.multires_noise_iterations or None,
+        "multires_noise_discount": config.multires_noise_discount if config.multires_noise_iterations else None,
+    }
+
+
+def network_metadata(config: RunConfig) -> dict[str, object]:
+    """``ss_network_module``/``_dim``/``_alpha``/``_args`` as the trainer of each type writes them:
+    kohya's ``networks.lora`` for LoRA and LoCon (``conv_dim``/``conv_alpha`` in its args),
+    LyCORIS's ``lycoris.kohya`` with ``algo`` for LoHa and LoKr, and for DoRA (``dora_wd``, the
+    magnitude per output row: ``wd_on_output``). Args are strings, as both write them."""
+    args: dict[str, str] = {}
+    if config.network in ("locon", "loha", "lokr"):
+        args = {"conv_dim": str(config.conv_lora_rank), "conv_alpha": f"{config.conv_lora_alpha:g}"}
+    if config.network in ("loha", "lokr"):
+        args = {"algo": config.network, **args}
+    if config.network == "dora":
+        args = {"algo": "lora", "dora_wd": "True", "wd_on_output": "True"}
+    return {
+        "network_module": "networks.lora" if config.network in ("lora", "locon") else "lycoris.kohya",
+        "network_dim": config.rank,
+        "network_alpha": config.lora_alpha,
+        "network_args": args,
+    }
 
 
 def modelspec(comps: Components, config: RunConfig, title: str, started_at: float) -> dict[str, str]:

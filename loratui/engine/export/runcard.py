@@ -26,7 +26,9 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         f"| base model | {info.get('base_model')} |",
         f"| images | {info.get('images')} ({info.get('schedule', '')}) |",
         f"| rank / alpha | {info.get('rank')} / {info.get('alpha')} |",
+        *_network_rows(info),
         f"| learning rate | {info.get('lr')} ({info.get('lr_scheduler')}) |",
+        *_method_rows(info),
         f"| batch size | {info.get('batch_size')} at {info.get('resolution')} px |",
         f"| seed | {info.get('seed')} |",
         f"| final loss | {info['final_loss']:.4f} |" if info.get("final_loss") is not None else "| final loss | n/a |",
@@ -38,7 +40,7 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         "",
         f"- `{name}.safetensors`: the LoRA (kohya format) for AUTOMATIC1111, ComfyUI, Forge, InvokeAI.",
         f"- `{name}-stepNNNNNN.safetensors`: the LoRA at each save, to compare over-training.",
-        "- `diffusers/pytorch_lora_weights.safetensors`: the same LoRA in diffusers format.",
+        *_diffusers_file_lines(info),
         "- `checkpoints/`: what `loratui train --resume` needs. Delete it once you are happy.",
         "- `samples/`: images rendered during training (`stepNNNNNN-K.png`, one seed per prompt).",
         "- `validation.json`: the validation loss at each save.",
@@ -52,21 +54,105 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         f"**ComfyUI**: copy it to `models/loras/` and add a *Load LoRA* node after the checkpoint loader",
         "(strength_model 0.7, strength_clip 0.7); put the trigger word in the prompt.",
         "",
-        "**diffusers**:",
-        "",
-        "```python",
-        f"from diffusers import {info.get('pipeline_class', 'StableDiffusionPipeline')}",
-        f'pipe = {info.get("pipeline_class", "StableDiffusionPipeline")}.from_pretrained("{info.get("base_model")}")',
-        f'pipe.load_lora_weights("{name}.safetensors")',
-        f'image = pipe("{prompt_hint}a photo", cross_attention_kwargs={{"scale": 0.7}}).images[0]',
-        "```",
-        "",
+        *_diffusers_use_lines(info, name, prompt_hint),
     ]
     for note in info.get("notes", []):
         lines.insert(3, f"> {note}\n")
     path = run_dir / "README.md"
     atomic.write_text(path, "\n".join(lines))
     return path
+
+
+def training_method(config: Any, optimizer_name: str, lr_note: str, parent: dict | None) -> dict[str, Any]:
+    """The run card's entries for the optimizer, the loss and the LoRA the run started from."""
+    loss = {"l2": "squared error (L2)", "l1": "absolute error (L1)", "huber": "pseudo-Huber",
+            "smooth_l1": "smooth L1"}[config.loss_type]
+    if config.loss_type in ("huber", "smooth_l1"):
+        loss += f", c {config.huber_c:g} ({config.huber_schedule} schedule)"
+    extras = [f"min-SNR γ {config.min_snr_gamma:g}" if config.min_snr_gamma else "",
+              "debiased estimation" if config.debiased_estimation else "",
+              f"multi-resolution noise ({config.multires_noise_iterations} levels, discount "
+              f"{config.multires_noise_discount:g})" if config.multires_noise_iterations else ""]
+    return {
+        "optimizer": optimizer_name.split("(")[0] + (f": {lr_note}" if lr_note else ""),
+        "loss": "; ".join([loss, *filter(None, extras)]),
+        "train_layers": {"attention": "attention", "attention-ff": "attention and feed-forward"}.get(
+            config.train_layers, config.train_layers),
+        "parent": parent,
+    }
+
+
+def _method_rows(info: dict[str, Any]) -> list[str]:
+    rows = []
+    if info.get("optimizer"):
+        rows.append(f"| optimizer | {info['optimizer']} |")
+    if info.get("loss"):
+        rows.append(f"| loss | {info['loss']} |")
+    if info.get("train_layers"):
+        rows.append(f"| trained layers | {info['train_layers']} |")
+    parent = info.get("parent")
+    if parent:
+        rows.append(f"| continued from | `{parent['name']}` (sha256 `{parent['sha256'][:12]}…`) |")
+    return rows
+
+
+NETWORK_LABELS = {"lora": "LoRA", "locon": "LoCon", "loha": "LoHa", "lokr": "LoKr", "dora": "DoRA"}
+NO_DIFFUSERS = ("loha", "lokr")  # network types diffusers' LoRA loader cannot read
+
+
+def _network(info: dict[str, Any]) -> dict[str, Any]:
+    """The run's network type and conv rank/alpha: from ``info``, else the run's config.toml."""
+    if info.get("network"):
+        return info
+    try:
+        import tomllib
+
+        return tomllib.loads((Path(info["run_dir"]) / "config.toml").read_text(encoding="utf-8"))
+    except (KeyError, OSError, ValueError):
+        return {}
+
+
+def _network_rows(info: dict[str, Any]) -> list[str]:
+    config = _network(info)
+    kind = config.get("network", "lora")
+    if kind == "lora":
+        return []
+    row = f"| network | {NETWORK_LABELS.get(kind, kind)}"
+    if kind in ("locon", "loha", "lokr"):
+        rank = config.get("conv_rank", info.get("rank"))
+        row += f" (convolutions too, at rank {rank})"
+    if kind == "dora":
+        row += " (a trained magnitude per output row)"
+    return [row + " |"]
+
+
+def _diffusers_file_lines(info: dict[str, Any]) -> list[str]:
+    kind = _network(info).get("network", "lora")
+    if kind in NO_DIFFUSERS:
+        return [f"- no `diffusers/` folder: diffusers cannot load {NETWORK_LABELS[kind]}; use the kohya file "
+                "in ComfyUI or AUTOMATIC1111."]
+    lines = ["- `diffusers/pytorch_lora_weights.safetensors`: the same LoRA in diffusers format."]
+    if kind == "dora":
+        lines.append("- DoRA: ComfyUI and LyCORIS read its magnitude per output row; AUTOMATIC1111's built-in "
+                     "LoRA support takes DoRA per input column and misapplies it.")
+    return lines
+
+
+def _diffusers_use_lines(info: dict[str, Any], name: str, prompt_hint: str) -> list[str]:
+    if _network(info).get("network", "lora") in NO_DIFFUSERS:
+        return []
+    pipeline = info.get("pipeline_class", "StableDiffusionPipeline")
+    return [
+        "**diffusers**:",
+        "",
+        "```python",
+        f"from diffusers import {pipeline}",
+        f'pipe = {pipeline}.from_pretrained("{info.get("base_model")}")',
+        f'pipe.load_lora_weights("{name}.safetensors")',
+        f'image = pipe("{prompt_hint}a photo", cross_attention_kwargs={{"scale": 0.7}}).images[0]',
+        "```",
+        "",
+    ]
 
 
 def _recommendation_lines(info: dict[str, Any]) -> list[str]:

@@ -19,6 +19,9 @@ from loratui.engine.errors import ModelError
 # SD's attention projections: what kohya's default LoRA and diffusers' scripts train.
 ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 CLIP_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+# the transformer blocks' feed-forward layers (diffusers' GEGLU projection and output; CLIP's MLP)
+FEED_FORWARD_TARGETS = ("ff.net.0.proj", "ff.net.2")
+CLIP_MLP_TARGETS = ("fc1", "fc2")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,11 @@ class Family:
     kohya_prefixes: ClassVar[dict[str, str]] = {"unet": "lora_unet", "text_encoder": "lora_te"}
     unet_targets: ClassVar[tuple[str, ...]] = ATTENTION_TARGETS
     text_targets: ClassVar[tuple[str, ...]] = CLIP_TARGETS
+    # --train-layers by name → (UNet targets, text-encoder targets); "attention" is the default above
+    layer_targets: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+        "attention": (ATTENTION_TARGETS, CLIP_TARGETS),
+        "attention-ff": (ATTENTION_TARGETS + FEED_FORWARD_TARGETS, CLIP_TARGETS + CLIP_MLP_TARGETS),
+    }
     pipeline_class: ClassVar[str] = "StableDiffusionPipeline"  # diffusers' class, by name
     # each module's class ("library.Class") in a diffusers folder, and each encoder's tokenizer folder
     module_classes: ClassVar[dict[str, str]] = {
@@ -84,6 +92,11 @@ class Family:
     tiny_version: ClassVar[int] = 1  # bump when the family's tiny configs change
     # what each preset sets differently for this family (its own field practice), by preset name
     preset_values: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def lora_targets(self, layers: str = "attention") -> tuple[list[str], list[str]]:
+        """The (UNet, text-encoder) modules a LoRA trains for the named layer choice."""
+        unet, text = self.layer_targets[layers]
+        return list(unet), list(text)
 
     def architecture(self, v_pred: bool) -> str:
         """``modelspec.architecture`` of a LoRA for this family (v-prediction can change it)."""

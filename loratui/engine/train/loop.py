@@ -55,7 +55,15 @@ from loratui.engine.train.divergence import DivergenceGuard
 from loratui.engine.train.memory import read_memory
 from loratui.engine.train.noise import model_prediction, training_schedule
 from loratui.engine.train.oom import BatchSplit
-from loratui.engine.train.optimizer import make_accelerator, make_lr_schedule, make_optimizer, use_8bit
+from loratui.engine.train.optimizer import (
+    eval_weights,
+    learning_rates,
+    lr_note,
+    make_accelerator,
+    make_lr_schedule,
+    make_optimizer,
+    use_8bit,
+)
 from loratui.engine.train.saving import RunWriter
 from loratui.engine.train.step import MicroBatch, draw_micro, sample_losses
 from loratui.engine.train.stop import StopSignal, agreed_stop
@@ -229,12 +237,13 @@ class TrainingRun:
         config, unet, vae, encoders = self.config, self.unet, self.vae, self.text_encoders
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        lora.add_lora(unet, list(self.family.unet_targets), config.rank, config.lora_alpha)
+        network = lora.Network.of(config)  # --network: its type, rank and alpha, conv rank and alpha
+        lora.add_network(unet, list(self.family.unet_targets), network, unet=True)
         vae.requires_grad_(False)
         for encoder in encoders.values():
             encoder.requires_grad_(False)
             if config.train_text_encoder:
-                lora.add_lora(encoder, list(self.family.text_targets), config.rank, config.lora_alpha)
+                lora.add_network(encoder, list(self.family.text_targets), network)
         unet.to(self.device, dtype=self.weight_dtype)
         for encoder in encoders.values():
             encoder.to(self.device, dtype=self.weight_dtype)
@@ -277,11 +286,11 @@ class TrainingRun:
         import torch
 
         config, encoders = self.config, self.text_encoders
-        groups = [{"params": lora.lora_parameters(self.unet), "lr": config.lr}]
+        unet_lr, te_lr = learning_rates(config)
+        groups = [{"params": lora.lora_parameters(self.unet), "lr": unet_lr}]
         if config.train_text_encoder:
-            te_lr = config.text_encoder_lr or config.lr / 2
             groups += [{"params": lora.lora_parameters(e), "lr": te_lr} for e in encoders.values()]
-        self.optimizer, self.optimizer_name = make_optimizer(config, groups, self.device, self.bus)
+        self.optimizer, self.optimizer_name = make_optimizer(config, groups, self.device, self.bus, self.total_steps)
         self.lr_scheduler = make_lr_schedule(config, self.optimizer, self.total_steps)
         unet = self.unet
         if config.compile:
@@ -308,13 +317,19 @@ class TrainingRun:
         """On ``--resume`` the newest checkpoint; then the run's start is announced."""
         started_at = float(self.state.state.get("started_at") or time.time())
         self.writer = RunWriter(self.run_dir, self.config, self.plan, self.comps, self.accelerator, self.trained,
-                                self.total_steps, started_at, self.optimizer_name, self.bus)
+                                self.total_steps, started_at, self.optimizer_name, self.bus, self.optimizer,
+                                lr_note(self.config))
         if self.resume:
             self.step = self.writer.restore(self.optimizer, self.lr_scheduler)
             # a crash after a validation but before its checkpoint would otherwise count that step twice
             self.history = [h for h in load_history(self.run_dir) if h[0] <= self.step]
+        if self.step == 0 and self.config.init_lora:
+            from loratui.engine.train.init_lora import start_from
+
+            self.writer.parent = start_from(self.config.init_lora, self.family, self.trained, self.accelerator,
+                                            self.config, self.bus)
         self.bus.emit(RunStarted(self.name, str(self.run_dir), self.config.model_dump(), self.total_steps, self.step,
-                                 self.plan.schedule.explain))
+                                 "; ".join(filter(None, [self.plan.schedule.explain, self.writer.lr_note]))))
         self.state.update(total_steps=self.total_steps, step=self.step)
         # captions into text conditioning: each distinct caption encoded once while the encoders are frozen
         self.condition = TextConditioner(self.family, self.text_encoders, self.comps.tokenizers, self.device,
@@ -479,7 +494,7 @@ class TrainingRun:
         self.bus.emit(PhaseProgress("validating", 0, 1))
         model = self.accelerator.unwrap_model(self.unet)  # no collectives: only rank 0 validates
         model.eval()
-        with self.accelerator.autocast():
+        with self.accelerator.autocast(), eval_weights(self.optimizer):
             denoiser = Denoiser(self.family, model, self.condition, self.noise_scheduler)
             loss = self.validation.loss(denoiser, self.device, self.weight_dtype)
         model.train()
@@ -506,7 +521,7 @@ class TrainingRun:
         pipe = build_pipeline(self.family, modules, self.comps.tokenizers, self.noise_scheduler.config)
         pipe.unet.eval()
         for n, prompt in enumerate(prompts):
-            with self.accelerator.autocast():
+            with self.accelerator.autocast(), eval_weights(self.optimizer):
                 image = render(pipe, prompt, config.seed + n, config.resolution, config.resolution,
                                config.sample_steps)
             path = save_png(image, self.run_dir / "samples" / f"step{self.step:06d}-{n}.png")

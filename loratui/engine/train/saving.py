@@ -16,11 +16,12 @@ from loratui.engine.errors import RunError
 from loratui.engine.events import CheckpointSaved, EventBus, WarningRaised
 from loratui.engine.export import lora_files as export
 from loratui.engine.export.metadata import run_metadata
-from loratui.engine.export.runcard import progress_strip, write_run_card
+from loratui.engine.export.runcard import progress_strip, training_method, write_run_card
 from loratui.engine.families.models import Components
 from loratui.engine.planning.run_plan import RunPlan
 from loratui.engine.train import checkpoint as ckpt
 from loratui.engine.train import lora
+from loratui.engine.train.optimizer import eval_weights
 
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -52,6 +53,9 @@ class RunWriter:
     started_at: float
     optimizer_name: str
     bus: EventBus
+    optimizer: Any = None  # schedule-free AdamW's usable weights are its average: see eval_weights
+    lr_note: str = ""  # why the optimizer set the learning rate (optimizer.lr_note)
+    parent: dict | None = None  # the LoRA this run started from (--init-lora): name, sha256
 
     @property
     def name(self) -> str:
@@ -70,22 +74,25 @@ class RunWriter:
         return guard_disk(self.run_dir, step, lambda: self._final(step))
 
     def _lora_file(self, stem: str, step: int, fault_point: str = "") -> tuple[Path, dict]:
-        adapters = self.adapters()
+        with eval_weights(self.optimizer):  # copies: on the CPU the state dict shares the weights' memory
+            adapters = {n: {k: v.clone() for k, v in state.items()} for n, state in self.adapters().items()}
         meta = run_metadata(self.config, self.plan, self.comps, step, self.total_steps, self.started_at, stem,
-                            self.optimizer_name)
+                            self.optimizer_name, self.parent)
         tensors = export.to_kohya(self.comps.family, adapters, self.config.lora_alpha, self.config.save_precision)
         path = export.save_kohya(self.run_dir / f"{stem}.safetensors", tensors, meta, fault_point=fault_point)
         return path, adapters
 
     def _save(self, step: int, optimizer, lr_scheduler) -> Path:
-        path, adapters = self._lora_file(f"{self.name}-step{step:06d}", step)
-        flat = {f"{component}.{k}": v for component, state in adapters.items() for k, v in state.items()}
+        path, _ = self._lora_file(f"{self.name}-step{step:06d}", step)
+        # the weights being trained (for schedule-free, not the averaged ones the LoRA file holds)
+        flat = {f"{component}.{k}": v for component, state in self.adapters().items() for k, v in state.items()}
         scaler = self.accelerator.scaler.state_dict() if getattr(self.accelerator, "scaler", None) else None
         ckpt.save_checkpoint(
             self.run_dir / "checkpoints",
             ckpt.TrainerState(
                 step, step * self.config.grad_accum, flat, optimizer.state_dict(), lr_scheduler.state_dict(),
-                scaler, {"total_steps": self.total_steps, "seed": self.config.seed},
+                scaler, {"total_steps": self.total_steps, "seed": self.config.seed,
+                         **({"parent": self.parent} if self.parent else {})},
             ),
             self.config.keep_checkpoints,
         )
@@ -119,6 +126,7 @@ class RunWriter:
         lr_scheduler.load_state_dict(saved.scheduler)
         if saved.scaler is not None and getattr(self.accelerator, "scaler", None):
             self.accelerator.scaler.load_state_dict(saved.scaler)
+        self.parent = (saved.extra or {}).get("parent") or self.parent
         return saved.step
 
     def card(self, step: int, loss: float | None, status: str, recommended: dict | None = None,
@@ -148,6 +156,7 @@ class RunWriter:
                 "alpha": config.lora_alpha,
                 "lr": config.lr,
                 "lr_scheduler": config.lr_scheduler,
+                **training_method(config, self.optimizer_name, self.lr_note, self.parent),
                 "batch_size": config.batch_size,
                 "resolution": config.resolution,
                 "seed": config.seed,

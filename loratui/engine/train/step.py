@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from loratui.engine.config import RunConfig
 from loratui.engine.train.denoiser import Denoiser
+from loratui.engine.train.loss import debiased_weight, elementwise_loss, huber_threshold, pyramid_noise
 from loratui.engine.planning.run_plan import RunPlan
 from loratui.engine.data.prompts import training_caption
 
@@ -58,6 +59,8 @@ def draw_micro(
     if config.noise_offset:
         noise += config.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=gen)
     timesteps = torch.randint(0, num_timesteps, (bsz,), generator=gen)
+    if config.multires_noise_iterations:  # drawn after the rest: runs without it keep their draws
+        noise = pyramid_noise(noise, config.multires_noise_iterations, config.multires_noise_discount, gen)
     captions = [
         training_caption(
             plan.caption_for(plan.items[i]), config.trigger, py_rng,
@@ -77,8 +80,8 @@ def sample_losses(
     device: Any,
     dtype: Any,
 ) -> Any:
-    """The per-sample training loss (min-SNR weighted when enabled) for ``rows`` of ``batch``."""
-    import torch.nn.functional as F
+    """The per-sample training loss for ``rows`` of ``batch``: the config's loss type (l2, l1,
+    pseudo-Huber), min-SNR and debiased-estimation weighted when enabled (train/loss.py)."""
     from diffusers.training_utils import compute_snr
 
     latents = _take(batch.latents, rows).to(device, dtype)
@@ -88,12 +91,20 @@ def sample_losses(
     noisy = model.noise_scheduler.add_noise(latents, noise, timesteps)
     pred = model.predict(noisy, timesteps, model.condition([batch.captions[r] for r in rows]), sizes)
     target = model.target(latents, noise, timesteps)
-    loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
+    scheduler = model.noise_scheduler
+    c = None
+    if config.loss_type in ("huber", "smooth_l1"):
+        c = huber_threshold(config.huber_schedule, config.huber_c, timesteps, scheduler.alphas_cumprod,
+                            scheduler.config.num_train_timesteps)
+    loss = elementwise_loss(pred.float(), target.float(), config.loss_type, c).mean(dim=[1, 2, 3])
+    if config.min_snr_gamma > 0 or config.debiased_estimation:
+        snr = compute_snr(scheduler, timesteps)
     if config.min_snr_gamma > 0:
-        snr = compute_snr(model.noise_scheduler, timesteps)
         weight = snr.clamp(max=config.min_snr_gamma)
         # zero terminal SNR makes the last timestep's SNR 0: its epsilon weight is 0, not 0/0
         loss = loss * (weight / (snr + 1) if model.v_prediction else weight / snr.clamp(min=1e-8))
+    if config.debiased_estimation:
+        loss = loss * debiased_weight(snr, model.v_prediction)
     return loss
 
 
