@@ -53,6 +53,11 @@ class RunSnapshot:
     last_sample_step: int = 0
     warnings: tuple[str, ...] = ()
     lora_path: str = ""
+    # the run's advice (a "recommendation" event, when it validated): checkpoint, strength, why
+    advice_step: int = 0
+    advice_path: str = ""
+    advice_strength: str = ""
+    advice_reason: str = ""
     message: str = ""  # why it failed or stopped
     hint: str = ""
     events: int = 0
@@ -60,6 +65,15 @@ class RunSnapshot:
     @property
     def ended(self) -> bool:
         return self.status in ENDED
+
+    @property
+    def lora_file(self) -> Path | None:
+        """The final LoRA as an absolute path: it is in the run folder, whatever folder the
+        trainer was started from (a relative path on screen meant nothing after ``cd``)."""
+        if not self.lora_path:
+            return None
+        path = Path(self.lora_path)
+        return path if path.is_absolute() else self.run_dir.resolve() / path.name
 
     @property
     def lora_name(self) -> str:
@@ -108,6 +122,9 @@ class RunModel:
             v.update(last_sample=str(ev.get("path", "")), last_sample_step=int(ev.get("step", 0)))
         elif kind == "warning":
             self.warnings.append(str(ev.get("message", "")))
+        elif kind == "recommendation":
+            v.update(advice_step=int(ev.get("step", 0)), advice_path=str(ev.get("path", "")),
+                     advice_strength=str(ev.get("strength", "")), advice_reason=str(ev.get("reason", "")))
         elif kind == "run_finished":
             v.update(status="finished", lora_path=str(ev.get("path", "")), eta_s=0.0)
             if ev.get("step"):

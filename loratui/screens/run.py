@@ -7,9 +7,11 @@ by ``loratui attach`` it follows an existing run. Either way the history is repl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,6 +27,17 @@ from loratui.widgets.loss import LossChart
 from loratui.widgets.memory import MemoryMeter
 from loratui.widgets.preview import ImagePreview
 from loratui.widgets.stepbar import StepBar
+
+def _usage_strength(strength: str) -> str:
+    """The strength to write in ``<lora:name:S>``: 0.7, unless the advised range (such as
+    '0.6-0.9') leaves it out, then the range's low end."""
+    import re
+
+    ends = [float(x) for x in re.findall(r"\d+(?:\.\d+)?", strength or "")]
+    if not ends or min(ends) <= 0.7 <= max(ends):
+        return "0.7"
+    return f"{min(ends):g}"
+
 
 STATUS_STYLE = {
     "starting": "yellow", "running": "green", "finished": "blue", "stopped": "yellow",
@@ -84,6 +97,8 @@ class RunScreen(Screen[None]):
         self.snapshot = RunSnapshot(run_dir or Path("."))
         self._notified_end = False
         self._seen_live = False
+        self.child_pid = 0  # the trainer this screen started (0: attached to a run, or reaped)
+        self._reaping = False
         self.redraws = 0  # how many snapshots were drawn (the lag harness checks the rate)
 
     def compose(self) -> ComposeResult:
@@ -114,7 +129,8 @@ class RunScreen(Screen[None]):
 
             run_dir = prepare_run_dir(self.config)
             self.post_message(RunLaunched(run_dir))
-            launch_detached(self.config, run_dir)
+            launched = launch_detached(self.config, run_dir)
+            self.app.call_from_thread(setattr, self, "child_pid", launched.pid)
         else:
             run_dir = self.run_dir
         follow_run(run_dir, lambda snap: self.post_message(RunUpdated(snap)), lambda: worker.is_cancelled)
@@ -146,6 +162,21 @@ class RunScreen(Screen[None]):
             self.app.exit_message = None if message.snapshot.ended else self._detach_message()  # type: ignore[attr-defined]
         self.render_snapshot(message.snapshot)
         self.refresh_bindings()
+        if message.snapshot.ended and self.child_pid and not self._reaping:
+            self._reaping = True
+            self.set_interval(0.5, self._reap, repeat=40)
+
+    def _reap(self) -> None:
+        """Collect the ended trainer's exit status, so it does not stay a zombie process until
+        the app exits (it is our child: nobody else can)."""
+        if not self.child_pid or not hasattr(os, "WNOHANG"):
+            return
+        try:
+            pid, _status = os.waitpid(self.child_pid, os.WNOHANG)
+        except ChildProcessError:  # already collected
+            pid = self.child_pid
+        if pid:
+            self.child_pid = 0
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -191,11 +222,20 @@ class RunScreen(Screen[None]):
         lines: list[str] = []
         if s.status == "finished":
             name = s.lora_name
+            strength = _usage_strength(s.advice_strength) or "0.7"
             lines += [
                 "[b green]Done.[/] Your LoRA:",
-                f"  {s.lora_path}",
-                f"Use it in AUTOMATIC1111 / ComfyUI as [b]<lora:{name}:0.7>[/]"
+                f"  {escape(str(s.lora_file))}",
+                f"Use it in AUTOMATIC1111 / ComfyUI as [b]<lora:{name}:{strength}>[/]"
                 + (f" with the trigger word [b]{s.trigger}[/]." if s.trigger else "."),
+            ]
+            if s.advice_step:
+                lines += [
+                    f"[b]Recommended:[/] step {s.advice_step} ({escape(Path(s.advice_path).name)}) at strength "
+                    f"[b]{escape(s.advice_strength)}[/]",
+                    f"  {escape(s.advice_reason)}",
+                ]
+            lines += [
                 "Next: compare checkpoints and strengths with",
                 f"  loratui sample {s.run_dir} --prompt \"{s.trigger or 'a photo'}, …\"",
             ]
@@ -235,8 +275,23 @@ class RunScreen(Screen[None]):
         self.app.exit()
 
     def action_quit_view(self) -> None:
-        self.app.exit_message = None  # type: ignore[attr-defined]
+        # the terminal comes back with where the LoRA is (the screen it was on is gone)
+        self.app.exit_message = self._end_message()  # type: ignore[attr-defined]
         self.app.exit()
+
+    def _end_message(self) -> str | None:
+        s = self.snapshot
+        if s.status == "finished" and s.lora_file is not None:
+            strength = _usage_strength(s.advice_strength) or "0.7"
+            text = f"Your LoRA: {s.lora_file}\n  use it as <lora:{s.lora_name}:{strength}>"
+            if s.trigger:
+                text += f" with the trigger word {s.trigger}"
+            if s.advice_step:
+                text += f"\n  recommended: step {s.advice_step} at strength {s.advice_strength} ({s.advice_reason})"
+            return text
+        if s.status == "stopped":
+            return f"Stopped. Continue with: loratui train --resume {s.run_dir.resolve()}"
+        return None
 
     def action_back(self) -> None:
         self.app.goto("preset")  # type: ignore[attr-defined]

@@ -100,7 +100,11 @@ async def test_the_wizard_from_folder_to_a_finished_run(photos: Path, tmp_path: 
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "the run view")
         run = app.screen
+        await wait_for(pilot, lambda: run.child_pid > 0 or run.snapshot.ended, 60, "the trainer")
+        trainer = run.child_pid
         await wait_for(pilot, lambda: run.snapshot.ended, 150, "the run to finish")
+        # the ended trainer is collected at once, not left a zombie until the app exits
+        await wait_for(pilot, lambda: not is_zombie(trainer), 15, "the trainer to be reaped")
         assert run.snapshot.status == "finished", run.snapshot.message
         assert run.snapshot.step == 6 and len(run.snapshot.smoothed) == 6
         lora = Path(run.snapshot.lora_path)
@@ -122,6 +126,14 @@ async def test_review_opens_at_captions_and_back_goes_to_the_folder(photos: Path
         await pilot.press("escape")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, FolderScreen), 5, "the folder step")
+
+
+def is_zombie(pid: int) -> bool:
+    """The process has ended but its parent has not collected it (Linux's /proc says Z)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 HIDDEN = {"captions.down", "captions.up", "app.quit"}
