@@ -237,13 +237,12 @@ class TrainingRun:
         config, unet, vae, encoders = self.config, self.unet, self.vae, self.text_encoders
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        network = lora.Network.of(config)  # --network: its type, rank and alpha, conv rank and alpha
-        lora.add_network(unet, list(self.family.unet_targets), network, unet=True)
+        lora.add_lora(unet, list(self.family.unet_targets), config.rank, config.lora_alpha)
         vae.requires_grad_(False)
         for encoder in encoders.values():
             encoder.requires_grad_(False)
             if config.train_text_encoder:
-                lora.add_network(encoder, list(self.family.text_targets), network)
+                lora.add_lora(encoder, list(self.family.text_targets), config.rank, config.lora_alpha)
         unet.to(self.device, dtype=self.weight_dtype)
         for encoder in encoders.values():
             encoder.to(self.device, dtype=self.weight_dtype)
