@@ -156,7 +156,10 @@ def summary_markup(s: FolderSummary | None, checking: str = "") -> str:
     if s.images == 0 or s.report is None:
         return "\n".join(lines + ["No images here (jpg, jpeg, png, webp, bmp).", "Open a folder that holds your photos."])
     r = s.report
-    lines.append(f"[b]{r.images}[/] images · [b]{r.captioned}[/] captioned")
+    if r.usable_images == r.images:
+        lines.append(f"[b]{r.images}[/] images · [b]{r.captioned}[/] captioned")
+    else:  # the check counts the captions of usable images only: say so ("7 images · 0 captioned" lied)
+        lines.append(f"[b]{r.images}[/] images · [b]{r.usable_images}[/] usable, [b]{r.captioned}[/] of them captioned")
     if s.sizes:
         lines.append(f"sizes {s.sizes[0]}×{s.sizes[1]} to {s.sizes[2]}×{s.sizes[3]} px")
     lines.append("")
