@@ -75,6 +75,18 @@ def train(
     tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Log to RUN_DIR/tensorboard.")] = None,
     gpus: Annotated[Optional[int], typer.Option(help="Train data-parallel on N GPUs (through accelerate).")] = None,
     compile_unet: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the UNet (slow first steps).")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="auto | adamw | adamw8bit | prodigy (lr 1, self-tuning) | adafactor | lion | schedulefree")] = None,
+    d_coef: Annotated[Optional[float], typer.Option(help="Prodigy's step-size multiplier (default 1).")] = None,
+    unet_lr: Annotated[Optional[float], typer.Option(help="The UNet's learning rate (default: --lr).")] = None,
+    text_encoder_lr: Annotated[Optional[float], typer.Option(help="The text encoders' learning rate (default: half the UNet's).")] = None,
+    loss_type: Annotated[Optional[str], typer.Option(help="l2 | l1 | huber | smooth_l1")] = None,
+    huber_c: Annotated[Optional[float], typer.Option(help="The pseudo-Huber threshold c (default 0.1).")] = None,
+    huber_schedule: Annotated[Optional[str], typer.Option(help="snr | exponential | constant: how c follows the timestep.")] = None,
+    debiased_estimation: Annotated[Optional[bool], typer.Option("--debiased-estimation/--no-debiased-estimation", help="Weight each timestep's loss by 1/sqrt(SNR).")] = None,
+    multires_noise_iterations: Annotated[Optional[int], typer.Option(help="Multi-resolution (pyramid) noise levels (0: off; 6-10 usual).")] = None,
+    multires_noise_discount: Annotated[Optional[float], typer.Option(help="Each coarser noise level's weight factor (default 0.3).")] = None,
+    train_layers: Annotated[Optional[str], typer.Option(help="attention | attention-ff: the layers that get adapters.")] = None,
+    init_lora: Annotated[Optional[str], typer.Option(help="Start from this LoRA (a .safetensors file or a run folder) of the same model family.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a stopped run from its last checkpoint.")] = None,
     detach: Annotated[bool, typer.Option(help="Run in the background; follow it with `loratui runs`.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Events as JSON lines on stdout.")] = False,
@@ -97,7 +109,13 @@ def train(
                      "--lr": lr, "--batch-size": batch_size, "--grad-accum": grad_accum,
                      "--resolution": resolution, "--seed": seed, "--trigger": trigger, "--name": name,
                      "--output": output, "--train-text-encoder": train_text_encoder,
-                     "--prediction-type": prediction_type, "--zero-terminal-snr": zero_terminal_snr}
+                     "--prediction-type": prediction_type, "--zero-terminal-snr": zero_terminal_snr,
+                     "--optimizer": optimizer, "--d-coef": d_coef, "--unet-lr": unet_lr,
+                     "--text-encoder-lr": text_encoder_lr, "--loss-type": loss_type, "--huber-c": huber_c,
+                     "--huber-schedule": huber_schedule, "--debiased-estimation": debiased_estimation,
+                     "--multires-noise-iterations": multires_noise_iterations,
+                     "--multires-noise-discount": multires_noise_discount, "--train-layers": train_layers,
+                     "--init-lora": init_lora}
             given = [flag for flag, value in fixed.items() if value is not None]
             if given:
                 from loratui.engine.errors import ConfigError
@@ -118,6 +136,10 @@ def train(
             train_text_encoder=train_text_encoder, gradient_checkpointing=gradient_checkpointing,
             sample_every=sample_every, sample_prompts=sample_prompt or None, tensorboard=tensorboard,
             gpus=gpus, compile=compile_unet, prediction_type=prediction_type, zero_terminal_snr=zero_terminal_snr,
+            optimizer=optimizer, d_coef=d_coef, unet_lr=unet_lr, text_encoder_lr=text_encoder_lr,
+            loss_type=loss_type, huber_c=huber_c, huber_schedule=huber_schedule,
+            debiased_estimation=debiased_estimation, multires_noise_iterations=multires_noise_iterations,
+            multires_noise_discount=multires_noise_discount, train_layers=train_layers, init_lora=init_lora,
         )
         cfg = build_config(
             str(folder) if folder else None, preset, file_values, str(config) if config else "config", values
