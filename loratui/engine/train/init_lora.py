@@ -60,8 +60,9 @@ def start_from(text: str, family: Any, trained: dict[str, Any], accelerator: Any
     models = {name: accelerator.unwrap_model(model) for name, model in trained.items()}
     ours = {name: lora.lora_state_dict(model) for name, model in models.items()}
     index = _module_index(family, ours)
-    default_alpha = _diffusers_alpha(source.metadata)
+    diffusers_alphas = _diffusers_alphas(source.metadata)
     loaded: dict[str, dict[str, Any]] = {name: {} for name in models}
+    alphas: set[float] = set()
     dropped: list[str] = []
     for module in source.modules.values():
         where = index.get(_lookup_name(module.name))
@@ -73,8 +74,9 @@ def start_from(text: str, family: Any, trained: dict[str, Any], accelerator: Any
         up = torch.from_numpy(module.tensors["up"].copy())
         own_down, own_up = ours[component][peft + DOWN], ours[component][peft + UP]
         rank = down.shape[0]
+        alpha = module.alpha if module.alpha is not None else \
+            diffusers_alphas.get(component, diffusers_alphas.get("", float(rank)))
         if rank != config.rank:
-            alpha = module.alpha if module.alpha is not None else (default_alpha or rank)
             raise ConfigError(f"{path}: --init-lora: rank {rank}, this run's rank is {config.rank}",
                               f"set --rank {rank} --alpha {alpha:g} to continue it")
         if own_down.shape != down.reshape(own_down.shape).shape or own_up.numel() != up.numel():
@@ -82,7 +84,7 @@ def start_from(text: str, family: Any, trained: dict[str, Any], accelerator: Any
                 f"{path}: --init-lora: {module.name} has shape {tuple(up.shape[:1]) + tuple(down.shape[1:])}, "
                 f"this model's is {tuple(own_up.shape[:1]) + tuple(own_down.shape[1:])}",
                 f"pass a LoRA trained on a {family.label} model like this run's base model")
-        alpha = module.alpha if module.alpha is not None else (default_alpha or float(rank))
+        alphas.add(alpha)
         scale = (alpha / rank) / (config.lora_alpha / config.rank)
         loaded[component][peft + DOWN] = down.reshape(own_down.shape).float()
         loaded[component][peft + UP] = (up.reshape(own_up.shape).double() * scale).float() if scale != 1 else \
@@ -104,9 +106,8 @@ def start_from(text: str, family: Any, trained: dict[str, Any], accelerator: Any
                      f" (e.g. {dropped[0]})" + ("; add --train-text-encoder to continue them" if kinds else ""))
     if count < total:
         notes.append(f"{total - count} modules start at zero as in a new LoRA")
-    alphas = {m.alpha for m in source.modules.values() if m.alpha is not None} or {default_alpha}
-    if alphas - {None, config.lora_alpha}:
-        notes.append(f"its alpha {'/'.join(f'{a:g}' for a in alphas if a)} differs from this run's "
+    if alphas - {config.lora_alpha}:
+        notes.append(f"its alpha {'/'.join(f'{a:g}' for a in sorted(alphas))} differs from this run's "
                      f"{config.lora_alpha:g}: up weights rescaled so it starts equal")
     if len(notes) > 1:  # the differences are worth a warning; a clean match is the run's plan
         bus.emit(WarningRaised("; ".join(notes)))
@@ -143,20 +144,21 @@ def _is_text(name: str) -> bool:
     return name.startswith(("lora_te", "text_encoder"))
 
 
-def _diffusers_alpha(metadata: dict[str, str]) -> float | None:
-    """The alpha diffusers writes into a file's metadata (``lora_adapter_metadata``), if any."""
-    for key, value in metadata.items():
-        if "adapter_metadata" not in key:
-            continue
-        try:
-            data = json.loads(value)
-        except ValueError:
-            continue
-        for entry in (data, *[v for v in data.values() if isinstance(v, dict)]) if isinstance(data, dict) else ():
-            alpha = entry.get("lora_alpha") if isinstance(entry, dict) else None
-            if isinstance(alpha, (int, float)):
-                return float(alpha)
-    return None
+def _diffusers_alphas(metadata: dict[str, str]) -> dict[str, float]:
+    """The alpha diffusers writes into a file's ``lora_adapter_metadata``, by component
+    (``unet.lora_alpha``…; "" for a file with one adapter's config)."""
+    try:
+        data = json.loads(metadata.get("lora_adapter_metadata", "{}"))
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out = {}
+    for key, value in data.items():
+        component, _, field = key.rpartition(".")
+        if field == "lora_alpha" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[component] = float(value)
+    return out
 
 
 def _sha256(path: Path) -> str:
