@@ -33,6 +33,7 @@ class RunSnapshot:
     phase: str = ""
     phase_done: int = 0
     phase_total: int = 0
+    phase_since: float = 0.0  # when the phase began (unix seconds): the view counts its time
     step: int = 0
     total_steps: int = 0
     epoch: int = 0
@@ -102,7 +103,10 @@ class RunModel:
                 trigger=str(config.get("trigger") or ""), message="", hint="",
             )
         elif kind == "phase":
-            v.update(phase=str(ev.get("phase", "")), phase_done=int(ev.get("done", 0)), phase_total=int(ev.get("total", 0)))
+            phase = str(ev.get("phase", ""))
+            if phase != v.get("phase"):
+                v["phase_since"] = float(ev.get("t", 0.0))
+            v.update(phase=phase, phase_done=int(ev.get("done", 0)), phase_total=int(ev.get("total", 0)))
             v.setdefault("status", "running")
         elif kind == "step":
             loss = float(ev.get("loss", 0.0))

@@ -8,6 +8,7 @@ by ``loratui attach`` it follows an existing run. Either way the history is repl
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ class RunScreen(Screen[None]):
     )
     DEFAULT_CSS = """
     RunScreen #body { height: 1fr; padding: 0 1; }
-    RunScreen #status { height: 1; }
+    RunScreen #status { height: auto; width: 100%; }  /* wraps: a pass makes the line long */
     RunScreen ProgressBar { width: 1fr; height: 1; }
     RunScreen ProgressBar Bar { width: 1fr; }
     RunScreen #checkpoint, RunScreen #schedule { height: 1; color: $text-muted; }
@@ -118,6 +119,13 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.follow()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        """Between events (a long sample or validation pass) the phase's clock still moves."""
+        s = self.snapshot
+        if s.phase and s.phase_total and not s.ended:
+            self.query_one("#status", Label).update(self._status_line(s))
 
     # -- the worker: launch (from the wizard) and follow --------------------------------------
 
@@ -181,10 +189,20 @@ class RunScreen(Screen[None]):
     # -- drawing ------------------------------------------------------------------------------
 
     def render_snapshot(self, s: RunSnapshot) -> None:
+        self.query_one("#status", Label).update(self._status_line(s))
+        self._render_rest(s)
+
+    @staticmethod
+    def _status_line(s: RunSnapshot) -> str:
         colour = STATUS_STYLE.get(s.status, "white")
         parts = [f"[{colour} b]● {s.status}[/]"]
         if s.status in ("starting", "running") and s.phase and s.phase_total:
-            parts.append(f"{s.phase} {s.phase_done}/{s.phase_total}")
+            # a pass between steps (samples, validation) shows its own progress and how long it
+            # has run: the step line stood still for minutes during them (issue 13, defect 1)
+            phase = f"[b]{s.phase}[/] {s.phase_done}/{s.phase_total}"
+            if s.phase_since:
+                phase += f" for {human_seconds(max(0.0, time.time() - s.phase_since))}"
+            parts.append(phase)
         if s.total_steps:
             parts.append(f"step {s.step}/{s.total_steps}")
         if s.epoch:
@@ -192,8 +210,12 @@ class RunScreen(Screen[None]):
         if s.it_per_s:
             parts.append(f"{s.it_per_s:.2f} it/s")
         if s.status == "running" and s.step:
-            parts.append(f"ETA {human_seconds(s.eta_s)}")
-        self.query_one("#status", Label).update(" · ".join(parts))
+            # the step ETA leaves the passes between steps out: say so while one runs
+            eta = f"ETA\u00a0{human_seconds(s.eta_s)}"  # kept on one line when the status wraps
+            parts.append(eta + ("\u00a0after\u00a0it" if s.phase and s.phase_total else ""))
+        return " · ".join(parts)
+
+    def _render_rest(self, s: RunSnapshot) -> None:
         bar = self.query_one(ProgressBar)
         if s.total_steps:
             bar.update(total=s.total_steps, progress=s.step)
