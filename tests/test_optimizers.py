@@ -30,6 +30,11 @@ def test_each_optimizer_trains_stops_and_resumes_bit_identically(tmp_path, small
     assert all(torch.equal(a[k], b[k]) for k in a), f"{optimizer}: resumed run differs from the uninterrupted one"
     start = load_file(tmp_path / "whole" / "whole-step000002.safetensors")
     assert any(not torch.equal(start[k], a[k]) for k in a if "lora_up" in k), f"{optimizer} did not train"
+    # the LoRA file holds the weights to use: for schedule-free its average, not the trained point
+    trained = load_file(tmp_path / "whole" / "checkpoints" / "step000002" / "adapters.safetensors")
+    in_file = sum(v.double().abs().sum() for k, v in start.items() if "lora_up" in k)
+    in_checkpoint = sum(v.double().abs().sum() for k, v in trained.items() if "lora_B" in k)
+    assert (abs(in_file - in_checkpoint) > 1e-6 * in_file) == (optimizer == "schedulefree")
     with safe_open(str(whole.lora_path), "pt") as fh:
         meta = fh.metadata()
     assert meta["ss_optimizer"].split("(")[0].lower().replace("_", "").find(optimizer[:4]) >= 0 or \

@@ -49,6 +49,9 @@ def start_from(text: str, family: Any, trained: dict[str, Any], accelerator: Any
     import torch
 
     path = resolve_init_lora(text)
+    if getattr(config, "network", "lora") != "lora":
+        raise ConfigError(f"--init-lora {path}: continuing is for plain LoRA runs; this run trains {config.network}",
+                          "drop --init-lora, or train with --network lora")
     try:
         source = read_lora(path)
     except LoraFileError as exc:
