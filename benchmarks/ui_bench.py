@@ -37,31 +37,56 @@ def make_folder(folder: Path, count: int) -> Path:
     return folder
 
 
-def first_paint(folder: Path, runs: int = 3) -> dict:
-    """`loratui FOLDER` in a real terminal (tmux), from the command to the wizard on screen."""
+def first_paint(args: list[str], ready: tuple[str, ...], runs: int = 3) -> dict:
+    """``loratui ARGS`` in a real terminal (tmux, 80×24), from the command to the first frame
+    that shows every string in ``ready``: Python start-up and imports included."""
     if shutil.which("tmux") is None:
         return {"skipped": "no tmux"}
-    socket = f"loratui-bench-{os.getpid()}"
     times = []
     for n in range(runs):
-        cmd = " ".join(map(shlex.quote, [sys.executable, "-m", "loratui", str(folder)]))
+        socket = f"loratui-bench-{os.getpid()}-{args[0]}-{n}"  # a server per run: no exit races
+        cmd = " ".join(map(shlex.quote, [sys.executable, "-m", "loratui", *args]))
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in os.environ.items() if k.startswith("LORATUI_"))
         start = time.perf_counter()
         subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", f"b{n}", "-x", "80",
-                        "-y", "24", f"env {env} {cmd}"], check=True)
+                        "-y", "24", f"env {env} {cmd}; sleep 30"], check=True)  # the pane outlives a quick exit
         while True:
             screen = subprocess.run(["tmux", "-L", socket, "capture-pane", "-p", "-t", f"b{n}"],
                                     capture_output=True, text=True).stdout
-            if "1 Folder" in screen and "Next" in screen:
+            if all(text in screen for text in ready):
                 times.append(time.perf_counter() - start)
                 break
             if time.perf_counter() - start > 30:
                 times.append(float("nan"))
                 break
             time.sleep(0.005)
-        subprocess.run(["tmux", "-L", socket, "kill-session", "-t", f"b{n}"], check=False)
-    subprocess.run(["tmux", "-L", socket, "kill-server"], check=False, capture_output=True)
+        subprocess.run(["tmux", "-L", socket, "kill-server"], check=False, capture_output=True)
     return {"runs_s": times, "median_s": statistics.median(times)}
+
+
+def first_paints(small: Path, run_dir: Path) -> dict:
+    """The three ways in: the wizard on the demo, caption review, and attach to a run."""
+    return {
+        "demo": first_paint(["demo"], ("1 Folder", "Next")),
+        "review": first_paint(["review", str(small)], ("2 Captions", "e Edit")),
+        "attach": first_paint(["attach", str(run_dir)], ("4 Train", "Help")),
+    }
+
+
+class Load:
+    """``n`` busy processes (a loaded machine) while the block runs: ``with Load(2): …``."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.procs = n, []
+
+    def __enter__(self) -> "Load":
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
 
 
 async def review_latency(folder: Path, keys: int = 200) -> dict:
@@ -107,6 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--load", type=int, default=0, help="busy processes during the first paints (0: none)")
     args = parser.parse_args()
     os.environ.setdefault("LORATUI_CACHE_DIR", tempfile.mkdtemp(prefix="lt-cache-ui-"))
     os.environ["LORATUI_STATE_DIR"] = tempfile.mkdtemp(prefix="lt-state-ui-")
@@ -118,8 +144,15 @@ def main() -> None:
         folder = make_folder(work / "photos", args.images)
         build_s = time.perf_counter() - t
         small = make_folder(work / "small", 12)
+        import test_ui_snapshots  # a finished run's fixed history
+
+        run_dir = work / "runs" / "demo"
+        test_ui_snapshots.write_run(run_dir, small / "img_00000.png")
+        with Load(args.load):
+            paints = first_paints(small, run_dir)
         results = {
-            "first_paint": first_paint(small),
+            "first_paint": paints,
+            "load": {"busy_processes": args.load, "loadavg": os.getloadavg()},
             "review": asyncio.run(review_latency(folder)),
             "lag": asyncio.run(measure_follow_lag(work / "run", rate=100, seconds=5)),
             "folder_build_s": build_s,
@@ -130,7 +163,10 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     fp, rv, lag = results["first_paint"], results["review"], results["lag"]
-    print(f"first paint (tmux, `loratui FOLDER`): median {fp.get('median_s', float('nan')):.2f} s  runs {fp.get('runs_s')}")
+    print(f"machine: {args.load} busy processes added, load average {results['load']['loadavg'][0]:.1f}")
+    for what, paint in fp.items():
+        print(f"first paint (tmux 80x24, `loratui {what}`): median {paint.get('median_s', float('nan')):.2f} s  "
+              f"runs {paint.get('runs_s')}")
     print(f"caption review on {rv['images']} images: opened in {rv['open_s']:.2f} s; j → next caption "
           f"p50 {rv['p50_ms']:.1f} ms, p99 {rv['p99_ms']:.1f} ms, max {rv['max_ms']:.1f} ms")
     print(f"following {lag['rate']:.0f} events/s for {lag['seconds']:.1f} s: loop lag p50 {lag['lag_p50_ms']:.1f} ms, "
