@@ -3,6 +3,7 @@ definition says, through the real training-loss path on the tiny model."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -150,3 +151,48 @@ def test_train_layers_name_target_lists_per_family():
         unet_ff, text_ff = family.lora_targets("attention-ff")
         assert set(unet_ff) - set(attention) == {"ff.net.0.proj", "ff.net.2"}
         assert set(text_ff) - set(text) == {"fc1", "fc2"}
+
+
+@pytest.mark.parametrize("flag", [["--optimizer", "lion"], ["--loss-type", "l1"], ["--init-lora", "x.safetensors"],
+                                  ["--train-layers", "attention-ff"], ["--debiased-estimation"]])
+def test_training_method_flags_cannot_change_on_resume(tmp_path, flag):
+    from typer.testing import CliRunner
+
+    from loratui.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path), *flag])
+    assert result.exit_code == 1
+    assert f"{flag[0]} cannot change on --resume" in result.output
+
+
+def test_training_method_flags_reach_the_run(tmp_path, small_dataset):
+    """The flags as typed become the run's config.toml and its LoRA's metadata (a one-step tiny run)."""
+    import tomllib
+
+    from safetensors import safe_open
+    from typer.testing import CliRunner
+
+    from loratui.cli import app
+
+    args = ["train", str(small_dataset), "--base-model", "tiny", "--resolution", "64", "--batch-size", "1",
+            "--steps", "1", "--save-every", "0", "--sample-every", "0", "--output", str(tmp_path), "--name", "r",
+            "--json", "--optimizer", "prodigy", "--d-coef", "2", "--unet-lr", "3e-4", "--text-encoder-lr", "1e-5",
+            "--loss-type", "huber", "--huber-c", "0.2", "--huber-schedule", "constant", "--debiased-estimation",
+            "--multires-noise-iterations", "6", "--multires-noise-discount", "0.4", "--train-layers", "attention-ff"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cfg = tomllib.loads((tmp_path / "r" / "config.toml").read_text())
+    assert (cfg["optimizer"], cfg["d_coef"], cfg["unet_lr"], cfg["text_encoder_lr"]) == ("prodigy", 2, 3e-4, 1e-5)
+    assert (cfg["loss_type"], cfg["huber_c"], cfg["huber_schedule"]) == ("huber", 0.2, "constant")
+    assert cfg["debiased_estimation"] and (cfg["multires_noise_iterations"], cfg["multires_noise_discount"]) == (6, 0.4)
+    assert cfg["train_layers"] == "attention-ff"
+    with safe_open(str(tmp_path / "r" / "r.safetensors"), "pt") as fh:
+        meta = fh.metadata()
+    assert (meta["ss_loss_type"], meta["ss_huber_c"], meta["ss_huber_schedule"]) == ("huber", "0.2", "constant")
+    assert "d_coef=2.0" in meta["ss_optimizer"] and meta["ss_multires_noise_discount"] == "0.4"
+    # Prodigy trains at lr 1, whatever --unet-lr says, and the derivation the user sees says why
+    assert meta["ss_learning_rate"] == "1.0" and meta["ss_unet_lr"] == "1.0"
+    events = [json.loads(line) for line in (tmp_path / "r" / "events.jsonl").read_text().splitlines()]
+    started = next(e for e in events if e["event"] == "run_started")
+    assert "lr 1 for every component, not 0.0003 (Prodigy estimates its own step size" in started["schedule"]
+    assert "| optimizer | prodigyopt.Prodigy: optimizer prodigy: lr 1" in (tmp_path / "r" / "README.md").read_text()

@@ -3,8 +3,6 @@ ends bit for bit where the uninterrupted run does (their state is all in the che
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from safetensors import safe_open
@@ -39,20 +37,6 @@ def test_each_optimizer_trains_stops_and_resumes_bit_identically(tmp_path, small
         meta = fh.metadata()
     assert meta["ss_optimizer"].split("(")[0].lower().replace("_", "").find(optimizer[:4]) >= 0 or \
         optimizer == "schedulefree" and "ScheduleFree" in meta["ss_optimizer"]
-
-
-def test_prodigy_trains_at_lr_one_and_says_why(tmp_path, small_dataset):
-    cfg = tiny_config(small_dataset, tmp_path, steps=2, save_every=0, optimizer="prodigy", sample_every=0,
-                      validation="off")
-    result = train(cfg, tmp_path / "p")
-    events = [json.loads(line) for line in (result.run_dir / "events.jsonl").read_text().splitlines()]
-    started = next(e for e in events if e["event"] == "run_started")
-    assert "lr 1 " in started["schedule"] and "Prodigy estimates its own step size" in started["schedule"]
-    with safe_open(str(result.lora_path), "pt") as fh:
-        meta = fh.metadata()
-    assert meta["ss_learning_rate"] == "1.0" and "d_coef=1.0" in meta["ss_optimizer"]
-    assert "prodigy" in meta["ss_optimizer"].lower()
-    assert "| optimizer | prodigyopt.Prodigy: optimizer prodigy: lr 1" in (result.run_dir / "README.md").read_text()
 
 
 def test_kohya_optimizer_names_are_read():
