@@ -196,3 +196,20 @@ def test_training_method_flags_reach_the_run(tmp_path, small_dataset):
     started = next(e for e in events if e["event"] == "run_started")
     assert "lr 1 for every component, not 0.0003 (Prodigy estimates its own step size" in started["schedule"]
     assert "| optimizer | prodigyopt.Prodigy: optimizer prodigy: lr 1" in (tmp_path / "r" / "README.md").read_text()
+
+
+@pytest.mark.xfail(strict=True, reason="TrainingRun.prepare() must take its targets from "
+                   "family.lora_targets(config.train_layers); it is being changed for --network (issue 12, item 1)")
+def test_attention_ff_puts_adapters_on_the_feed_forward_layers(tmp_path, small_dataset):
+    from loratui.engine.events import EventBus
+    from loratui.engine.train.loop import TrainingRun, _NoState
+    from loratui.engine.train.stop import StopSignal
+    from tinyrun import tiny_config
+
+    cfg = tiny_config(small_dataset, tmp_path, steps=1, train_layers="attention-ff", train_text_encoder=True,
+                      sample_every=0, validation="off")
+    run = TrainingRun(cfg, tmp_path / "ff", EventBus(), _NoState(), StopSignal(), resume=False)
+    run.setup()
+    names = [n for m in run.trained.values() for n, p in m.named_parameters() if p.requires_grad]
+    assert any(".ff.net.0.proj.lora_A" in n for n in names) and any(".ff.net.2.lora_B" in n for n in names)
+    assert any(".mlp.fc1.lora_A" in n for n in names)
