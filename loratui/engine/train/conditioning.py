@@ -3,6 +3,12 @@
 A frozen text encoder gives the same output for the same caption, so while the text encoders
 are frozen each distinct caption is encoded once and kept (bounded, for shuffled tags). When a
 text encoder trains, every call runs it, with gradients.
+
+A caption's conditioning never depends on what was encoded before it: a batched matmul may
+round a row differently with other rows beside it, so a cached caption is encoded alone, and
+without the cache (shuffled tags make nearly every caption new) a call encodes exactly its own
+batch. A resumed run, which starts with an empty cache, so conditions bit for bit as the
+uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ class TextConditioner:
     """``conditioner(captions)`` → the family's named conditioning tensors, batch first."""
 
     def __init__(self, family: Family, encoders: dict[str, Any], tokenizers: dict[str, Any], device: Any,
-                 trainable: bool = False) -> None:
+                 trainable: bool = False, cache: bool = True) -> None:
         self.family = family
         self.encoders = encoders
         self.tokenizers = tokenizers
         self.device = device
         self.trainable = trainable
+        self.cache = cache
         self._cache: dict[str, dict[str, Any]] = {}
 
     def __call__(self, captions: list[str]) -> dict[str, Any]:
@@ -31,13 +38,15 @@ class TextConditioner:
 
         if self.trainable:
             return self.family.encode_text(self.encoders, self.tokenizers, list(captions), self.device)
+        if not self.cache:
+            with torch.no_grad():
+                return self.family.encode_text(self.encoders, self.tokenizers, list(captions), self.device)
         if len(self._cache) > CACHE_LIMIT:
             self._cache.clear()  # before looking up: a caption found now must still be here below
-        missing = [c for c in dict.fromkeys(captions) if c not in self._cache]
-        if missing:
-            with torch.no_grad():
-                encoded = self.family.encode_text(self.encoders, self.tokenizers, missing, self.device)
-            for n, caption in enumerate(missing):
-                self._cache[caption] = {name: value[n].detach() for name, value in encoded.items()}
+        for caption in dict.fromkeys(captions):
+            if caption not in self._cache:
+                with torch.no_grad():
+                    encoded = self.family.encode_text(self.encoders, self.tokenizers, [caption], self.device)
+                self._cache[caption] = {name: value[0].detach() for name, value in encoded.items()}
         first = self._cache[captions[0]]
         return {name: torch.stack([self._cache[c][name] for c in captions]) for name in first}

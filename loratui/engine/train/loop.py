@@ -332,7 +332,7 @@ class TrainingRun:
         self.state.update(total_steps=self.total_steps, step=self.step)
         # captions into text conditioning: each distinct caption encoded once while the encoders are frozen
         self.condition = TextConditioner(self.family, self.text_encoders, self.comps.tokenizers, self.device,
-                                         self.config.train_text_encoder)
+                                         self.config.train_text_encoder, cache=not self.config.shuffle_tags)
         self.denoiser = Denoiser(self.family, self.unet, self.condition, self.noise_scheduler)
         self.guard = DivergenceGuard(self.accelerator, self.trained, self.optimizer, self.lr_scheduler,
                                      self.run_dir, fp16=self.precision == "fp16")
