@@ -101,7 +101,7 @@ def start_from(text: str, family: Any, trained: dict[str, Any], accelerator: Any
     for name, model in models.items():
         if loaded[name]:
             lora.load_lora_state_dict(model, loaded[name])
-    total = sum(len(state) // 2 for state in ours.values())
+    total = sum(1 for state in ours.values() for key in state if key.endswith(DOWN))
     notes = [f"starting from {path.name}: {count} of this run's {total} modules loaded"]
     if dropped:
         kinds = "text-encoder " if all(_is_text(n) for n in dropped) and not config.train_text_encoder else ""
