@@ -73,6 +73,7 @@ def train(
     sample_every: Annotated[Optional[int], typer.Option(help="Render sample images every N steps (0: off; default: at each save).")] = None,
     sample_prompt: Annotated[Optional[list[str]], typer.Option(help="A sample prompt (repeatable; default: the preset's).")] = None,
     tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Log to RUN_DIR/tensorboard.")] = None,
+    notify: Annotated[Optional[str], typer.Option(help="Tell this URL when the run ends (ntfy://, discord://, tgram://, mailto://, json://…; default: $LORATUI_NOTIFY or ~/.config/loratui/notify).")] = None,
     gpus: Annotated[Optional[int], typer.Option(help="Train data-parallel on N GPUs (through accelerate).")] = None,
     compile_unet: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the UNet (slow first steps).")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="auto | adamw | adamw8bit | prodigy (lr 1, self-tuning) | adafactor | lion | schedulefree")] = None,
@@ -102,7 +103,7 @@ def train(
         if resume is not None:
             changed = _overrides(
                 save_every=save_every, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
-                sample_every=sample_every, tensorboard=tensorboard, gpus=gpus, compile=compile_unet,
+                sample_every=sample_every, tensorboard=tensorboard, gpus=gpus, compile=compile_unet, notify=notify,
             )
             fixed = {"folder": folder, "--preset": preset, "--base-model": base_model, "--config": config,
                      "--steps": steps, "--epochs": epochs, "--repeats": repeats, "--rank": rank, "--alpha": alpha,
@@ -134,7 +135,7 @@ def train(
             rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
             resolution=resolution, save_every=save_every, seed=seed, mixed_precision=mixed_precision,
             train_text_encoder=train_text_encoder, gradient_checkpointing=gradient_checkpointing,
-            sample_every=sample_every, sample_prompts=sample_prompt or None, tensorboard=tensorboard,
+            sample_every=sample_every, sample_prompts=sample_prompt or None, tensorboard=tensorboard, notify=notify,
             gpus=gpus, compile=compile_unet, prediction_type=prediction_type, zero_terminal_snr=zero_terminal_snr,
             optimizer=optimizer, d_coef=d_coef, unet_lr=unet_lr, text_encoder_lr=text_encoder_lr,
             loss_type=loss_type, huber_c=huber_c, huber_schedule=huber_schedule,

@@ -95,3 +95,25 @@ def test_attached_to_a_bus_its_warnings_are_run_warnings(tmp_path, monkeypatch):
     bus.emit(RunFinished(str(tmp_path / "x.safetensors"), 1))
     assert [type(e) for e in seen] == [RunFinished, WarningRaised] and "failed" in seen[1].message
     assert len(bus.sinks) == 2  # a failed notification does not detach the notifier
+
+
+def test_train_notify_tells_the_url_and_keeps_it_out_of_the_run_files(small_dataset, tmp_path, webhook):
+    """``loratui train --notify URL`` end to end: the run's own bus tells the URL; a URL may
+    hold a token, so it is in neither config.toml, the events nor the LoRA's metadata."""
+    import os
+    import subprocess
+    import sys
+
+    url, received = webhook
+    out = tmp_path / "out"
+    env = {**os.environ, "LORATUI_NOTIFY": ""}
+    done = subprocess.run([sys.executable, "-m", "loratui", "train", str(small_dataset), "--base-model", "tiny",
+                           "--steps", "2", "--save-every", "0", "--batch-size", "1", "--sample-every", "0",
+                           "--output", str(out), "--notify", url + "?token=s3cret", "--json"],
+                          capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    [message] = received
+    assert message["title"].endswith(" finished")
+    run_dir = next(p for p in out.iterdir() if p.is_dir())
+    for name in ("config.toml", "events.jsonl", "state.json", "README.md", f"{run_dir.name}.safetensors"):
+        assert b"s3cret" not in (run_dir / name).read_bytes(), name

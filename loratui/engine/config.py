@@ -95,6 +95,9 @@ class RunConfig(BaseModel):
     sample_steps: int = Field(20, ge=1, le=150)
     validation: Literal["auto", "holdout", "train", "off"] = "auto"
     tensorboard: bool = False
+    # where to say that the run ended (apprise URLs: ntfy://, discord://, mailto://, json://…);
+    # it may hold a token, so it stays out of dumps, events and the LoRA's metadata
+    notify: str | None = Field(None, max_length=4096, exclude=True)
     gpus: int = Field(1, ge=1, le=64)
 
     @field_validator("*", mode="before")

@@ -46,6 +46,7 @@ from loratui.engine.planning import speed
 from loratui.engine.planning.memory_plan import fit_to_device
 from loratui.engine.planning.presets import get_preset
 from loratui.engine.planning.run_plan import plan_run
+from loratui.engine.runs.notify import attach_notifier
 from loratui.engine.runs.registry import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
 from loratui.engine.train import checkpoint as ckpt
 from loratui.engine.train import lora
@@ -118,6 +119,7 @@ def train(
         {"name": run_dir.name, "run_dir": str(run_dir.resolve()), "pid": os.getpid(), "step": 0},
     )
     bus = EventBus([jsonl, state, *(sinks or [])])
+    attach_notifier(bus, config, run_dir)  # --notify, $LORATUI_NOTIFY or the user default: told at the end
     if config.tensorboard:
         from loratui.engine.runs.tensorboard import TensorBoardSink
 
