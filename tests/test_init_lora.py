@@ -84,3 +84,17 @@ def test_a_different_rank_is_one_clear_error(parent, tmp_path):
     with pytest.raises(ConfigError) as err:
         _step0_export(dataset, tmp_path, result.lora_path, rank=8)
     assert "rank 4, this run's rank is 8" in err.value.message and "--rank 4 --alpha 2" in err.value.hint
+
+
+def test_the_parent_is_kept_across_a_resume(parent, tmp_path):
+    from tinyrun import stopped_then_resumed
+
+    dataset, result = parent
+    cfg = tiny_config(dataset, tmp_path, steps=2, save_every=0, rank=4, alpha=2, sample_every=0,
+                      validation="off", batch_size=1, init_lora=str(result.run_dir))
+    part, resumed = stopped_then_resumed(cfg, tmp_path / "child", at=1)
+    assert part.status == "stopped" and resumed.status == "finished"
+    with safe_open(str(resumed.lora_path), "pt") as fh:
+        meta = fh.metadata()
+    assert meta["ss_network_weights"] == result.lora_path.name
+    assert "| continued from | `cat.safetensors`" in (tmp_path / "child" / "README.md").read_text()
