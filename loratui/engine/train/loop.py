@@ -47,6 +47,7 @@ from loratui.engine.planning.memory_plan import fit_to_device
 from loratui.engine.planning.presets import get_preset
 from loratui.engine.planning.run_plan import plan_run
 from loratui.engine.runs.notify import attach_notifier
+from loratui.engine.runs.reserve import SpaceReserve, is_disk_error
 from loratui.engine.runs.registry import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
 from loratui.engine.train import checkpoint as ckpt
 from loratui.engine.train import lora
@@ -65,7 +66,7 @@ from loratui.engine.train.optimizer import (
     make_optimizer,
     use_8bit,
 )
-from loratui.engine.train.saving import RunWriter
+from loratui.engine.train.saving import RunWriter, guard_disk
 from loratui.engine.train.step import MicroBatch, draw_micro, sample_losses
 from loratui.engine.train.stop import StopSignal, agreed_stop
 from loratui.engine.validate.sampling import build_pipeline, default_prompts, render, save_png
@@ -124,25 +125,43 @@ def train(
         from loratui.engine.runs.tensorboard import TensorBoardSink
 
         bus.add(TensorBoardSink(run_dir))
+    reserve = SpaceReserve(run_dir)  # room for the last words if another process fills the disk
+    reserve.hold()
     previous = read_state(run_dir) if resume else {}
-    state.update(status="running", started_at=previous.get("started_at") or time.time())
-    register_run(run_dir)
+    run = TrainingRun(config, run_dir, bus, state, stop, resume)
     try:
-        return TrainingRun(config, run_dir, bus, state, stop, resume).run()
+        state.update(status="running", started_at=previous.get("started_at") or time.time())
+        register_run(run_dir)
+        return run.run()
     except LoratuiError as exc:
+        reserve.release()
         bus.emit(RunFailed(exc.message, exc.hint))
         with contextlib.suppress(OSError):  # the disk may be the very thing that failed
             state.update(status="failed", message=str(exc))
+        if getattr(exc, "disk", False) and not resume and run.step == 0:
+            _remove_empty_run(run_dir, jsonl, lock)
         raise
     except BaseException as exc:
+        reserve.release()
         message = f"{type(exc).__name__}: {exc}"
         bus.emit(RunFailed(message, "this is a bug or an environment problem; see events.jsonl"))
         with contextlib.suppress(OSError):
             state.update(status="failed", message=message)
         raise
     finally:
+        reserve.release()
         jsonl.close()
         lock.release()
+
+
+def _remove_empty_run(run_dir: Path, jsonl: JsonlSink, lock: RunLock) -> None:
+    """A run that failed for lack of disk before its first step leaves no empty folder behind
+    (the error says what to fix; there is nothing in it to resume)."""
+    if any(run_dir.glob("*.safetensors")) or (run_dir / "checkpoints").exists():
+        return
+    jsonl.close()
+    lock.release()
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def is_main_process() -> bool:
@@ -213,7 +232,7 @@ class TrainingRun:
         self.split = BatchSplit(split, config.batch_size, self.accelerator.num_processes)
         if self.main:  # on resume too: settings changed with it (e.g. --gradient-checkpointing) are kept
             resolved = {"total_steps": self.total_steps, "repeats": schedule.repeats, "epochs": schedule.epochs}
-            atomic.write_text(self.run_dir / CONFIG, dump_toml(config, resolved))
+            guard_disk(self.run_dir, 0, lambda: atomic.write_text(self.run_dir / CONFIG, dump_toml(config, resolved)))
         for message in self.plan.warnings:
             self.bus.emit(WarningRaised(message))
 
@@ -239,12 +258,14 @@ class TrainingRun:
         config, unet, vae, encoders = self.config, self.unet, self.vae, self.text_encoders
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        lora.add_lora(unet, list(self.family.unet_targets), config.rank, config.lora_alpha)
+        network = lora.Network.of(config)  # --network: its type, rank and alpha, conv rank and alpha
+        unet_targets, text_targets = self.family.lora_targets(config.train_layers)
+        lora.add_network(unet, unet_targets, network, unet=True)
         vae.requires_grad_(False)
         for encoder in encoders.values():
             encoder.requires_grad_(False)
             if config.train_text_encoder:
-                lora.add_lora(encoder, list(self.family.text_targets), config.rank, config.lora_alpha)
+                lora.add_network(encoder, text_targets, network)
         unet.to(self.device, dtype=self.weight_dtype)
         for encoder in encoders.values():
             encoder.to(self.device, dtype=self.weight_dtype)
@@ -431,6 +452,20 @@ class TrainingRun:
         return draw_micro(self.plan, self.config, micro, latents_of, self.vae.config.scaling_factor,
                           self.noise_scheduler.config.num_train_timesteps)
 
+    def optional(self, what: str, write) -> bool:
+        """Run ``write`` for a file the run can do without (a sample, validation.json, the run
+        card): on a full or read-only disk the run warns and goes on; the next save says clearly
+        what to do if the disk stays full. True when it was written."""
+        try:
+            write()
+            return True
+        except OSError as exc:
+            if not is_disk_error(exc):
+                raise
+            self.heal(f"could not write {what}: {exc.strerror or exc}; the run goes on "
+                      "(free disk space: the next save needs it)")
+            return False
+
     def heal(self, message: str) -> None:
         self.healed.append(message)
         self.bus.emit(WarningRaised(message))
@@ -476,8 +511,8 @@ class TrainingRun:
         """Samples, validation and a checkpoint when due; True when the run is to stop here."""
         config, step, total = self.config, self.step, self.total_steps
         saving = bool(config.save_every) and step % config.save_every == 0 and step < total
-        if self.sampling and (step % config.sample_interval == 0 or step == total):
-            self.take_samples()
+        if self.sampling and step % config.sample_interval == 0 and step < total:
+            self.take_samples()  # the last step's samples come after the final LoRA is safe
         if saving or step == total:
             self.validate()
         stopping = agreed_stop(self.accelerator, self.stop) and step < total
@@ -500,8 +535,8 @@ class TrainingRun:
             loss = self.validation.loss(denoiser, self.device, self.weight_dtype)
         model.train()
         self.history.append((self.step, loss))
-        atomic.write_json(self.run_dir / "validation.json",
-                          {"held_out": self.validation.held_out, "history": self.history})
+        self.optional("validation.json", lambda: atomic.write_json(
+            self.run_dir / "validation.json", {"held_out": self.validation.held_out, "history": self.history}))
         self.bus.emit(PhaseProgress("validating", 1, 1))
         self.pass_seconds["validating"].append(time.perf_counter() - tic)
         self.bus.emit(ValidationLogged(self.step, loss, len(self.validation.latents), self.validation.held_out))
@@ -525,8 +560,14 @@ class TrainingRun:
             with self.accelerator.autocast(), eval_weights(self.optimizer):
                 image = render(pipe, prompt, config.seed + n, config.resolution, config.resolution,
                                config.sample_steps)
-            path = save_png(image, self.run_dir / "samples" / f"step{self.step:06d}-{n}.png")
-            self.bus.emit(SampleSaved(str(path), self.step))
+            path = self.run_dir / "samples" / f"step{self.step:06d}-{n}.png"
+
+            def write(image=image, path=path) -> None:
+                faults.maybe_disk_full("sample")
+                save_png(image, path)
+
+            if self.optional(f"sample {path.name}", write):
+                self.bus.emit(SampleSaved(str(path), self.step))
             self.bus.emit(PhaseProgress("sampling", n + 1, len(prompts)))
         pipe.unet.train()
         self.pass_seconds["sampling"].append(time.perf_counter() - tic)
@@ -542,7 +583,7 @@ class TrainingRun:
         self._record_speed()
         self.bus.emit(RunStopped(step, str(ckpt.latest_checkpoint(self.run_dir / "checkpoints"))))
         self.state.update(status="stopped", step=step, message=self.stop.reason)
-        self.writer.card(step, self.smoothed, "stopped", healed=self.healed)
+        self.optional("the run card", lambda: self.writer.card(step, self.smoothed, "stopped", healed=self.healed))
         return RunResult("stopped", self.run_dir, self.last_lora, step, self.total_steps, self.smoothed)
 
     def finish(self) -> RunResult:
@@ -552,7 +593,9 @@ class TrainingRun:
             self.accelerator.wait_for_everyone()
             return RunResult("finished", self.run_dir, None, step, self.total_steps, self.smoothed)
         self._record_speed()
-        final = self.writer.final(step)
+        final = self.writer.final(step)  # first: what the run is for, before anything optional
+        if self.sampling:
+            self.take_samples()
         advice = recommend(self.history, self.validation.held_out) if self.validation else None
         recommended = None
         if advice is not None:
@@ -560,7 +603,8 @@ class TrainingRun:
             recommended = {"step": advice.step, "path": str(path), "strength": advice.strength,
                            "reason": advice.reason, "overtrained": advice.overtrained}
             self.bus.emit(RecommendationMade(**recommended))
-        self.writer.card(step, self.smoothed, "finished", recommended, self.history, self.healed)
+        self.optional("the run card", lambda: self.writer.card(
+            step, self.smoothed, "finished", recommended, self.history, self.healed))
         self.state.update(status="finished", step=step, lora=str(final), final_loss=self.smoothed,
                           finished_at=time.time(), recommendation=recommended, healed=self.healed)
         self.bus.emit(RunFinished(str(final), step))
@@ -568,11 +612,14 @@ class TrainingRun:
         return RunResult("finished", self.run_dir, final, step, self.total_steps, self.smoothed)
 
     def _record_speed(self) -> None:
-        """Keep the FLOP/s this run reached on its GPU, for the wizard's time estimates
+        """Keep the FLOP/s this run reached on its GPU or CPU, for the wizard's time estimates
         (planning/speed.py), from the last steps: (seconds, images, passes) of this process,
-        which has the most rows of a batch split across GPUs, with short batches counted as they are."""
-        gpu = speed.gpu_name(self.device)
-        if not gpu or len(self.done) < 10:
+        which has the most rows of a batch split across GPUs, with short batches counted as they are.
+        A CPU is kept under its model name and thread count, the tiny model's speed apart."""
+        import torch
+
+        device = speed.gpu_name(self.device) or speed.cpu_key(torch.get_num_threads(), self.spec.kind == "tiny")
+        if len(self.done) < 10:
             return
         from loratui.engine.planning.footprint import memory_model
 
@@ -581,7 +628,7 @@ class TrainingRun:
         except Exception:  # a model the measurement does not understand: nothing to record
             return
         flops = sum(unet.flops_per_image * images + unet.flops_fixed * passes for _, images, passes in self.done)
-        speed.record_speed(gpu, self.precision, flops / sum(seconds for seconds, _, _ in self.done))
+        speed.record_speed(device, self.precision, flops / sum(seconds for seconds, _, _ in self.done))
 
 
 def _free_memory(device) -> None:
