@@ -1,15 +1,19 @@
-"""How long a run will take on this GPU: its FLOPs over the speed this GPU reaches.
+"""How long a run will take on this GPU or CPU: its FLOPs over the speed this device reaches.
 
 A run's work is counted, not guessed: the measured model (``engine/footprint.py``) gives the
-FLOPs of one training pass at the run's batch and resolution. The speed is the one this GPU
-reached in earlier runs (each run on CUDA records its achieved TFLOP/s), and until there is one,
-an assumed share of the GPU's data-sheet peak. A measured speed carries across models and
-resolutions because it is kept as FLOP/s, not as steps per second.
+FLOPs of one training pass at the run's batch and resolution. The speed is the one this device
+reached in earlier runs (each run records its achieved FLOP/s), and until there is one, an
+assumed share of the GPU's data-sheet peak, or a conservative figure per CPU thread. A measured
+speed carries across models and resolutions because it is kept as FLOP/s, not as steps per
+second. A CPU is keyed by its model name and thread count ("cpu:AMD EPYC 2 threads"); the tiny
+model's speed is kept apart (" tiny"): its passes are so small that per-call overhead, not
+arithmetic, sets their pace, so its FLOP/s says nothing about a real model on the same CPU.
 """
 
 from __future__ import annotations
 
 import json
+import platform
 import statistics
 from dataclasses import dataclass
 
@@ -34,6 +38,11 @@ PEAK_TFLOPS = (
 )
 # Until a run on this GPU has measured it: the share of peak a LoRA step reaches is assumed.
 ASSUMED_MFU = 0.3
+# Until a run on this CPU has measured it, FLOP/s per thread in fp32: a real UNet's convolutions
+# (a modern core peaks near 100 GFLOP/s; a loaded, shared one reaches a fraction), and the tiny
+# model's passes, which overhead dominates (a demo run reached 74 MFLOP/s on 2 loaded cores).
+CPU_FLOPS_PER_THREAD = 10e9
+TINY_CPU_FLOPS_PER_THREAD = 20e6
 SPEED_FILE = "speeds.json"
 KEEP = 5  # the last runs per GPU and precision; the median of them is used
 
@@ -59,6 +68,23 @@ def gpu_name(device) -> str:
     return torch.cuda.get_device_name(device) if getattr(device, "type", "") == "cuda" else ""
 
 
+def cpu_key(threads: int, tiny: bool = False) -> str:
+    """The key a CPU's speed is kept under: "cpu:<model name> <threads> threads" (+ " tiny")."""
+    return f"cpu:{cpu_model()} {threads} threads" + (" tiny" if tiny else "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def record_speed(gpu: str, precision: str, flop_per_s: float) -> None:
     """Remember what a run reached on ``gpu`` (a bad or full cache only costs the record)."""
     if not gpu or not flop_per_s > 0:
@@ -79,14 +105,27 @@ def measured_speed(gpu: str, precision: str) -> float | None:
 
 
 def run_time(flops_per_step: float, steps: int, gpu: str, precision: str) -> RunTime | None:
-    """The training steps' time on ``gpu``; None for a GPU neither measured nor in the table."""
+    """The time of ``steps`` × ``flops_per_step`` on ``gpu`` (a GPU's name or a ``cpu_key``);
+    None for a GPU neither measured nor in the table."""
     measured = measured_speed(gpu, precision)
     if measured is not None:
         return RunTime(flops_per_step * steps / measured, True)
+    if gpu.startswith("cpu:"):
+        return RunTime(flops_per_step * steps / _assumed_cpu_speed(gpu), False)
     peak = peak_tflops(gpu) if precision in ("bf16", "fp16") else None
     if peak is None:
         return None
     return RunTime(flops_per_step * steps / (peak * 1e12 * ASSUMED_MFU), False)
+
+
+def _assumed_cpu_speed(key: str) -> float:
+    """A conservative FLOP/s for the CPU ``key`` names, from its thread count."""
+    parts = key.split()
+    try:
+        threads = max(1, int(parts[parts.index("threads") - 1]))
+    except (ValueError, IndexError):
+        threads = 1
+    return threads * (TINY_CPU_FLOPS_PER_THREAD if key.endswith(" tiny") else CPU_FLOPS_PER_THREAD)
 
 
 def _key(gpu: str, precision: str) -> str:
