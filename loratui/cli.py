@@ -377,7 +377,8 @@ def _register_optional_commands() -> None:
     import importlib
     import importlib.util
 
-    for module in ("dataset_commands", "sample_commands", "ui_commands", "verify_commands", "status_commands"):
+    for module in ("dataset_commands", "sample_commands", "ui_commands", "verify_commands", "status_commands",
+                   "queue_commands"):
         if importlib.util.find_spec(f"loratui.{module}") is not None:
             importlib.import_module(f"loratui.{module}").register(app)
 
