@@ -6,7 +6,10 @@ A sink that raises is dropped with a note on stderr; it never stops the run.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -149,18 +152,37 @@ class EventBus:
 
 
 class JsonlSink:
-    """Appends each event as one JSON line and flushes, so followers see it at once."""
+    """Appends each event as one JSON line, in one write, so followers see it at once.
+
+    A line that cannot be written whole (a full disk) is cut back off, never left torn; the
+    event is dropped and ``dropped`` counts it, and the next line is tried as usual (space may
+    come back). Other write errors propagate (the bus detaches a failing sink).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh = open(path, "a", encoding="utf-8")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.dropped = 0
 
     def __call__(self, event: Event) -> None:
-        self._fh.write(json.dumps(event.to_dict(), default=str) + "\n")
-        self._fh.flush()
+        line = (json.dumps(event.to_dict(), default=str) + "\n").encode("utf-8")
+        before = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):  # a short write: the disk filled in the middle of the line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, before)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.dropped += 1
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
 
 
 def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:

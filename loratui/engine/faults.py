@@ -5,6 +5,7 @@
 - ``nan@7``          the loss at step 7 is NaN (the step is skipped; repeats roll back)
 - ``oom@3``          CUDA out of memory in step 3's forward pass (the micro-batch halves)
 - ``disk_full@save:4``  ENOSPC while writing the step-4 files (clear error, nothing partial)
+- ``disk_full@sample``  ENOSPC while writing a sample image (a warning; the run goes on)
 - ``torch_disk_full@save:4``  torch.save of the step-4 ``optimizer.pt`` fails as it does on a
   real full disk: ``RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos …``
 - ``kill@step:5``    SIGKILL in the middle of step 5 (after backward, before the update)

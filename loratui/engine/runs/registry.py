@@ -144,8 +144,15 @@ class StateWriter:
         self._last_write = 0.0
 
     def update(self, **values: Any) -> None:
+        """Record ``values``; on a full disk they are kept and written with the next update
+        (the run's end releases its space reserve first, so the last word gets written)."""
         self.state.update(values, updated_at=time.time())
-        atomic.write_json(self.path, self.state)
+        try:
+            atomic.write_json(self.path, self.state)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return
         self._last_write = time.monotonic()
 
     def __call__(self, event: Event) -> None:

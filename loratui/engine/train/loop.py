@@ -104,7 +104,12 @@ def train(
         # data-parallel workers train in step with rank 0 but write nothing: one writer per run
         return TrainingRun(config, run_dir, EventBus(), _NoState(), stop or StopSignal(), resume, main=False).run()
     lock = RunLock(run_dir)
-    lock.acquire()
+    try:  # the first writes: a disk already full is one clear line, and no empty folder is left
+        guard_disk(run_dir, 0, lock.acquire)
+    except LoratuiError as exc:
+        if getattr(exc, "disk", False) and not resume:
+            _remove_empty_run(run_dir, None, lock)
+        raise
     stop = stop or StopSignal(run_dir / STOP_REQUEST)
     if stop.request_file is None:
         stop.request_file = run_dir / STOP_REQUEST
@@ -154,12 +159,13 @@ def train(
         lock.release()
 
 
-def _remove_empty_run(run_dir: Path, jsonl: JsonlSink, lock: RunLock) -> None:
+def _remove_empty_run(run_dir: Path, jsonl: JsonlSink | None, lock: RunLock) -> None:
     """A run that failed for lack of disk before its first step leaves no empty folder behind
     (the error says what to fix; there is nothing in it to resume)."""
     if any(run_dir.glob("*.safetensors")) or (run_dir / "checkpoints").exists():
         return
-    jsonl.close()
+    if jsonl is not None:
+        jsonl.close()
     lock.release()
     shutil.rmtree(run_dir, ignore_errors=True)
 

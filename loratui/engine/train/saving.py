@@ -19,6 +19,7 @@ from loratui.engine.export.metadata import run_metadata
 from loratui.engine.export.runcard import progress_strip, training_method, write_run_card
 from loratui.engine.families.models import Components
 from loratui.engine.planning.run_plan import RunPlan
+from loratui.engine.runs.reserve import SpaceReserve
 from loratui.engine.train import checkpoint as ckpt
 from loratui.engine.train import lora
 from loratui.engine.train.optimizer import eval_weights
@@ -27,16 +28,21 @@ DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 
 
 def guard_disk(run_dir: Path, step: int, write):
-    """Run ``write``; a full or read-only disk becomes one clear, resumable error."""
+    """Run ``write``; a full or read-only disk becomes one clear, resumable error (and the run's
+    space reserve is given back, so its state and last events can still be written)."""
     try:
         return write()
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:
             raise
-        raise RunError(
-            f"{run_dir}: could not save step {step}: {exc.strerror or exc}",
+        SpaceReserve(run_dir).release()
+        what = f"save step {step}" if step else "write the run's files"
+        error = RunError(
+            f"{run_dir}: could not {what}: {exc.strerror or exc}",
             "free disk space or fix the folder's permissions, then loratui train --resume " + str(run_dir),
-        ) from None
+        )
+        error.disk = True  # type: ignore[attr-defined]  # what train() cleans up after at the start
+        raise error from None
 
 
 @dataclass
