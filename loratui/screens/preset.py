@@ -63,8 +63,8 @@ class PresetScreen(Screen[None]):
         "folder, a .safetensors file, a hub id, or `tiny`), the trigger word and the run's name. Open "
         "**Advanced** to override any value; it is checked as you type (batch size takes a number or "
         "**auto**: the most images that fit the GPU). Each card's memory and time come from the "
-        "model's measured cost (its memory and FLOPs); the time says **est.** until a run on this GPU "
-        "has measured its speed. **ctrl+n** starts training."
+        "model's measured cost (its memory and FLOPs, sample and validation passes included); the time "
+        "says **est.** until a run on this GPU or CPU has measured its speed. **ctrl+n** starts training."
     )
     DEFAULT_CSS = """
     PresetScreen #body { height: 1fr; padding: 0 1; }
@@ -161,8 +161,7 @@ class PresetScreen(Screen[None]):
         self.plans = {p.preset: p for p in plans}
         self.needs = {}
         self._draw_cards()
-        if self.app.state.base_model != "tiny":  # type: ignore[attr-defined]
-            self.measure(plans, generation)
+        self.measure(plans, generation)  # the tiny model too: its time comes from its FLOPs
 
     @work(thread=True, exclusive=True, group="memory", exit_on_error=False)
     def measure(self, plans: list[PresetPlan], generation: int) -> None:
@@ -180,6 +179,8 @@ class PresetScreen(Screen[None]):
         self.app.call_from_thread(setattr, self, "hardware", hw)
         if hw.gpu:  # free memory changes "auto" batches and what fits
             self.app.call_from_thread(self.replan)
+        else:  # the CPU's threads (and the speed measured with them) time the cards
+            self.app.call_from_thread(self._draw_cards)
 
     def _draw_cards(self) -> None:
         from loratui.engine.planning.presets import PRESETS

@@ -82,11 +82,17 @@ def test_captions_screen(snap_compare, fixed: Path) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
-def test_preset_screen(snap_compare, fixed: Path) -> None:
+def test_preset_screen(snap_compare, fixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loratui.engine.planning.preset_plan import Hardware
+    from loratui.screens import preset
+
+    # the cards' time depends on the CPU and its recorded speed: the same ones on every machine
+    monkeypatch.setenv("LORATUI_CACHE_DIR", str(fixed / "cache"))
+    monkeypatch.setattr(preset, "detect_hardware", lambda: Hardware(threads=2))
     app = build_app(fixed / "photos", start="preset", defaults=settings())
 
     async def ready(pilot) -> None:
-        await wait_for(pilot, lambda: len(app.screen.plans) == 3, 30)
+        await wait_for(pilot, lambda: len(app.screen.plans) == 3 and len(app.screen.needs) == 3, 30)
         await settle(pilot)
         await pilot.press("right", "right")  # pet
 

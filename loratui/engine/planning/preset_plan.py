@@ -25,6 +25,10 @@ class PresetPlan:
     error: str = ""
     images_per_step: float = 0.0  # on average: a bucket's last batch may be short
     family: str = ""  # the base model's family as detected ("SDXL"), for the user to confirm
+    # UNet forwards of one image the run's sample and validation passes make in all, and whether
+    # a training pass recomputes its forward (checkpointing): they are counted in its time
+    check_forwards: int = 0
+    checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Hardware:
     memory: int = 0  # bytes in all
     free: int = 0  # bytes free when looked at
     precision: str = "fp16"  # what --mixed-precision auto picks on it
+    threads: int = 0  # the CPU threads torch runs on (0: not looked at yet)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class MemoryNeed:
     usable: int  # of the free memory, what a run plans with (0 without a GPU)
     fits: int  # the largest batch that fits ``usable`` (0 without a GPU)
     flops_per_image: int = 0  # the UNet's work per image of a training step
+    flops_fixed: int = 0  # and per pass, whatever its batch
 
 
 def plan_presets(build: Callable[[dict], Any], hw: Hardware | None = None) -> list[PresetPlan]:
@@ -70,8 +76,31 @@ def plan_presets(build: Callable[[dict], Any], hw: Hardware | None = None) -> li
         per_batch = sum(plan.batches.bucket_views()) / plan.batches.batches_per_epoch
         plans.append(PresetPlan(name, s.total_steps, s.epochs, s.repeats, config.rank, config.lr,
                                 config.batch_size, config.resolution, s.explain,
-                                images_per_step=per_batch * config.grad_accum, family=_family_label(config)))
+                                images_per_step=per_batch * config.grad_accum, family=_family_label(config),
+                                check_forwards=_check_forwards(config, plan),
+                                checkpointing=bool(config.gradient_checkpointing)))
     return plans
+
+
+def _check_forwards(config: Any, plan: Any) -> int:
+    """One-image UNet forwards of the run's sample passes (steps × prompts × 2 for guidance)
+    and validation passes (each image at each fixed timestep), as the loop schedules them."""
+    from loratui.engine.planning.presets import get_preset
+    from loratui.engine.validate.validation import VALIDATION_TIMESTEPS
+
+    total = plan.schedule.total_steps
+
+    def passes(interval: int) -> int:  # at every multiple of ``interval`` and at the end
+        return total // interval + (1 if total % interval else 0) if interval > 0 else 1
+
+    forwards = 0
+    if config.sample_interval > 0:
+        prompts = len(config.sample_prompts) or (len(get_preset(config.preset).sample_prompts) if config.trigger else 1)
+        forwards += passes(config.sample_interval) * config.sample_steps * max(1, prompts) * 2
+    if config.validation != "off":
+        images = len(plan.validation_items) or min(8, len(plan.items))
+        forwards += passes(config.save_every or 0) * images * len(VALIDATION_TIMESTEPS)
+    return forwards
 
 
 def _family_label(config: Any) -> str:
@@ -120,20 +149,23 @@ def measure_needs(build: Callable[[dict], Any], plans: list[PresetPlan], hw: Har
         usable = budget_of(hw.free) if hw.gpu else 0
         fits = model.largest_batch(usable, max(plan.batch_size, 8)) if hw.gpu else 0
         needs[plan.preset] = MemoryNeed(model.estimate(plan.batch_size).total, usable, fits,
-                                        model.unet.flops_per_image)
+                                        model.unet.flops_per_image, model.unet.flops_fixed)
     return needs
 
 
 def detect_hardware() -> Hardware:
-    """The GPU, if torch sees one (imported here, in a worker: it takes a second)."""
+    """The GPU, if torch sees one, and the CPU threads (torch imported here, in a worker: it
+    takes a second)."""
     try:
         import torch
 
+        threads = torch.get_num_threads()
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             free, total = torch.cuda.mem_get_info(0)
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-            return Hardware(props.name, int(total), int(free), precision)
+            return Hardware(props.name, int(total), int(free), precision, threads)
+        return Hardware(threads=threads)
     except Exception:
         pass
     return Hardware()
@@ -144,28 +176,51 @@ MEASURING = MemoryNeed(-1, 0, 0)  # the card's figure while the measurement runs
 
 def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed | None) -> str:
     """Time and GPU memory for ``plan`` on ``hw``, both from the measured model; ``need`` is
-    MEASURING until measured, None where it cannot be. The time is the plan's FLOPs over the
-    speed this GPU reached in earlier runs, or "est." from its data-sheet peak."""
-    if base_model == "tiny":
-        return "tiny model: ~1 min on a CPU"
+    MEASURING until measured, None where it cannot be. The time is the plan's FLOPs (training
+    steps, sample and validation passes) over the speed this GPU or CPU reached in earlier runs,
+    or "est." from a GPU's data-sheet peak or a conservative CPU figure."""
+    if not hw.gpu:
+        if need is MEASURING:
+            return "timing…"
+        return f"{_duration(need, plan, hw, base_model)} · no GPU" if need else "time n/a · no GPU"
     memory = ("measuring memory…" if need is MEASURING else "memory: n/a" if need is None
               else f"needs ≈ {need.need / 2**30:.1f} GiB")
-    if not hw.gpu:
-        return f"no GPU: very slow on CPU · {memory}"
     if need is None or need is MEASURING:
         return memory
-    text = f"{_duration(need, plan, hw)} · {need.need / 2**30:.1f} of {hw.free / 2**30:.0f} GiB free"
+    text = f"{_duration(need, plan, hw, base_model)} · {need.need / 2**30:.1f} of {hw.free / 2**30:.0f} GiB free"
     if need.need > need.usable:
         text += f" (tight: {need.fits} per pass)" if need.fits else " (too big: see Advanced)"
     return text
 
 
-def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware) -> str:
-    from loratui.engine.planning.speed import run_time
+def run_flops(need: MemoryNeed, plan: PresetPlan) -> float:
+    """The run's UNet work: its training passes, and the forwards of its sample and validation
+    passes (a training pass of a frozen model with LoRA is about two forwards, three when
+    checkpointing recomputes one; loading and caching are left out)."""
+    training = (need.flops_fixed + need.flops_per_image * plan.images_per_step) * plan.total_steps
+    forward = need.flops_per_image / (3 if plan.checkpointing else 2)
+    return training + forward * plan.check_forwards
 
-    # the training steps only (not loading, caching or samples); the fixed part is < 1 %
-    time = run_time(need.flops_per_image * plan.images_per_step, plan.total_steps, hw.gpu, hw.precision)
+
+def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware, base_model: str) -> str:
+    from loratui.engine.planning.speed import cpu_key, run_time
+
+    from loratui.engine.families.tiny import TINY_NAMES
+
+    tiny = base_model.strip() in TINY_NAMES
+    device = hw.gpu or cpu_key(hw.threads or _threads(), tiny)
+    time = run_time(run_flops(need, plan), 1, device, hw.precision if hw.gpu else "fp32")
     if time is None:
-        return "training time n/a"
-    minutes = max(1, round(time.seconds / 60))
-    return f"training ≈ {minutes} min" + ("" if time.measured else " (est.)")
+        return "time n/a"
+    return f"~{_minutes(time.seconds)} on this {'GPU' if hw.gpu else 'CPU'}" + ("" if time.measured else " (est.)")
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _threads() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
