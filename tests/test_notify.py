@@ -99,7 +99,7 @@ def test_attached_to_a_bus_its_warnings_are_run_warnings(tmp_path, monkeypatch):
 
 def test_train_notify_tells_the_url_and_keeps_it_out_of_the_run_files(small_dataset, tmp_path, webhook):
     """``loratui train --notify URL`` end to end: the run's own bus tells the URL; a URL may
-    hold a token, so it is in neither config.toml, the events nor the LoRA's metadata."""
+    hold a token, so it is in neither the events, the state, the run card nor the LoRA."""
     import os
     import subprocess
     import sys
@@ -115,5 +115,7 @@ def test_train_notify_tells_the_url_and_keeps_it_out_of_the_run_files(small_data
     [message] = received
     assert message["title"].endswith(" finished")
     run_dir = next(p for p in out.iterdir() if p.is_dir())
-    for name in ("config.toml", "events.jsonl", "state.json", "README.md", f"{run_dir.name}.safetensors"):
+    for name in ("events.jsonl", "state.json", "README.md", f"{run_dir.name}.safetensors"):
         assert b"s3cret" not in (run_dir / name).read_bytes(), name
+    # config.toml keeps it, readable by its owner only, so --detach and --resume notify too
+    assert (run_dir / "config.toml").stat().st_mode & 0o777 == 0o600

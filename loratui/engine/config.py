@@ -96,8 +96,9 @@ class RunConfig(BaseModel):
     validation: Literal["auto", "holdout", "train", "off"] = "auto"
     tensorboard: bool = False
     # where to say that the run ended (apprise URLs: ntfy://, discord://, mailto://, json://…);
-    # it may hold a token, so it stays out of dumps, events and the LoRA's metadata
-    notify: str | None = Field(None, max_length=4096, exclude=True)
+    # it may hold a token: config.toml keeps it (owner-only) so --detach and --resume still
+    # notify, but it stays out of the events, state.json, the run card and the LoRA's metadata
+    notify: str | None = Field(None, max_length=4096)
     gpus: int = Field(1, ge=1, le=64)
 
     @field_validator("*", mode="before")

@@ -239,6 +239,8 @@ class TrainingRun:
         if self.main:  # on resume too: settings changed with it (e.g. --gradient-checkpointing) are kept
             resolved = {"total_steps": self.total_steps, "repeats": schedule.repeats, "epochs": schedule.epochs}
             guard_disk(self.run_dir, 0, lambda: atomic.write_text(self.run_dir / CONFIG, dump_toml(config, resolved)))
+            if config.notify:  # a notification URL may hold a token
+                os.chmod(self.run_dir / CONFIG, 0o600)
         for message in self.plan.warnings:
             self.bus.emit(WarningRaised(message))
 
@@ -356,7 +358,8 @@ class TrainingRun:
 
             self.writer.parent = start_from(self.config.init_lora, self.family, self.trained, self.accelerator,
                                             self.config, self.bus)
-        self.bus.emit(RunStarted(self.name, str(self.run_dir), self.config.model_dump(), self.total_steps, self.step,
+        self.bus.emit(RunStarted(self.name, str(self.run_dir), self.config.model_dump(exclude={"notify"}),
+                                 self.total_steps, self.step,
                                  "; ".join(filter(None, [self.plan.schedule.explain, self.writer.lr_note]))))
         self.state.update(total_steps=self.total_steps, step=self.step)
         # captions into text conditioning: each distinct caption encoded once while the encoders are frozen
