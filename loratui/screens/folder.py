@@ -148,6 +148,10 @@ def finding_line(finding: Any) -> str:
 
 
 def summary_markup(s: FolderSummary | None, checking: str = "") -> str:
+    from rich.markup import escape
+
+    from loratui.screens.findings import fix_for
+
     if s is None:
         return "[dim]Move to a folder to see what is in it.[/]"
     lines = [f"[b]{s.folder.name or s.folder}[/]", f"[dim]{s.folder}[/]", ""]
@@ -179,6 +183,8 @@ def summary_markup(s: FolderSummary | None, checking: str = "") -> str:
             lines.append(f"  [{colour}]•[/] {where}{f.message}")
         if len(found) > SHOWN_FINDINGS:
             lines.append(f"  … and {len(found) - SHOWN_FINDINGS} more")
+        fixes = dict.fromkeys(fix_for(f.code) for f in found)  # each fix once, as `loratui check` says it
+        lines += [f"  [dim]fix: {escape(fix)}[/]" for fix in fixes if fix]
     if not r.pixels_checked:
         lines += ["", "[dim]A full check (blur, duplicates, exposure) runs on Next.[/]"]
     return "\n".join(lines)
@@ -350,30 +356,31 @@ class FolderScreen(Screen[None]):
             self.notify(summary.error or f"{summary.folder}: no images here", severity="error")
             return
         report = summary.report
-        from loratui.screens.dialogs import ConfirmDialog
+        from loratui.screens.findings import FindingsAnswer, FindingsDialog
+
+        def answered(answer: FindingsAnswer | None) -> None:
+            if answer is not None and answer.excluded:  # the folder changed: check it again
+                self.summary = None
+                self._checking = True
+                self.full_check(summary.folder, self.app.state.trigger or None)  # type: ignore[attr-defined]
+            elif answer is not None and answer.accepted and not report.errors:
+                self._go_on(summary)
 
         if report.errors:
-            # A dialog that lists them: a toast sat on the very list it pointed to
-            self.app.push_screen(ConfirmDialog(
-                f"Fix {len(report.errors)} error(s) first", "They block training; fix them and press ctrl+n again.",
-                yes="OK", no=None, items=[finding_line(f) for f in report.errors],
-            ))
+            # A dialog that lists them, each with its fix (a toast sat on the very list it
+            # pointed to), where a bad image can be excluded without leaving the wizard
+            self.app.push_screen(FindingsDialog(
+                summary.folder, f"Fix {len(report.errors)} error(s) first",
+                "They block training: fix them, or press x to exclude an image, then ctrl+n again.",
+                report.errors, yes="OK", no=None,
+            ), answered)
             return
         if report.warnings:
-
-            def answered(yes: bool | None) -> None:
-                if yes:
-                    self._go_on(summary)
-
-            self.app.push_screen(
-                ConfirmDialog(
-                    f"Continue with {len(report.warnings)} warning(s)?",
-                    "You can fix them later and check again.",
-                    yes="Accept and continue", no="Stay here",
-                    items=[finding_line(f) for f in report.warnings],
-                ),
-                answered,
-            )
+            self.app.push_screen(FindingsDialog(
+                summary.folder, f"Continue with {len(report.warnings)} warning(s)?",
+                "You can fix them later and check again.", report.warnings,
+                yes="Accept and continue", no="Stay here",
+            ), answered)
             return
         self._go_on(summary)
 

@@ -12,6 +12,7 @@ from ui_helpers import async_test, screen_text, settle, wait_for
 
 from loratui.app import build_app
 from loratui.screens.dialogs import ChoiceDialog, ConfirmDialog, InputDialog
+from loratui.screens.findings import FindingsDialog
 
 STOP_BODY = "It saves a checkpoint first; `loratui train --resume` continues it."
 WARNINGS_BODY = "You can fix them later and check again, or accept them now and train anyway."
@@ -74,7 +75,7 @@ async def test_the_findings_dialog_lists_the_findings_itself(photos: Path, resol
         await settle(pilot)
         folder_screen = app.screen
         await pilot.press("ctrl+n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 30, "the findings dialog")
+        await wait_for(pilot, lambda: isinstance(app.screen, FindingsDialog), 30, "the findings dialog")
         report = folder_screen.summary.report  # type: ignore[attr-defined]
         findings = report.warnings if resolution == 64 else report.errors
         assert findings and not (report.errors if resolution == 64 else [])

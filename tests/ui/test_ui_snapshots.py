@@ -132,7 +132,7 @@ def test_warnings_dialog(snap_compare, fixed: Path) -> None:
         await wait_for(pilot, lambda: "6 images" in str(app.screen.query_one("#summary").render()), 30)
         await settle(pilot)
         await pilot.press("ctrl+n")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", 30)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "FindingsDialog", 30)
         await settle(pilot)
         await pilot.pause(0.2)
 

@@ -136,16 +136,16 @@ def is_zombie(pid: int) -> bool:
         return False
 
 
-HIDDEN = {"captions.down", "captions.up", "app.quit"}
+HIDDEN = {"captions.down", "captions.up", "app.quit", "findings.up", "findings.down"}
 
 
 def test_every_binding_has_an_id_a_description_and_a_footer_entry() -> None:
     from loratui.app import LoratuiApp
-    from loratui.screens import captions, dialogs, folder, help, preset, run
+    from loratui.screens import captions, dialogs, findings, folder, help, preset, run
 
     classes = [LoratuiApp, folder.FolderScreen, captions.CaptionsScreen, captions.CaptionEditor,
                preset.PresetScreen, run.RunScreen, help.HelpScreen, dialogs.ConfirmDialog,
-               dialogs.InputDialog, dialogs.ChoiceDialog]
+               dialogs.InputDialog, dialogs.ChoiceDialog, findings.FindingsDialog]
     ids = set()
     for cls in classes:
         for binding in cls.BINDINGS:

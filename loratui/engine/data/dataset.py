@@ -23,6 +23,10 @@ from loratui.engine.errors import DatasetError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 METADATA_NAME = "metadata.csv"
 REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
+# Where the wizard moves an image the user excludes (with its caption), keeping its subfolder;
+# hidden, so the scan here and ``loratui check`` skip it like every hidden entry, and the user
+# can move it back by hand.
+EXCLUDED_DIR = ".excluded"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,30 @@ def refuse_reason(path: Path, folder: Path) -> str | None:
     if not stat.S_ISREG(mode):
         return f"{_kind(mode)}, not a regular file; not read"
     return None
+
+
+def exclude_image(folder: Path, rel: str) -> Path:
+    """Move the image ``rel`` (relative to ``folder``) and its sidecar caption into
+    ``folder/.excluded/`` (same subfolder; a free name if one is taken); returns the new image
+    path. DatasetError for a path that is not an image file inside the folder."""
+    path = folder / rel
+    if not rel or rel.endswith("/") or not is_image_name(rel) or not path.is_file() or path.is_symlink() \
+            or not is_inside(path, folder):
+        raise DatasetError(f"{path}: not an image file inside the folder, so it cannot be excluded",
+                           "move or delete it yourself")
+    sub = Path(rel).parent
+    target_dir = folder / EXCLUDED_DIR / sub
+    target_dir.mkdir(parents=True, exist_ok=True)
+    stem, n = path.stem, 1
+    while (target_dir / f"{stem}{path.suffix}").exists() or (target_dir / f"{stem}.txt").exists():
+        n += 1
+        stem = f"{path.stem}-{n}"
+    target = target_dir / f"{stem}{path.suffix}"
+    caption = path.with_suffix(".txt")
+    os.replace(path, target)  # a rename on the same disk: nothing is copied, nothing half-moved
+    if caption.is_file() and not caption.is_symlink():
+        os.replace(caption, target_dir / f"{stem}.txt")
+    return target
 
 
 def _kind(mode: int) -> str:
