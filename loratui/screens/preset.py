@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -71,12 +72,17 @@ class PresetScreen(Screen[None]):
     PresetScreen #cards { height: auto; }
     PresetScreen Grid { grid-size: 2; grid-columns: 14 1fr; grid-gutter: 0 1; grid-rows: 1; height: auto; }
     PresetScreen Input.-invalid { background: $error 30%; }
+    PresetScreen Input:focus { background: $accent 30%; }
+    PresetScreen #basics { grid-rows: auto; }
+    PresetScreen #model-check { height: auto; color: $text-muted; }
+    PresetScreen #model-check.-bad { color: $error; }
     PresetScreen #plan { color: $text-muted; height: auto; }
     PresetScreen #error { color: $error; height: auto; }
     PresetScreen Collapsible { padding: 0; }
     """
     BINDINGS = [
         Binding("ctrl+n", "next", "Train", id="preset.next"),
+        Binding("ctrl+o", "pick_model", "Models", id="preset.models"),
         Binding("escape", "back", "Back", id="preset.back"),
         Binding("left", "choose(-1)", "Prev preset", id="preset.left", priority=True),
         Binding("right", "choose(1)", "Next preset", id="preset.right", priority=True),
@@ -94,6 +100,8 @@ class PresetScreen(Screen[None]):
         self.error_text = ""
         self._planned_for: Any = None
         self._generation = 0  # bumped by every replan: a slower, older plan must not overwrite a newer one
+        self._model_checks = 0  # likewise for the base model's check
+        self._check_timer: Any = None
 
     def compose(self) -> ComposeResult:
         from loratui.engine.config import DEFAULT_BASE_MODEL
@@ -108,7 +116,10 @@ class PresetScreen(Screen[None]):
             yield Static("", id="plan")
             with Grid(id="basics"):
                 yield Label("base model")
-                yield Field(state.base_model, placeholder=DEFAULT_BASE_MODEL, id="base_model", compact=True)
+                yield Field(state.base_model, placeholder=f"default: {DEFAULT_BASE_MODEL}", id="base_model",
+                            compact=True)
+                yield Label("")
+                yield Static("", id="model-check")  # what the model is, or why it will not train
                 yield Label("trigger word")
                 yield Field(state.trigger, placeholder="a rare word, e.g. zxq", id="trigger", compact=True)
                 yield Label("name")
@@ -127,6 +138,7 @@ class PresetScreen(Screen[None]):
         self._draw_cards()
         self.replan()
         self.find_hardware()
+        self.check_model_soon(0.01)  # (a Timer of 0 s divides by zero)
 
     def on_screen_resume(self) -> None:
         state = self.app.state  # type: ignore[attr-defined]
@@ -267,6 +279,46 @@ class PresetScreen(Screen[None]):
             self.replan()
         elif key == "base_model":
             self.replan()  # another model: other memory figures
+            self.check_model_soon()
+
+    # -- the base model -----------------------------------------------------------------------
+
+    def check_model_soon(self, delay: float = 0.3) -> None:
+        """Check the base model once typing pauses (a header read: cheap, but not per key)."""
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._model_checks += 1
+        generation = self._model_checks
+        self._check_timer = self.set_timer(delay, lambda: self._check_model(generation))
+
+    @work(thread=True, exclusive=True, group="model-check", exit_on_error=False)
+    def _check_model(self, generation: int) -> None:
+        from loratui.engine.config import DEFAULT_BASE_MODEL
+        from loratui.engine.families.discover import check_model
+
+        text = self.app.state.base_model or DEFAULT_BASE_MODEL  # type: ignore[attr-defined]
+        result = check_model(text)
+        self.app.call_from_thread(self._model_checked, generation, result)
+
+    def _model_checked(self, generation: int, result: Any) -> None:
+        if generation != self._model_checks:
+            return
+        line = self.query_one("#model-check", Static)
+        line.set_class(not result.ok, "-bad")
+        mark = "✓" if result.ok and result.family else "!" if result.ok else "✗"
+        line.update(f"{mark} {escape(result.message)}")
+
+    def action_pick_model(self) -> None:
+        from loratui.screens.model_picker import ModelPickerDialog
+
+        def picked(value: str | None) -> None:
+            if value:
+                field = self.query_one("#base_model", Input)
+                field.value = value
+                field.cursor_position = len(value)  # the end of a long path in view, not its start
+                field.focus()
+
+        self.app.push_screen(ModelPickerDialog(self.app.state.folder), picked)  # type: ignore[attr-defined]
 
     def _validate(self, field: Widget | None = None) -> Any:
         from loratui.engine.errors import LoratuiError

@@ -141,11 +141,12 @@ HIDDEN = {"captions.down", "captions.up", "app.quit", "findings.up", "findings.d
 
 def test_every_binding_has_an_id_a_description_and_a_footer_entry() -> None:
     from loratui.app import LoratuiApp
-    from loratui.screens import captions, dialogs, findings, folder, help, preset, run
+    from loratui.screens import captions, dialogs, findings, folder, help, model_picker, preset, run
 
     classes = [LoratuiApp, folder.FolderScreen, captions.CaptionsScreen, captions.CaptionEditor,
                preset.PresetScreen, run.RunScreen, help.HelpScreen, dialogs.ConfirmDialog,
-               dialogs.InputDialog, dialogs.ChoiceDialog, findings.FindingsDialog]
+               dialogs.InputDialog, dialogs.ChoiceDialog, findings.FindingsDialog,
+               model_picker.ModelPickerDialog, model_picker.FilePickerDialog]
     ids = set()
     for cls in classes:
         for binding in cls.BINDINGS:

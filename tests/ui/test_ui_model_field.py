@@ -1,0 +1,63 @@
+"""The base model field says what the model is, or what is wrong with it, as it is typed, and
+offers the models on this machine (issue 13, defect 8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input, OptionList
+from ui_helpers import async_test, screen_text, wait_for
+
+from loratui.app import build_app
+from loratui.screens.model_picker import ModelPickerDialog
+from loratui.screens.preset import PresetScreen
+
+
+def check_line(app) -> str:
+    return str(app.screen.query_one("#model-check").render())
+
+
+@async_test
+async def test_the_field_checks_the_model_as_it_is_typed(photos: Path, tmp_path: Path, tiny_model) -> None:
+    from safetensors.torch import save_file
+    import torch
+
+    lora = tmp_path / "my_lora.safetensors"  # a LoRA, not a base model
+    save_file({"lora_unet_down.lora_down.weight": torch.zeros(2, 2)}, str(lora))
+    # (a hub id is checked in test_discover: planning a full-size model here would take a while)
+    app = build_app(photos, start="preset", output_dir=tmp_path / "runs",
+                    defaults=dict(base_model="tiny", resolution=64, steps=6))
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, PresetScreen)
+        field = app.screen.query_one("#base_model", Input)
+        assert field.placeholder.startswith("default: ")  # not a grey value that looks typed
+        await wait_for(pilot, lambda: "SD-1.5 · built-in tiny model" in check_line(app), 10, "the first check")
+        for value, expected in ((str(tmp_path / "nope.safetensors"), "no such model file or folder"),
+                                (str(lora), "no Stable Diffusion UNet in this file"),
+                                (str(tiny_model), "SD-1.5 · diffusers folder")):
+            field.value = value
+            await wait_for(pilot, lambda: expected in check_line(app), 10, expected)
+        assert "✓" in check_line(app)
+
+
+@async_test
+async def test_ctrl_o_offers_the_models_found_and_fills_the_field(photos: Path, tmp_path: Path, tiny_model,
+                                                                 monkeypatch) -> None:
+    models = photos.parent / "models"  # beside the dataset
+    models.mkdir()
+    (models / "my-sd15").symlink_to(tiny_model, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    app = build_app(photos, start="preset", output_dir=tmp_path / "runs",
+                    defaults=dict(base_model="tiny", resolution=64, steps=6))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelPickerDialog), 5, "the picker")
+        dialog = app.screen
+        await wait_for(pilot, lambda: "my-sd15" in screen_text(app), 10, "the found model")
+        assert "models/ beside the dataset" in screen_text(app)
+        options = dialog.query_one(OptionList)
+        options.highlighted = next(n for n, o in enumerate(options.options) if "my-sd15" in str(o.prompt))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresetScreen), 5, "back on the preset step")
+        assert app.state.base_model == str(models / "my-sd15")
+        await wait_for(pilot, lambda: "SD-1.5 · diffusers folder" in check_line(app), 10, "the check")
