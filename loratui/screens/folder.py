@@ -206,7 +206,9 @@ class FolderScreen(Screen[None]):
     HELP = (
         "Move through the tree with the arrow keys (Enter opens a folder). The panel on the right "
         "shows what the folder under the cursor holds and what `loratui check` finds there. "
-        "Errors must be fixed before training; warnings can be accepted. Type a path in the box "
+        "Errors must be fixed before training; warnings can be accepted. Each finding says how to fix "
+        "it; in the list that **ctrl+n** shows, **x** excludes an image (it moves, with its caption, to "
+        "the folder's hidden `.excluded/`, which training skips). Type a path in the box "
         "at the top to jump to it, or pick a recent folder."
     )
     DEFAULT_CSS = """

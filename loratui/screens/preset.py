@@ -61,7 +61,9 @@ class PresetScreen(Screen[None]):
     HELP = (
         "Pick **person**, **style** or **pet** with ←/→ (or 1, 2, 3). Each card shows what the preset "
         "gives this dataset: steps, epochs, rank and learning rate. Below: the base model (a diffusers "
-        "folder, a .safetensors file, a hub id, or `tiny`), the trigger word and the run's name. Open "
+        "folder, a .safetensors file, a hub id, or `tiny`; checked as you type, with its family shown under "
+        "it; **ctrl+o** lists the models found on this machine and opens a file picker), the trigger "
+        "word and the run's name. Open "
         "**Advanced** to override any value; it is checked as you type (batch size takes a number or "
         "**auto**: the most images that fit the GPU). Each card's memory and time come from the "
         "model's measured cost (its memory and FLOPs, sample and validation passes included); the time "
