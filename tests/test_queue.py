@@ -68,10 +68,29 @@ def wait_for(check, what: str, timeout: float = 240.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def start_queue(home: Path, log: str) -> subprocess.Popen:
+@pytest.fixture
+def started(queue_home):
+    """The queue processes a test starts; whatever still runs at its end (theirs and their runs') is ended."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    from loratui.engine.runs.queue import RunQueue
+    from loratui.engine.runs.registry import run_process_alive
+
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for entry in RunQueue().entries():  # a failed assertion must not leave a run training
+        if run_process_alive({"pid": entry.pid, "pid_start_time": entry.pid_start_time}):
+            os.kill(entry.pid, signal.SIGKILL)
+
+
+def start_queue(home: Path, log: str, procs: list) -> subprocess.Popen:
     out = open(home / log, "wb")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen([sys.executable, "-m", "loratui", "queue", "run"], cwd=home, stdout=out,
+    proc = subprocess.Popen([sys.executable, "-m", "loratui", "queue", "run"], cwd=home, stdout=out,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    procs.append(proc)
+    return proc
 
 
 def run_dir_of(entry_id: int) -> Path | None:
@@ -81,7 +100,7 @@ def run_dir_of(entry_id: int) -> Path | None:
     return Path(entry.run_dir) if entry.run_dir else None
 
 
-def test_queue_survives_its_kill_and_a_reboot_and_runs_nothing_twice(queue_home):
+def test_queue_survives_its_kill_and_a_reboot_and_runs_nothing_twice(queue_home, started):
     from loratui.engine.runs.queue import RunQueue
 
     photos, doomed = dataset(queue_home / "photos"), dataset(queue_home / "doomed")
@@ -95,16 +114,16 @@ def test_queue_survives_its_kill_and_a_reboot_and_runs_nothing_twice(queue_home)
     shutil.rmtree(doomed)
     assert [e.name for e in RunQueue().entries()] == ["photos-seed1", "photos-seed2", "doomed", "fails", "last"]
 
-    # 1. the queue alone is killed while A trains (kill -9, the OOM killer): A trains on
-    first = start_queue(queue_home, "queue1.log")
-    a = wait_for(lambda: run_dir_of(1), "A's run folder")
-    wait_for(lambda: (a / "state.json").is_file(), "A's process to start")
+    # 1. the queue alone is killed as A starts (kill -9, the OOM killer), before A has written
+    # anything of its own: A trains on
+    first = start_queue(queue_home, "queue1.log", started)
+    a_pid = wait_for(lambda: RunQueue().get(1).pid, "A's process")
+    a = run_dir_of(1)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    a_pid = json.loads((a / "state.json").read_text())["pid"]
 
     # 2. restarted, it follows A (never starts it again), then starts B; a reboot kills both mid-B
-    second = start_queue(queue_home, "queue2.log")
+    second = start_queue(queue_home, "queue2.log", started)
     b = wait_for(lambda: run_dir_of(2), "B's run folder")
     wait_for(lambda: [e for e in named(b, "checkpoint_saved") if e["step"] == 1], "B's step-1 checkpoint")
     b_pid = json.loads((b / "state.json").read_text())["pid"]
@@ -117,7 +136,8 @@ def test_queue_survives_its_kill_and_a_reboot_and_runs_nothing_twice(queue_home)
     assert "following it" in (queue_home / "queue2.log").read_text()
 
     # 3. after the reboot: B resumes from its checkpoint, the two bad entries fail, C runs
-    third = subprocess.run([sys.executable, "-m", "loratui", "queue", "run"], cwd=queue_home,
+    # (two at a time, as on two GPUs: the slots are the scheduler's, whatever the device)
+    third = subprocess.run([sys.executable, "-m", "loratui", "queue", "run", "--parallel", "2"], cwd=queue_home,
                            capture_output=True, text=True, timeout=600)
     assert third.returncode == 1, third.stdout + third.stderr  # entries failed, the rest ran
     assert "resuming" in third.stdout, third.stdout

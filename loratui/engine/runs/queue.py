@@ -40,6 +40,8 @@ class Entry:
     args: list[str] = field(default_factory=list)  # the `train` arguments it was added with, for people
     status: str = "queued"
     run_dir: str | None = None
+    pid: int | None = None  # the process training it (with its start time: a reused pid never counts)
+    pid_start_time: int | None = None
     message: str | None = None
     notify: str | None = None  # may hold a token: passed to the run in its environment, never printed
     added_at: float = 0.0

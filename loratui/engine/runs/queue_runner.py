@@ -27,7 +27,9 @@ from pathlib import Path
 from loratui.engine import atomic
 from loratui.engine.errors import LoratuiError
 from loratui.engine.runs.queue import Entry, RunnerLock, RunQueue
-from loratui.engine.runs.registry import CONFIG, effective_status, read_state, request_stop, run_process_alive
+from loratui.engine.runs.registry import (
+    CONFIG, effective_status, process_start_time, read_state, request_stop, run_process_alive,
+)
 
 LOG = "output.log"  # as train --detach: the child's own output, beside its events
 
@@ -45,7 +47,13 @@ class Job:
     def alive(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
-        return run_process_alive(read_state(self.run_dir))
+        return run_process_alive(read_state(self.run_dir)) or child_alive(self.entry)
+
+
+def child_alive(entry: Entry) -> bool:
+    """True while the process a queue started for ``entry`` still runs (it may not have written
+    its state.json yet: starting Python and torch takes seconds)."""
+    return run_process_alive({"pid": entry.pid, "pid_start_time": entry.pid_start_time})
 
 
 def available_devices(parallel: int | None = None) -> list[str | None]:
@@ -154,7 +162,7 @@ class QueueRunner:
         run_dir = Path(entry.run_dir) if entry.run_dir else None
         if run_dir is not None and (run_dir / CONFIG).is_file():
             status = effective_status(read_state(run_dir))
-            if status == "running":  # the queue died, its run did not: follow it
+            if status == "running" or child_alive(entry):  # the queue died, its run did not: follow it
                 self.say(f"{entry.name}: still training in {run_dir}; following it")
                 return Job(entry, run_dir, devices)
             if status in ("finished", "failed"):  # it ended while no queue watched
@@ -188,11 +196,14 @@ class QueueRunner:
         if devices and devices[0] is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
         with open(run_dir / LOG, "ab") as log:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "loratui", "train", *args, "--json"],
                 cwd=entry.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,  # its own session: an SSH drop or a killed queue leaves it training
             )
+        with contextlib.suppress(LoratuiError):  # a queue restarted before the run writes its state follows it
+            self.queue.update(entry.id, pid=proc.pid, pid_start_time=process_start_time(proc.pid))
+        return proc
 
     # -- ending --------------------------------------------------------------------------
 
