@@ -209,3 +209,19 @@ def test_a_second_queue_run_refuses_in_one_line(queue_home):
     assert refused.returncode == 1
     assert refused.stderr.strip() == (f"error: another `loratui queue run` is running (pid {os.getpid()}) "
                                       "(it runs the whole queue: follow it with `loratui queue list`)")
+
+
+def test_the_wizard_queues_a_config_and_its_notify_url_stays_private(queue_home):
+    from tinyrun import tiny_config
+
+    from loratui.engine.runs.queue import RunQueue, add_to_queue
+
+    photos = dataset(queue_home / "photos")
+    config = tiny_config(Path("photos"), Path("out"), notify="json://localhost:9/secret-token")
+    entry = add_to_queue(config)  # relative folders, as the wizard may hold them
+    assert entry.name == "photos" and entry.config["dataset"] == str(photos.resolve())
+    assert entry.config["output_dir"] == str((queue_home / "out").resolve())
+    stored = RunQueue().get(entry.id)
+    assert stored.notify == "json://localhost:9/secret-token" and "notify" not in stored.config
+    assert "secret-token" not in cli("queue", "list", "--json") + cli("queue", "list")
+    assert (RunQueue().path.stat().st_mode & 0o777) == 0o600  # the file that holds it is the user's alone
