@@ -120,10 +120,12 @@ def config_from_train_args(command: Any, argv: list[str]) -> Any:
 def list_command(json_out: Annotated[bool, typer.Option("--json", help="The entries as JSON.")] = False) -> None:
     """The queue: each entry's status, its run folder and how far its run is."""
     from loratui.cli import user_errors
-    from loratui.engine.runs.queue import RunQueue
+    from loratui.engine.runs.queue import RunnerLock, RunQueue
 
     with user_errors():
-        rows = [_row(entry) for entry in RunQueue().entries()]
+        queue = RunQueue()
+        rows = [_row(entry) for entry in queue.entries()]
+        runner_alive = RunnerLock(queue.folder).held_elsewhere()
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -142,9 +144,14 @@ def list_command(json_out: Annotated[bool, typer.Option("--json", help="The entr
         run = row["run"]
         step = f"{run['step']}/{run['total_steps']}" if run else ""
         where = row["message"] if row["status"] in ("failed", "stopped") else row["run_dir"] or ""
-        table.add_row(str(row["id"]), escape(row["name"]), f"[{colours[row['status']]}]{row['status']}[/]", step,
+        status = row["status"]
+        if status == "running" and not runner_alive and not (run and run["status"] == "running"):
+            status = "interrupted"  # a paused or killed queue: the next `queue run` resumes it
+        table.add_row(str(row["id"]), escape(row["name"]), f"[{colours.get(status, 'yellow')}]{status}[/]", step,
                       escape(where or ""))
     Console().print(table)
+    if not runner_alive and any(row["status"] in ("queued", "running") for row in rows):
+        Console().print("no queue is running: start it with `loratui queue run`")
 
 
 def _row(entry: Any) -> dict[str, Any]:
