@@ -92,6 +92,7 @@ def train(
     train_layers: Annotated[Optional[str], typer.Option(help="attention | attention-ff: the layers that get adapters.")] = None,
     init_lora: Annotated[Optional[str], typer.Option(help="Start from this LoRA (a .safetensors file or a run folder) of the same model family.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a stopped run from its last checkpoint.")] = None,
+    allow_dataset_change: Annotated[bool, typer.Option("--allow-dataset-change", help="With --resume: train on the dataset folder as it is now, though it changed since the run started.")] = False,
     detach: Annotated[bool, typer.Option(help="Run in the background; follow it with `loratui runs`.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Events as JSON lines on stdout.")] = False,
     start_prepared: Annotated[Optional[Path], typer.Option(hidden=True)] = None,
@@ -130,7 +131,7 @@ def train(
                     "resume as it was, or start a new run; --gradient-checkpointing, --mixed-precision, "
                     "--save-every, --sample-every, --tensorboard, --gpus and --compile may change",
                 )
-            _resume(resume, json_out, changed)
+            _resume(resume, json_out, changed, allow_dataset_change)
             return
         file_values = load_config_file(config) if config else {}
         values = _overrides(
@@ -196,7 +197,7 @@ def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
         typer.echo(f"use it in AUTOMATIC1111 / ComfyUI as <lora:{stem}:0.7>; run card: {run_dir / 'README.md'}")
 
 
-def _resume(run_dir: Path, json_out: bool, changed: dict | None = None) -> None:
+def _resume(run_dir: Path, json_out: bool, changed: dict | None = None, allow_dataset_change: bool = False) -> None:
     from loratui.engine.config import load_run_config
     from loratui.engine.errors import RunError
     from loratui.engine.runs.registry import CONFIG, effective_status, load_state
@@ -210,7 +211,14 @@ def _resume(run_dir: Path, json_out: bool, changed: dict | None = None) -> None:
 
     if status == "running" and not in_launched_worker():  # rank 0 may already have marked it
         raise RunError(f"{run_dir}: this run is still running", "follow it with `loratui runs`")
-    _run(load_run_config(run_dir, changed), run_dir, json_out, resume=True)
+    cfg = load_run_config(run_dir, changed)
+    if allow_dataset_change:  # a deliberate choice: the run goes on with the folder as it is now
+        from loratui.engine.planning.run_plan import plan_run
+        from loratui.engine.runs.identity import accept_dataset
+
+        for change in accept_dataset(run_dir, plan_run(cfg).dataset):
+            typer.echo(f"warning: training on the changed dataset: {change}", err=True)
+    _run(cfg, run_dir, json_out, resume=True)
 
 
 def _run_prepared(run_dir: Path, json_out: bool) -> None:

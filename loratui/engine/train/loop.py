@@ -46,6 +46,7 @@ from loratui.engine.planning import speed
 from loratui.engine.planning.memory_plan import fit_to_device
 from loratui.engine.planning.presets import get_preset
 from loratui.engine.planning.run_plan import plan_run
+from loratui.engine.runs.identity import check_identity, record_identity
 from loratui.engine.runs.notify import attach_notifier
 from loratui.engine.runs.reserve import SpaceReserve, is_disk_error
 from loratui.engine.runs.registry import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
@@ -237,8 +238,13 @@ class TrainingRun:
         self.total_steps = schedule.total_steps
         self.split = BatchSplit(split, config.batch_size, self.accelerator.num_processes)
         if self.main:  # on resume too: settings changed with it (e.g. --gradient-checkpointing) are kept
+            # the same data, or a resume would train another LoRA (a folder edited, or another one found
+            # from another working directory); the config keeps the folder's absolute path
+            write = check_identity if self.resume else record_identity
+            guard_disk(self.run_dir, 0, lambda: write(self.run_dir, self.plan.dataset))
             resolved = {"total_steps": self.total_steps, "repeats": schedule.repeats, "epochs": schedule.epochs}
-            guard_disk(self.run_dir, 0, lambda: atomic.write_text(self.run_dir / CONFIG, dump_toml(config, resolved)))
+            fixed = config.model_copy(update={"dataset": str(Path(config.dataset).resolve())})
+            guard_disk(self.run_dir, 0, lambda: atomic.write_text(self.run_dir / CONFIG, dump_toml(fixed, resolved)))
             if config.notify:  # a notification URL may hold a token
                 os.chmod(self.run_dir / CONFIG, 0o600)
         for message in self.plan.warnings:
