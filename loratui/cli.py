@@ -295,13 +295,16 @@ def presets(
 
             hw = detect_hardware()
             plans = plan_presets(build, hw)
-            needs = measure_needs(build, plans, hw) if (base_model or "") != "tiny" else {}
+            needs = measure_needs(build, plans, hw)
             model = build({"preset": "person"}).base_model
             for plan in plans:
                 if plan.error:
                     console.print(f"[bold]{plan.preset}[/]: [red]{plan.error}[/]")
                     continue
-                figures = estimate(plan, hw, model, needs.get(plan.preset))
+                need = needs.get(plan.preset)
+                figures = estimate(plan, hw, model, need)
+                if need is not None and not hw.gpu:  # what a GPU will need, for planning the box to rent
+                    figures += f", needs ≈ {need.need / 2**30:.1f} GiB on a GPU"
                 console.print(f"[bold]{plan.preset}[/] ({plan.family or 'unknown family'} at {plan.resolution} px, "
                               f"{figures}): {plan.explain}")
         else:

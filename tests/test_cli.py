@@ -129,7 +129,7 @@ def test_help_presets_and_doctor():
 
 
 def test_presets_with_folder_shows_the_derivation(demo_dataset):
-    proc = loratui("presets", str(demo_dataset))
+    proc = loratui("presets", str(demo_dataset), "--base-model", "tiny")  # the demo's 96 px images are for tiny
     assert proc.returncode == 0, proc.stderr
     assert "person" in proc.stdout and "12 images ×" in proc.stdout
 
