@@ -76,7 +76,7 @@ class PresetScreen(Screen[None]):
     PresetScreen Input.-invalid { background: $error 30%; }
     PresetScreen Input:focus { background: $accent 30%; }
     PresetScreen #basics { grid-rows: auto; }
-    PresetScreen #model-check { height: auto; color: $text-muted; }
+    PresetScreen #model-check { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     PresetScreen #model-check.-bad { color: $error; }
     PresetScreen #plan { color: $text-muted; height: auto; }
     PresetScreen #error { color: $error; height: auto; }

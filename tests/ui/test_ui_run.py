@@ -36,7 +36,7 @@ async def test_attach_to_a_finished_run_replays_its_history(finished_run: Path) 
         assert "quit_view" in keys and "stop" not in keys and "detach" not in keys
         await pilot.press("o")  # the folder path, for copying
         await pilot.press("q")
-    assert app.exit_message is None
+    assert app.exit_message and f"Your LoRA: {snap.lora_path}" in app.exit_message  # q says where it is
 
 
 @async_test
