@@ -198,9 +198,6 @@ def test_training_method_flags_reach_the_run(tmp_path, small_dataset):
     assert "| optimizer | prodigyopt.Prodigy: optimizer prodigy: lr 1" in (tmp_path / "r" / "README.md").read_text()
 
 
-# drop this marker once the --network change of TrainingRun.prepare() (which takes its targets from
-# family.lora_targets(config.train_layers)) is in main: until then main trains attention only
-@pytest.mark.xfail(strict=False, reason="prepare() takes family.lora_targets with the --network change")
 def test_attention_ff_puts_adapters_on_the_feed_forward_layers(tmp_path, small_dataset):
     from loratui.engine.events import EventBus
     from loratui.engine.train.loop import TrainingRun, _NoState

@@ -156,3 +156,25 @@ def test_strengths_and_checkpoint_choice(finished_run):
     assert plan.prompts == ["a photo of zxq sitting on a beach"]
     assert (plan.width, plan.seed) == (64, 42)
     assert [c.label for c in plan_sample(finished_run).checkpoints] == ["step 2", "final"]
+
+
+def test_samples_decode_in_fp32_even_under_fp16_autocast(tiny_model):
+    """A run samples under autocast; SD's VAEs (SDXL's above all) overflow in fp16 and the
+    user got black images. Here a VAE made to overflow in fp16 (its post-quant conv ×1e5) still
+    gives the fp32 image."""
+    import numpy as np
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from loratui.engine.validate.sampling import render
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        pipe.vae.post_quant_conv.weight.mul_(1e5)
+    want = np.asarray(render(pipe, "zxq, a red ball", 7, 64, 64, steps=2), dtype=np.int16)
+    with torch.autocast("cpu", dtype=torch.float16):
+        got = np.asarray(render(pipe, "zxq, a red ball", 7, 64, 64, steps=2), dtype=np.int16)
+        latents = torch.randn(1, 4, 8, 8)
+        assert not torch.isfinite(pipe.vae.decode(latents).sample).all()  # what the pipeline's own decode gave
+    assert got.std() > 1 and np.abs(got - want).max() <= 8  # the fp32 image, up to the UNet's fp16 rounding

@@ -52,7 +52,7 @@ def render(pipe: Any, prompt: str, seed: int, width: int, height: int, steps: in
     extra = sampling_settings(pipe.scheduler.config)["call"]  # guidance rescale for zero terminal SNR
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        return pipe(
+        latents = pipe(
             prompt,
             negative_prompt=NEGATIVE,
             num_inference_steps=steps,
@@ -61,8 +61,36 @@ def render(pipe: Any, prompt: str, seed: int, width: int, height: int, steps: in
             guidance_scale=7.0,
             generator=generator,
             cross_attention_kwargs=cross_attention_kwargs,
+            output_type="latent",
             **extra,
-        ).images[0]
+        ).images
+        return decode(pipe, latents)[0]
+
+
+def decode(pipe: Any, latents: Any) -> list:
+    """Latents to PIL images with the VAE in fp32 and autocast off: SD's VAEs, SDXL's above all,
+    overflow in fp16 and give black (NaN) images, and a training run samples under autocast."""
+    import torch
+
+    vae = pipe.vae
+    with torch.autocast(latents.device.type, enabled=False):
+        latents = latents.to(device=next(vae.parameters()).device, dtype=torch.float32)
+        mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+        if mean is not None and std is not None:  # a VAE with per-channel latent statistics
+            shape = (1, len(mean), 1, 1)
+            latents = latents * torch.tensor(std).view(shape).to(latents) / vae.config.scaling_factor \
+                + torch.tensor(mean).view(shape).to(latents)
+        else:
+            latents = latents / vae.config.scaling_factor
+        dtype = vae.dtype
+        if dtype != torch.float32:
+            vae.to(torch.float32)
+        try:
+            image = vae.decode(latents, return_dict=False)[0]
+        finally:
+            if dtype != torch.float32:
+                vae.to(dtype)
+    return pipe.image_processor.postprocess(image.float(), output_type="pil")
 
 
 def save_png(image: Any, path: Path) -> Path:
