@@ -10,7 +10,6 @@ finds near duplicates. A bad file is a finding, never a crash; the scan goes on.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import warnings
 from collections import defaultdict
@@ -32,6 +31,7 @@ from loratui.engine.data.lint_rules import (
     size_finding,
 )
 from loratui.engine.data.tags import has_trigger
+from loratui.engine.hashing import file_sha256
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 FOLDER_PATH = "."  # the path of findings about the whole folder
@@ -450,7 +450,7 @@ def _exact_duplicates(scan: _Scan) -> None:
         by_hash: dict[str, list[_Image]] = defaultdict(list)
         for im in group:
             try:
-                by_hash[_sha256(im.path)].append(im)
+                by_hash[file_sha256(im.path)].append(im)
             except OSError:
                 continue
         for same in by_hash.values():
@@ -458,13 +458,6 @@ def _exact_duplicates(scan: _Scan) -> None:
                 scan.add(copy.rel, "duplicate", f"the same file as {same[0].rel}")
                 copy.copy_of = same[0].rel
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- the pixel pass ---------------------------------------------------------------------------

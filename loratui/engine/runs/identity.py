@@ -17,17 +17,11 @@ from typing import Any
 
 from loratui.engine import atomic
 from loratui.engine.errors import RunError
+from loratui.engine.hashing import file_sha256
 
 IDENTITY = "dataset.json"
 SHOWN = 3  # names quoted per kind of change
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint(dataset: Any, known: dict[str, dict] | None = None) -> dict[str, Any]:
@@ -42,7 +36,7 @@ def fingerprint(dataset: Any, known: dict[str, dict] | None = None) -> dict[str,
         files[record.rel] = {
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
-            "sha256": seen["sha256"] if same and "sha256" in seen else _sha256(record.path),
+            "sha256": seen["sha256"] if same and "sha256" in seen else file_sha256(record.path),
             "caption_sha256": hashlib.sha256((record.caption or "").encode("utf-8")).hexdigest(),
             "repeats": record.repeats,
         }

@@ -13,7 +13,6 @@ rank is an error naming the flag that fixes it; modules only one side has are a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from loratui.engine.events import EventBus, WarningRaised
 from loratui.engine.export.lora_files import kohya_names
 from loratui.engine.export.lora_reader import LoraFileError, read_lora
 from loratui.engine.train import lora
+from loratui.engine.hashing import file_sha256
 
 DOWN, UP = ".lora_A.weight", ".lora_B.weight"
 
@@ -114,7 +114,7 @@ def start_from(text: str, family: Any, trained: dict[str, Any], accelerator: Any
                      f"{config.lora_alpha:g}: up weights rescaled so it starts equal")
     if len(notes) > 1:  # the differences are worth a warning; a clean match is the run's plan
         bus.emit(WarningRaised("; ".join(notes)))
-    return {"name": path.name, "sha256": _sha256(path)}
+    return {"name": path.name, "sha256": file_sha256(path)}
 
 
 def _module_index(family: Any, ours: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
@@ -163,10 +163,3 @@ def _diffusers_alphas(metadata: dict[str, str]) -> dict[str, float]:
             out[component] = float(value)
     return out
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
