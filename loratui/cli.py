@@ -36,7 +36,7 @@ def user_errors() -> Iterator[None]:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        typer.echo("interrupted: a run stopped this way continues with loratui train --resume RUN_DIR", err=True)
         raise typer.Exit(130) from None
 
 

@@ -11,6 +11,7 @@
 - ``kill@step:5``    SIGKILL in the middle of step 5 (after backward, before the update)
 - ``kill@save:4``    SIGKILL half way through writing the step-4 checkpoint
 - ``kill@export``    SIGKILL half way through writing the final LoRA
+- ``slow@cache``     every image takes 0.5 s longer to cache (kept, not fired once)
 
 Unset (the normal case) every check is a dictionary lookup that finds nothing.
 """
@@ -61,6 +62,15 @@ def maybe_torch_disk_full(where: str) -> None:
     """
     if fires(f"torch_disk_full@{where}"):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+
+def maybe_slow(where: str, seconds: float = 0.5) -> None:
+    """Sleep at ``where`` every time while ``slow@<where>`` is set (a slow disk or GPU), so a
+    test can deliver a real signal in the middle of that phase."""
+    if f"slow@{where}" in _pending:
+        import time
+
+        time.sleep(seconds)
 
 
 def maybe_oom(step: int) -> None:

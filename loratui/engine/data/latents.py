@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from loratui.engine.errors import DatasetError
+from loratui.engine import faults
 from loratui.engine.events import EventBus, PhaseProgress, WarningRaised
 from loratui.engine.planning.run_plan import RunPlan
 
@@ -96,6 +97,7 @@ def cache_latents(plan: RunPlan, vae, device, bus: EventBus, use_disk: bool,
                     disk.write(entry, *hit)
             if hit is not None:
                 cache[item.index] = hit
+            faults.maybe_slow("cache")
             if n % every == 0 or n == total:
                 bus.emit(PhaseProgress("caching latents", n, total))
         held_out = [item for item in plan.validation_items if isinstance(readable_pixels(item), DatasetError)]

@@ -147,6 +147,16 @@ def train(
         if getattr(exc, "disk", False) and not resume and run.step == 0:
             _remove_empty_run(run_dir, jsonl, lock)
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C before the loop took over the signal (loading the model, caching latents): the
+        # user's choice, not a defect; the run is stopped and a resume starts it again
+        reserve.release()
+        checkpoint = ckpt.latest_checkpoint(run_dir / "checkpoints")
+        bus.emit(RunStopped(run.step, str(checkpoint or "")))
+        with contextlib.suppress(OSError):
+            state.update(status="stopped", step=run.step, message=(
+                f"interrupted (Ctrl-C) before step {run.step + 1}; loratui train --resume {run_dir} continues it"))
+        raise
     except BaseException as exc:
         reserve.release()
         message = f"{type(exc).__name__}: {exc}"
