@@ -1,11 +1,14 @@
-"""Training-step benchmark on the tiny model, CPU: loratui's loop against a bare diffusers+peft loop.
+"""Training-step benchmark on a tiny model, CPU: loratui's loop against a bare diffusers+peft loop.
 
 Both loops do the same work per step (batch of B images at R px, LoRA rank 8 on the UNet
-attention projections, AdamW, min-SNR off, fp32): the bare loop is the shape of diffusers'
-train_text_to_image_lora.py — VAE-encode the batch and run the text encoder every step. loratui
-caches the latents once. Prints the median seconds per step, peak RSS and the ratio.
+attention projections, AdamW, min-SNR off, fp32). The bare loop is the shape of diffusers'
+example for the family: train_text_to_image_lora.py (SD-1.5), or train_text_to_image_lora_sdxl.py
+(``--family sdxl``: both text encoders, penultimate hidden states concatenated, the second
+one's pooled output and the size/crop time ids as added conditioning) — VAE-encode the batch
+and run the text encoder(s) every step. loratui caches the latents once (and a frozen text
+encoder's output per caption). Prints the median seconds per step, peak RSS and the ratio.
 
-    .venv/bin/python benchmarks/train_bench.py [--steps 60] [--batch 4] [--resolution 64] [--threads 1]
+    .venv/bin/python benchmarks/train_bench.py [--family sd15|sdxl] [--steps 60] [--batch 4] [--resolution 64] [--threads 1]
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ def loratui_loop(args, dataset: Path, out: Path) -> dict:
         last[0] = now
 
     cfg = build_config(str(dataset), "pet", overrides=dict(
-        base_model="tiny", resolution=args.resolution, steps=args.steps, save_every=0,
-        batch_size=args.batch, rank=8, min_snr_gamma=0, buckets=False, output_dir=str(out)))
+        base_model="tiny-sdxl" if args.family == "sdxl" else "tiny", resolution=args.resolution, steps=args.steps,
+        save_every=0, batch_size=args.batch, rank=8, alpha=8.0, lr=2e-4, min_snr_gamma=0, buckets=False,
+        sample_every=0, validation="off", output_dir=str(out)))
     train(cfg, out / "run", [sink])
     return {"steps": times[5:], "first_step_s": first[0], "t0": t0 - T_PROCESS[0]}
 
@@ -101,6 +105,71 @@ def bare_loop(args, dataset: Path) -> dict:
     return {"steps": times[5:], "first_step_s": first, "t0": t0 - T_PROCESS[0]}
 
 
+def bare_sdxl_loop(args, dataset: Path) -> dict:
+    """diffusers' SDXL LoRA example's step, bare: per step the data loader's decode and crop,
+    the VAE, both text encoders and the added conditioning, then the UNet with LoRA."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from peft import LoraConfig
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from loratui.engine.data.images import fit_to_bucket, open_rgb, to_tensor
+    from loratui.engine.families.tiny import tiny_model_dir
+
+    t0 = time.perf_counter()
+    root = tiny_model_dir("tiny-sdxl")
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(root, subfolder="vae")
+    te1 = CLIPTextModel.from_pretrained(root, subfolder="text_encoder")
+    te2 = CLIPTextModelWithProjection.from_pretrained(root, subfolder="text_encoder_2")
+    tok1 = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+    tok2 = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer_2")
+    sched = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
+    for m in (unet, vae, te1, te2):
+        m.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=8, lora_alpha=8, init_lora_weights="gaussian",
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=1e-2)
+    paths = sorted(dataset.glob("*.png"))
+    captions = [p.with_suffix(".txt").read_text().strip() for p in paths]
+    size = (args.resolution, args.resolution)
+    gen = torch.Generator().manual_seed(0)
+    times, first = [], None
+    for step in range(args.steps):
+        tic = time.perf_counter()
+        idx = torch.randint(0, len(paths), (args.batch,), generator=gen).tolist()
+        images = [open_rgb(paths[i]) for i in idx]
+        pixels = torch.stack([to_tensor(fit_to_bucket(im, size)) for im in images])
+        prompts = [captions[i] for i in idx]
+        with torch.no_grad():
+            latents = vae.encode(pixels).latent_dist.sample(generator=gen) * vae.config.scaling_factor
+            states, pooled = [], None
+            for tok, te in ((tok1, te1), (tok2, te2)):
+                ids = tok(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+                out = te(ids, output_hidden_states=True)
+                pooled = out[0]  # the projected pooled output; the second encoder's is kept
+                states.append(out.hidden_states[-2])
+            states = torch.cat(states, dim=-1)
+        # original size, crop top-left, target size per image (what the example's loader records)
+        time_ids = torch.tensor([[im.height, im.width, 0, 0, *size] for im in images], dtype=states.dtype)
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, 1000, (args.batch,), generator=gen)
+        pred = unet(sched.add_noise(latents, noise, t), t, states,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}, return_dict=False)[0]
+        loss = F.mse_loss(pred, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        now = time.perf_counter()
+        if first is None:
+            first = now - t0
+        times.append(now - tic)
+    return {"steps": times[5:], "first_step_s": first, "t0": t0 - T_PROCESS[0]}
+
+
 def child(kind: str, args) -> None:
     import json
 
@@ -110,7 +179,10 @@ def child(kind: str, args) -> None:
     torch.set_num_threads(args.threads)
     dataset = Path(args.dataset)
     with tempfile.TemporaryDirectory() as tmp:
-        result = loratui_loop(args, dataset, Path(tmp)) if kind == "loratui" else bare_loop(args, dataset)
+        if kind == "loratui":
+            result = loratui_loop(args, dataset, Path(tmp))
+        else:
+            result = (bare_sdxl_loop if args.family == "sdxl" else bare_loop)(args, dataset)
     result["first_step_s"] += result.pop("t0", 0.0)
     result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print("RESULT " + json.dumps(result))
@@ -120,6 +192,7 @@ def main() -> None:
     import json
 
     parser = argparse.ArgumentParser()
+    parser.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=64)
@@ -141,7 +214,8 @@ def main() -> None:
             for kind in ("loratui", "bare"):  # alternate so machine noise hits both alike
                 cmd = [sys.executable, __file__, "--child", kind, "--dataset", str(dataset),
                        "--steps", str(args.steps), "--batch", str(args.batch),
-                       "--resolution", str(args.resolution), "--threads", str(args.threads)]
+                       "--resolution", str(args.resolution), "--threads", str(args.threads),
+                       "--family", args.family]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                                      env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
                 line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
@@ -153,7 +227,7 @@ def main() -> None:
                 statistics.median(r["first_step_s"] for r in results[kind]))
 
     ours, bare = summary("loratui"), summary("bare")
-    print(f"tiny model, CPU, {args.threads} thread(s), batch {args.batch}, {args.resolution} px, "
+    print(f"tiny {'SDXL' if args.family == 'sdxl' else 'SD-1.5'} model, CPU, {args.threads} thread(s), batch {args.batch}, {args.resolution} px, "
           f"{args.steps} steps × {args.repeats} runs each (first 5 steps of a run not timed)")
     print(f"{'loop':<10}{'median s/step':>15}{'peak RSS':>12}{'first step s':>14}  (from process start)")
     for name, (med, rss, first) in (("loratui", ours), ("bare", bare)):
