@@ -38,7 +38,7 @@ def _step0_export(dataset, tmp_path, source, **overrides):
     bus = EventBus([lambda e: warnings.append(e.message) if isinstance(e, WarningRaised) else None])
     run = TrainingRun(cfg, tmp_path / "child", bus, _NoState(), StopSignal(), resume=False)
     run.setup()
-    path, _ = run.writer._lora_file("child", 0)
+    path, _ = run.writer.lora_file("child", 0)
     run.writer.card(0, None, "stopped")
     return path, warnings
 

@@ -79,7 +79,9 @@ class RunWriter:
         """The finished LoRA: ``RUN_DIR/NAME.safetensors`` (kohya) and ``diffusers/``."""
         return guard_disk(self.run_dir, step, lambda: self._final(step))
 
-    def _lora_file(self, stem: str, step: int, fault_point: str = "") -> tuple[Path, dict]:
+    def lora_file(self, stem: str, step: int, fault_point: str = "") -> tuple[Path, dict]:
+        """``RUN_DIR/stem.safetensors``: the adapters now, in kohya format with the run's metadata;
+        the path and the adapter weights (peft keys, by component)."""
         with eval_weights(self.optimizer):  # copies: on the CPU the state dict shares the weights' memory
             adapters = {n: {k: v.clone() for k, v in state.items()} for n, state in self.adapters().items()}
         meta = run_metadata(self.config, self.plan, self.comps, step, self.total_steps, self.started_at, stem,
@@ -89,7 +91,7 @@ class RunWriter:
         return path, adapters
 
     def _save(self, step: int, optimizer, lr_scheduler) -> Path:
-        path, _ = self._lora_file(f"{self.name}-step{step:06d}", step)
+        path, _ = self.lora_file(f"{self.name}-step{step:06d}", step)
         # the weights being trained (for schedule-free, not the averaged ones the LoRA file holds)
         flat = {f"{component}.{k}": v for component, state in self.adapters().items() for k, v in state.items()}
         scaler = self.accelerator.scaler.state_dict() if getattr(self.accelerator, "scaler", None) else None
@@ -106,7 +108,7 @@ class RunWriter:
         return path
 
     def _final(self, step: int) -> Path:
-        final, adapters = self._lora_file(self.name, step, fault_point="export")
+        final, adapters = self.lora_file(self.name, step, fault_point="export")
         metas = {n: lora.adapter_metadata(self.accelerator.unwrap_model(m)) for n, m in self.trained.items()}
         export.save_diffusers(self.run_dir / "diffusers", self.comps.family, adapters, metas,
                               self.config.save_precision)
