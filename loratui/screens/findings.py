@@ -87,8 +87,7 @@ class FindingsDialog(ModalScreen[FindingsAnswer]):
             yield OptionList(*[Option(self._prompt(f), id=str(n)) for n, f in enumerate(self.findings)],
                              id="findings")
             yield Label("", classes="error", id="error")
-            yield Label("↑/↓ pick · x: exclude that image (moved with its caption to .excluded/ "
-                        "in the folder; it will not train)", id="hint")
+            yield Label("", id="hint")
             with Horizontal(classes="buttons"):
                 if self.no is not None:
                     yield Button(self.no, id="no")
@@ -100,7 +99,30 @@ class FindingsDialog(ModalScreen[FindingsAnswer]):
             texts += [f"{f.path}: {f.message}      ", f"  fix: {fix_for(f.code)}  (x: exclude)"]
         self.query_one(Vertical).styles.width = fit_width(*texts)
         self.query_one(OptionList).highlighted = 0
+        self._show_hint()
         self.query_one("#yes", Button).focus()  # Enter answers, as in every dialog; ↑/↓ and x act on the list
+
+    def _highlighted(self) -> Any:
+        option = self.query_one(OptionList).highlighted_option
+        return None if option is None else self.findings[int(option.id or 0)]
+
+    def hint(self) -> str:
+        """The keys that act on the highlighted finding: `x` only when it names an image (a
+        dataset-level warning, such as too few images, has nothing to exclude)."""
+        keys = ["↑/↓ pick"] if self.query_one(OptionList).option_count > 1 else []
+        finding = self._highlighted()
+        if finding is not None and can_exclude(finding):
+            keys.append("x: exclude that image (moved with its caption to .excluded/ in the folder; it will not train)")
+        return " · ".join(keys)
+
+    def _show_hint(self) -> None:
+        hint = self.query_one("#hint", Label)
+        text = self.hint()
+        hint.update(text)
+        hint.display = bool(text)
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self._show_hint()
 
     @property
     def items(self) -> list[str]:
@@ -142,6 +164,8 @@ class FindingsDialog(ModalScreen[FindingsAnswer]):
                     title="Excluded")
         if options.option_count == 0:
             self.dismiss(FindingsAnswer(True, self.excluded))
+        else:
+            self._show_hint()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(FindingsAnswer(event.button.id == "yes", self.excluded))
