@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -64,8 +65,8 @@ class ConfirmDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text, classes="title")
-            if self.body:
-                yield Label(self.body, id="body")
+            if self.body:  # folded, not cut, where a path is longer than the box is wide
+                yield Label(Text.from_markup(self.body, overflow="fold"), id="body")
             if self.items:
                 with VerticalScroll(classes="items", can_focus=False):
                     for item in self.items:

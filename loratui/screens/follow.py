@@ -18,7 +18,8 @@ from typing import Any
 from loratui.engine.events import read_events
 from loratui.engine.runs.registry import EVENTS, effective_status, read_state
 
-LOSS_POINTS = 400  # points kept for the sparkline (it buckets them to its width)
+LOSS_POINTS = 400  # points kept for the chart (it buckets them to its width)
+SAMPLES_KEPT = 200  # the gallery's images (a run samples every few hundred steps: all of them)
 EMA = 0.9  # loss smoothing: a moving average over roughly the last ten steps
 ENDED = ("finished", "stopped", "failed", "stale")
 
@@ -52,6 +53,9 @@ class RunSnapshot:
     last_checkpoint_step: int = 0
     last_sample: str = ""
     last_sample_step: int = 0
+    samples: tuple[tuple[int, str], ...] = ()  # (step, absolute path), oldest first
+    validation: tuple[tuple[int, float], ...] = ()  # (step, validation loss), oldest first
+    validation_held_out: bool = False  # measured on held-out images, not on the training ones
     warnings: tuple[str, ...] = ()
     lora_path: str = ""
     # the run's advice (a "recommendation" event, when it validated): checkpoint, strength, why
@@ -89,6 +93,8 @@ class RunModel:
     values: dict[str, Any] = field(default_factory=dict)
     smoothed: deque[float] = field(default_factory=lambda: deque(maxlen=LOSS_POINTS))
     warnings: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    samples: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
+    validation: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=LOSS_POINTS))
     _ema: float | None = None
 
     def apply(self, ev: dict[str, Any]) -> None:
@@ -123,7 +129,14 @@ class RunModel:
         elif kind == "checkpoint_saved":
             v.update(last_checkpoint=str(ev.get("path", "")), last_checkpoint_step=int(ev.get("step", 0)))
         elif kind == "sample_saved":
-            v.update(last_sample=str(ev.get("path", "")), last_sample_step=int(ev.get("step", 0)))
+            path = str(in_run_dir(self.run_dir, str(ev.get("path", ""))))
+            v.update(last_sample=path, last_sample_step=int(ev.get("step", 0)))
+            self.samples.append((int(ev.get("step", 0)), path))
+        elif kind == "validation":
+            loss = float(ev.get("loss", float("nan")))
+            if loss == loss:
+                self.validation.append((int(ev.get("step", 0)), loss))
+                v["validation_held_out"] = bool(ev.get("held_out", False))
         elif kind == "warning":
             self.warnings.append(str(ev.get("message", "")))
         elif kind == "recommendation":
@@ -153,7 +166,24 @@ class RunModel:
             **self.values,
             smoothed=tuple(self.smoothed),
             warnings=tuple(self.warnings),
+            samples=tuple(self.samples),
+            validation=tuple(self.validation),
         )
+
+
+def in_run_dir(run_dir: Path, path: str) -> Path:
+    """An event's file path as an absolute one. The trainer writes paths as it was given the
+    run folder (relative to the folder it was started from, which the viewer may not share),
+    and every file it names lies inside the run folder: keep what follows the folder's name."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    root = run_dir.resolve()
+    parts = p.parts
+    if root.name in parts:
+        at = len(parts) - 1 - parts[::-1].index(root.name)
+        return root.joinpath(*parts[at + 1:])
+    return root / p
 
 
 def follow_run(

@@ -24,9 +24,9 @@ from textual.worker import get_current_worker
 
 from loratui.progress import human_seconds
 from loratui.screens.follow import RunSnapshot, follow_run
+from loratui.widgets.gallery import SampleGallery
 from loratui.widgets.loss import LossChart
 from loratui.widgets.memory import MemoryMeter
-from loratui.widgets.preview import ImagePreview
 from loratui.widgets.stepbar import StepBar
 
 def _usage_strength(strength: str) -> str:
@@ -69,8 +69,11 @@ class RunScreen(Screen[None]):
     TITLE = "Train"
     HELP = (
         "The run trains in its own process: **d** (detach) quits and leaves it going, and so does a "
-        "dropped SSH link. Come back with `loratui attach RUN_DIR`. **s** asks it to save a checkpoint "
-        "and stop (continue later with `loratui train --resume RUN_DIR`)."
+        "dropped SSH link; **q** asks first, then does the same. Come back with `loratui attach RUN_DIR`. "
+        "**s** asks it to save a checkpoint and stop (continue later with `loratui train --resume RUN_DIR`).\n\n"
+        "The chart is the smoothed training loss; each ◆ on it is a validation loss, on the same scale. "
+        "The samples list (newest first) shows the highlighted image under it: **↑/↓** pick one, "
+        "**Enter** opens it large, where **←/→** page through every sample of the run."
     )
     DEFAULT_CSS = """
     RunScreen #body { height: 1fr; padding: 0 1; }
@@ -80,8 +83,7 @@ class RunScreen(Screen[None]):
     RunScreen #checkpoint, RunScreen #schedule { height: 1; color: $text-muted; }
     RunScreen #lower { height: 1fr; }
     RunScreen #notes { width: 1fr; height: 1fr; overflow-y: auto; }
-    RunScreen #sample-box { width: 34; height: 1fr; display: none; margin-left: 2; }
-    RunScreen #sample-label { height: 1; color: $text-muted; }
+    RunScreen SampleGallery { width: 34; height: 1fr; display: none; margin-left: 2; }
     """
     BINDINGS = [
         Binding("s", "stop", "Stop", id="run.stop"),
@@ -89,6 +91,7 @@ class RunScreen(Screen[None]):
         Binding("o", "open_folder", "Run folder", id="run.open"),
         Binding("escape", "back", "Back", id="run.back"),
         Binding("q", "quit_view", "Close", id="run.quit"),
+        Binding("enter", "open_sample", "Open sample", id="run.sample", show=False),
     ]
 
     def __init__(self, run_dir: Path | None = None, config: Any = None) -> None:
@@ -112,9 +115,7 @@ class RunScreen(Screen[None]):
             yield Label("", id="checkpoint")
             with Horizontal(id="lower"):
                 yield Static("", id="notes")
-                with Vertical(id="sample-box"):
-                    yield Label("no sample yet", id="sample-label")
-                    yield ImagePreview(id="sample")
+                yield SampleGallery(id="samples")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -219,7 +220,7 @@ class RunScreen(Screen[None]):
         bar = self.query_one(ProgressBar)
         if s.total_steps:
             bar.update(total=s.total_steps, progress=s.step)
-        self.query_one(LossChart).show(s.loss, s.smoothed, s.step)
+        self.query_one(LossChart).show(s.loss, s.smoothed, s.step, s.validation, s.validation_held_out)
         self.query_one(MemoryMeter).show(s.mem_used, s.mem_peak, s.mem_total, s.mem_kind)
         checkpoint = (
             f"last checkpoint: step {s.last_checkpoint_step} → {Path(s.last_checkpoint).name}"
@@ -229,10 +230,10 @@ class RunScreen(Screen[None]):
             checkpoint += f" · lr {s.lr:.2e}"
         self.query_one("#checkpoint", Label).update(checkpoint)
         self.query_one("#notes", Static).update(self._notes(s))
-        if s.last_sample:
-            self.query_one("#sample-box").display = True
-            self.query_one("#sample-label", Label).update(f"sample, step {s.last_sample_step}")
-            self.query_one(ImagePreview).show(Path(s.last_sample))
+        if s.samples:
+            gallery = self.query_one(SampleGallery)
+            gallery.display = True
+            gallery.show(s.samples)
         if not s.ended:
             self._seen_live = True
         elif self._seen_live and not self._notified_end:  # attaching to an ended run: no toast
@@ -280,8 +281,6 @@ class RunScreen(Screen[None]):
         # Keys that make no sense now are hidden from the footer, not just greyed out.
         if action in ("stop", "detach"):
             return live
-        if action == "quit_view":
-            return not live
         if action == "back":
             return not live and self.config is not None
         return True
@@ -297,9 +296,42 @@ class RunScreen(Screen[None]):
         self.app.exit()
 
     def action_quit_view(self) -> None:
-        # the terminal comes back with where the LoRA is (the screen it was on is gone)
-        self.app.exit_message = self._end_message()  # type: ignore[attr-defined]
-        self.app.exit()
+        """Close the view. A live run keeps training, which a user pressing q may not expect:
+        ask first (Enter leaves it training, as d does); an ended run's view closes at once.
+        Either way the terminal comes back with where the run is (the screen is gone)."""
+        if self.snapshot.ended:
+            self.app.exit_message = self._end_message()  # type: ignore[attr-defined]
+            self.app.exit()
+            return
+        from loratui.screens.dialogs import ConfirmDialog
+
+        where = str(self.run_dir) if self.run_dir else "RUN_DIR"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.action_detach()
+
+        self.app.push_screen(
+            ConfirmDialog("Close the live view?",
+                          "The run keeps training in the background.\n"
+                          f"watch it again: loratui attach {where}\nstop it: s here, or loratui stop {where}",
+                          yes="Close, keep training", no="Stay"),
+            answered,
+        )
+
+    def action_open_sample(self) -> None:
+        gallery = self.query_one(SampleGallery)
+        if gallery.samples:
+            self._open_sample(gallery.highlighted if gallery.highlighted is not None else len(gallery.samples) - 1)
+
+    @on(SampleGallery.Opened)
+    def _sample_opened(self, message: SampleGallery.Opened) -> None:
+        self._open_sample(message.index)
+
+    def _open_sample(self, index: int) -> None:
+        from loratui.screens.samples import SampleViewer
+
+        self.app.push_screen(SampleViewer(self.query_one(SampleGallery).samples, index))
 
     def _end_message(self) -> str | None:
         s = self.snapshot
@@ -313,6 +345,9 @@ class RunScreen(Screen[None]):
             return text
         if s.status == "stopped":
             return f"Stopped. Continue with: loratui train --resume {s.run_dir.resolve()}"
+        if s.status in ("failed", "stale"):
+            text = f"The run {s.status}: {s.message}" + (f"\n  {s.hint}" if s.hint else "")
+            return text + f"\n  run folder: {s.run_dir.resolve()} (output.log has the details)"
         return None
 
     def action_back(self) -> None:

@@ -27,7 +27,7 @@ async def test_attach_to_a_finished_run_replays_its_history(finished_run: Path) 
         snap: RunSnapshot = screen.snapshot
         assert snap.status == "finished" and snap.step == snap.total_steps == 8
         assert len(snap.smoothed) == steps == 8  # the whole loss curve, not just what came after attaching
-        assert list(app.screen.query_one(LossChart).query_one("Sparkline").data) == list(snap.smoothed)
+        assert list(app.screen.query_one(LossChart).plot.line) == list(snap.smoothed)
         text = screen_text(app)
         assert "finished" in text and "<lora:finished:0.7>" in text and "zxq" in text
         assert Path(snap.lora_path).is_file()

@@ -31,10 +31,12 @@ def fixed(monkeypatch: pytest.MonkeyPatch, demo_dataset: Path) -> Path:
 
 
 def write_run(run_dir: Path, sample: Path) -> None:
-    """A finished run's files with a fixed history (real runs differ in speed and loss)."""
+    """A finished run's files with a fixed history (real runs differ in speed and loss): samples
+    at steps 20 and 40, a validation loss at every save."""
     run_dir.mkdir(parents=True)
     (run_dir / "samples").mkdir()
-    shutil.copy2(sample, run_dir / "samples" / "step000040.png")
+    for step in (20, 40):
+        shutil.copy2(sample, run_dir / "samples" / f"step{step:06d}.png")
     events = [{"event": "run_started", "t": 0, "name": "demo", "run_dir": str(run_dir), "total_steps": 60,
                "config": {"trigger": "zxq"}, "schedule": "12 images × 1 repeats = 12 per epoch ÷ batch 2"}]
     for step in range(1, 61):
@@ -46,9 +48,12 @@ def write_run(run_dir: Path, sample: Path) -> None:
         if step % 20 == 0:
             events.append({"event": "checkpoint_saved", "t": step, "step": step,
                            "path": str(run_dir / f"demo-step{step:06d}.safetensors")})
-        if step == 40:
-            events.append({"event": "sample_saved", "t": step, "step": 40,
-                           "path": str(run_dir / "samples" / "step000040.png")})
+        if step in (20, 40):
+            events.append({"event": "sample_saved", "t": step, "step": step,
+                           "path": str(run_dir / "samples" / f"step{step:06d}.png")})
+        if step % 20 == 0:
+            events.append({"event": "validation", "t": step, "step": step, "loss": 0.52 - step / 400,
+                           "images": 4, "held_out": True})
     events.append({"event": "warning", "t": 60, "message": "3 images are under 64 px on their short side"})
     events.append({"event": "run_finished", "t": 61, "path": str(run_dir / "demo.safetensors"), "step": 60})
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
