@@ -286,9 +286,11 @@ class RunScreen(Screen[None]):
         return True
 
     def _detach_message(self) -> str:
+        # absolute: the terminal that comes back may be anywhere by the time it is used
+        where = self.run_dir.resolve() if self.run_dir else "RUN_DIR"
         return (
             f"{self.run_dir.name if self.run_dir else 'the run'} keeps training in the background.\n"
-            f"  watch:  loratui attach {self.run_dir}\n  stop:   loratui stop {self.run_dir}"
+            f"  watch:  loratui attach {where}\n  stop:   loratui stop {where}"
         )
 
     def action_detach(self) -> None:
@@ -305,7 +307,7 @@ class RunScreen(Screen[None]):
             return
         from loratui.screens.dialogs import ConfirmDialog
 
-        where = str(self.run_dir) if self.run_dir else "RUN_DIR"
+        where = str(self.run_dir.resolve()) if self.run_dir else "RUN_DIR"
 
         def answered(yes: bool | None) -> None:
             if yes:

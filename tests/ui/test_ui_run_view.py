@@ -101,9 +101,11 @@ async def test_validation_curve_and_samples_gallery(tmp_path: Path, demo_dataset
 
 
 @async_test
-async def test_q_on_a_live_run_asks_then_leaves_it_training(tmp_path: Path, demo_dataset: Path) -> None:
-    run_dir = tmp_path / "live"
+async def test_q_on_a_live_run_asks_then_leaves_it_training(tmp_path: Path, demo_dataset: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_dir = Path("live")  # relative, as the wizard's output folder makes it: said in full
     write_history(run_dir, demo_dataset / "demo_00.png", finished=False)  # its process: this one, alive
+    where = tmp_path.resolve() / "live"
     app = build_app(start="run", run_dir=run_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
@@ -113,10 +115,10 @@ async def test_q_on_a_live_run_asks_then_leaves_it_training(tmp_path: Path, demo
         await wait_for(pilot, lambda: "Close the live view?" in screen_text(app), 5, "the question")
         text = screen_text(app)
         assert "keeps training" in text and "loratui attach" in text
-        assert f"loratui attach {run_dir}" in app.screen.body  # the whole path (it wraps on screen)
+        assert f"loratui attach {where}" in app.screen.body  # the whole path (it wraps on screen)
         await pilot.press("n")  # stay
         assert app.screen is screen and app.is_running
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the question again")
         await pilot.press("enter")  # the default: close, keep training
-    assert app.exit_message and f"watch:  loratui attach {run_dir}" in app.exit_message
+    assert app.exit_message and f"watch:  loratui attach {where}" in app.exit_message
