@@ -22,13 +22,16 @@ def _run_app(**kwargs: Any) -> None:
     """Build the app, run it, then print what it left to say (where a detached run is)."""
     _require_a_terminal_size()
     # textual-image asks the terminal what graphics it supports: that must happen before
-    # Textual takes the terminal over.
+    # Textual takes the terminal over. The question runs in a thread while Textual is
+    # imported and the app built, and is answered before the app runs.
+    from loratui.widgets import graphics_query
+
+    graphics_query.start()
+    from loratui.app import build_app
     from loratui.widgets.preview import prepare_graphics
 
-    prepare_graphics()
-    from loratui.app import build_app
-
     app = build_app(**kwargs)
+    prepare_graphics()
     app.run()
     # The preset step imports torch and diffusers (hardware, memory plan): tearing their
     # millions of objects down at exit took 3.5-4.5 s on a loaded machine, a blank terminal

@@ -23,6 +23,9 @@ THUMBNAIL_PX = 384  # plenty for any terminal cell grid; keeps every decode quic
 
 def prepare_graphics() -> type[Widget]:
     """The image widget class for this terminal (import textual-image before the app starts)."""
+    from loratui.widgets import graphics_query
+
+    graphics_query.wait()  # the terminal's answer, asked in a thread since start-up
     from textual_image import renderable
     from textual_image.widget import HalfcellImage, Image
 
