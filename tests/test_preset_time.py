@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loratui.engine.planning import speed
-from loratui.engine.planning.preset_plan import Hardware, estimate, measure_needs, plan_presets
+from loratui.engine.planning.preset_plan import Hardware, estimate, measure_needs, plan_presets, run_threads
 
 CPU = Hardware(threads=2)
 
@@ -51,7 +51,7 @@ def test_the_cpu_time_grows_with_steps_resolution_and_samples(demo_dataset, tmp_
 def test_a_measured_cpu_speed_times_the_card(demo_dataset, tmp_path, tiny_model, own_speeds):
     flops, text = card_minutes(demo_dataset, tmp_path, steps=300)
     assert "(est.)" in text
-    key = speed.cpu_key(2, tiny=True)
+    key = speed.cpu_key(run_threads(tiny=True), tiny=True)  # the threads a tiny run computes with: 1
     speed.record_speed(key, "fp32", flops / (37 * 60))  # as if a run had reached this pace
     assert card_minutes(demo_dataset, tmp_path, steps=300)[1] == "~37 min on this CPU · no GPU"
     # a real model's speed is kept apart from the tiny model's: per-call overhead paces the tiny one

@@ -208,7 +208,7 @@ def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware, base_model: str)
     from loratui.engine.families.tiny import TINY_NAMES
 
     tiny = base_model.strip() in TINY_NAMES
-    device = hw.gpu or cpu_key(hw.threads or _threads(), tiny)
+    device = hw.gpu or cpu_key(run_threads(tiny), tiny)
     time = run_time(run_flops(need, plan), 1, device, hw.precision if hw.gpu else "fp32")
     if time is None:
         return "time n/a"
@@ -220,7 +220,10 @@ def _minutes(seconds: float) -> str:
     return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def _threads() -> int:
+def run_threads(tiny: bool) -> int:
+    """The CPU threads a run started now would compute with (train/threads.py)."""
     import os
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from loratui.engine.train.threads import choose_threads, usable_cores
+
+    return choose_threads(usable_cores(), os.getloadavg()[0], tiny)

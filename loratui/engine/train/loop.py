@@ -71,6 +71,7 @@ from loratui.engine.train.saving import RunWriter, guard_disk
 from loratui.engine.train.step import MicroBatch, draw_micro, sample_losses
 from loratui.engine.train.stop import StopSignal, agreed_stop
 from loratui.engine.validate.sampling import build_pipeline, default_prompts, render, save_png
+from loratui.engine.train.threads import set_run_threads
 from loratui.engine.validate.validation import load_history, overtraining_step, recommend, validation_set
 
 
@@ -134,7 +135,7 @@ def train(
     reserve = SpaceReserve(run_dir)  # room for the last words if another process fills the disk
     reserve.hold()
     previous = read_state(run_dir) if resume else {}
-    run = TrainingRun(config, run_dir, bus, state, stop, resume)
+    run = TrainingRun(config, run_dir, bus, state, stop, resume, previous=previous)
     try:
         state.update(status="running", started_at=previous.get("started_at") or time.time())
         register_run(run_dir)
@@ -199,7 +200,7 @@ class TrainingRun:
     """One run, from its config to its files. ``run()`` is ``setup()`` then ``loop()``."""
 
     def __init__(self, config: RunConfig, run_dir: Path, bus: EventBus, state: StateWriter | _NoState,
-                 stop: StopSignal, resume: bool, main: bool = True) -> None:
+                 stop: StopSignal, resume: bool, main: bool = True, previous: dict | None = None) -> None:
         self.config = config
         self.run_dir = run_dir
         self.name = run_dir.name
@@ -209,6 +210,7 @@ class TrainingRun:
         self.resume = resume
         self.main = main  # rank 0 writes; data-parallel workers only train
         self.step = 0
+        self.previous = previous or {}  # state.json as the interrupted run left it (--resume)
         self.smoothed: float | None = None  # the loss, smoothed for display
         self.last_lora: Path | None = None
         self.healed: list[str] = []  # faults the run recovered from, for the run card
@@ -240,6 +242,10 @@ class TrainingRun:
         self.device = self.accelerator.device
         self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.weight_dtype, "fp32")
         optimizer = "adamw8bit" if use_8bit(self.config, self.device) else "adamw"
+        if self.device.type == "cpu":  # as many threads as the machine has free (train/threads.py)
+            kept = self.previous.get("cpu_threads")
+            threads = set_run_threads(self.spec.kind == "tiny", self.accelerator.num_processes, kept)
+            self.state.update(cpu_threads=threads)
         self.config, split = fit_to_device(self.config, self.spec, self.accelerator, self.precision, optimizer,
                                            self.bus)
         config = self.config
