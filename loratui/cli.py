@@ -91,6 +91,10 @@ def train(
     multires_noise_discount: Annotated[Optional[float], typer.Option(help="Each coarser noise level's weight factor (default 0.3).")] = None,
     train_layers: Annotated[Optional[str], typer.Option(help="attention | attention-ff: the layers that get adapters.")] = None,
     init_lora: Annotated[Optional[str], typer.Option(help="Start from this LoRA (a .safetensors file or a run folder) of the same model family.")] = None,
+    reg_folder: Annotated[Optional[str], typer.Option(help="Regularisation (class) images: prior preservation, as many per epoch as training views.")] = None,
+    class_prompt: Annotated[Optional[str], typer.Option(help="The caption of a class image that has none, e.g. \"a photo of a cat\" (no trigger).")] = None,
+    prior_loss_weight: Annotated[Optional[float], typer.Option(help="How much the class images' loss counts (default 1).")] = None,
+    masked_loss: Annotated[Optional[bool], typer.Option("--masked-loss/--no-masked-loss", help="Train only where NAME.mask.png (or the alpha channel) marks the subject (default: on when masks exist).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a stopped run from its last checkpoint.")] = None,
     allow_dataset_change: Annotated[bool, typer.Option("--allow-dataset-change", help="With --resume: train on the dataset folder as it is now, though it changed since the run started.")] = False,
     detach: Annotated[bool, typer.Option(help="Run in the background; follow it with `loratui runs`.")] = False,
@@ -121,7 +125,8 @@ def train(
                      "--huber-schedule": huber_schedule, "--debiased-estimation": debiased_estimation,
                      "--multires-noise-iterations": multires_noise_iterations,
                      "--multires-noise-discount": multires_noise_discount, "--train-layers": train_layers,
-                     "--init-lora": init_lora}
+                     "--init-lora": init_lora, "--reg-folder": reg_folder, "--class-prompt": class_prompt,
+                     "--prior-loss-weight": prior_loss_weight, "--masked-loss": masked_loss}
             given = [flag for flag, value in fixed.items() if value is not None]
             if given:
                 from loratui.engine.errors import ConfigError
@@ -147,6 +152,8 @@ def train(
             loss_type=loss_type, huber_c=huber_c, huber_schedule=huber_schedule,
             debiased_estimation=debiased_estimation, multires_noise_iterations=multires_noise_iterations,
             multires_noise_discount=multires_noise_discount, train_layers=train_layers, init_lora=init_lora,
+            reg_folder=reg_folder, class_prompt=class_prompt, prior_loss_weight=prior_loss_weight,
+            masked_loss=masked_loss,
         )
         cfg = build_config(
             str(folder) if folder else None, preset, file_values, str(config) if config else "config", values
@@ -216,7 +223,8 @@ def _resume(run_dir: Path, json_out: bool, changed: dict | None = None, allow_da
         from loratui.engine.planning.run_plan import plan_run
         from loratui.engine.runs.identity import accept_dataset
 
-        for change in accept_dataset(run_dir, plan_run(cfg).dataset):
+        plan = plan_run(cfg)
+        for change in accept_dataset(run_dir, plan.dataset, plan.reg_dataset):
             typer.echo(f"warning: training on the changed dataset: {change}", err=True)
     _run(cfg, run_dir, json_out, resume=True)
 

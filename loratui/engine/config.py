@@ -69,6 +69,15 @@ class RunConfig(BaseModel):
     # which UNet/text-encoder layers get adapters (Family.layer_targets): attention, or + feed-forward
     train_layers: Literal["attention", "attention-ff"] = "attention"
     init_lora: str | None = None  # a LoRA file or run folder to start from (train/init_lora.py)
+    # regularisation (class) images, kohya's prior preservation: each epoch draws as many of them
+    # as it has training views, into the same batches; their captions are their own, their kohya
+    # folder's class name or class_prompt (never the trigger), their loss weighs prior_loss_weight
+    reg_folder: str | None = None
+    class_prompt: str | None = Field(None, min_length=1, max_length=1000)
+    prior_loss_weight: float = Field(1.0, ge=0, le=10)
+    # the loss only where the subject is: NAME.mask.png beside an image, or (when on) its alpha
+    # channel; None: on when the dataset holds a .mask.png file (data/masks.py)
+    masked_loss: bool | None = None
     max_grad_norm: float = Field(1.0, ge=0)
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     save_precision: Literal["fp16", "bf16", "fp32"] = "fp16"
@@ -304,6 +313,11 @@ LORA_SCRIPTS_KEYS = {
     "multires_noise_iterations": "multires_noise_iterations",
     "multires_noise_discount": "multires_noise_discount",
     "network_weights": "init_lora",
+    "reg_data_dir": "reg_folder",
+    "class_data_dir": "reg_folder",
+    "class_prompt": "class_prompt",
+    "prior_loss_weight": "prior_loss_weight",
+    "masked_loss": "masked_loss",
     "text_encoder_lr": "text_encoder_lr",
     "output_dir": "output_dir",
     "output_name": "name",

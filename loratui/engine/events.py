@@ -64,6 +64,11 @@ class StepLogged(Event):
     mem_peak: int
     mem_total: int
     mem_kind: str
+    # with regularisation images (--reg-folder): the step's mean loss on the training images and
+    # on the class images apart (None when the step had none of that kind); ``loss`` is the
+    # optimised mix, the class images' share weighted by prior_loss_weight
+    instance_loss: float | None = None
+    prior_loss: float | None = None
 
 
 @dataclass

@@ -23,6 +23,8 @@ class TrainItem:
     bucket: tuple[int, int]
     repeats: int
     size: tuple[int, int] | None = None  # (width, height) upright, from the header
+    reg: bool = False  # a regularisation (class) image: no trigger, its loss weighs prior_loss_weight
+    mask: str | None = None  # where its loss mask comes from (data/masks.py): a file, "alpha", or none
 
     def size_conditioning(self) -> tuple[int, int, int, int, int, int]:
         """SDXL's size conditioning: the original (height, width), the crop's (top, left) in the

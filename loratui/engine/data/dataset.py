@@ -18,6 +18,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loratui.engine.data.masks import MASK_SUFFIX, is_mask_name, mask_file_for
 from loratui.engine.errors import DatasetError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
@@ -111,6 +112,9 @@ def exclude_image(folder: Path, rel: str) -> Path:
     os.replace(path, target)  # a rename on the same disk: nothing is copied, nothing half-moved
     if caption.is_file() and not caption.is_symlink():
         os.replace(caption, target_dir / f"{stem}.txt")
+    mask = mask_file_for(path)
+    if mask.is_file() and not mask.is_symlink():
+        os.replace(mask, target_dir / f"{stem}{MASK_SUFFIX}")
     return target
 
 
@@ -147,8 +151,8 @@ def iter_image_paths(folder: Path, skipped: list[str] | None = None) -> list[Pat
     for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith(".") or not is_image_name(name):
-                continue
+            if name.startswith(".") or not is_image_name(name) or is_mask_name(name):
+                continue  # NAME.mask.png is the mask of NAME.jpg (data/masks.py), never trained on
             path = Path(root) / name
             reason = refuse_reason(path, folder)
             if reason is None:

@@ -114,8 +114,8 @@ def readable_pixels(item) -> Any:
         return exc
 
 
-def drop_unreadable(plan: RunPlan, cache: dict[int, tuple[Any, Any]], unreadable: dict[int, str],
-                    held_out: set[int], bus: EventBus) -> dict[int, tuple[Any, Any]]:
+def drop_unreadable(plan: RunPlan, cache: dict[int, Any], unreadable: dict[int, str],
+                    held_out: set[int], bus: EventBus, found: str = "while caching latents") -> dict[int, Any]:
     """Take the images that could not be decoded (a truncated JPEG: its header is whole, so
     planning kept it) out of ``plan``, as planning skips the ones whose header is broken: each
     is a warning naming it, and the run goes on with the others. Items are numbered again and
@@ -126,7 +126,7 @@ def drop_unreadable(plan: RunPlan, cache: dict[int, tuple[Any, Any]], unreadable
 
     named = {item.index: item.record.rel for item in plan.items}
     for index, message in unreadable.items():
-        note = f"skipped {named[index]}: {message}; found while caching latents, not trained"
+        note = f"skipped {named[index]}: {message}; found {found}, not trained"
         plan.warnings.append(note)
         bus.emit(WarningRaised(note))
     kept = [item for item in plan.items if item.index not in unreadable]

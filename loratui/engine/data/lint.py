@@ -20,7 +20,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from loratui.engine.data.dataset import IMAGE_EXTENSIONS, METADATA_NAME, is_inside, read_metadata_csv, refuse_reason
-from loratui.engine.errors import ConfigError, DatasetError
+from loratui.engine.data.images import image_size
+from loratui.engine.data.masks import is_mask_name, masked_stem
+from loratui.engine.errors import ConfigError, DatasetError, LoratuiError
 from loratui.engine.data.lint_rules import (
     DEFAULT_THRESHOLDS,
     ERROR,
@@ -125,6 +127,7 @@ class _Scan:
     root: Path
     images: list[_Image] = field(default_factory=list)
     captions: dict[str, Path] = field(default_factory=dict)  # rel of .txt -> path
+    masks: dict[str, Path] = field(default_factory=dict)  # rel of NAME.mask.png -> path
     findings: list[Finding] = field(default_factory=list)
 
     def add(self, path: str, code: str, message: str, severity: str | None = None) -> None:
@@ -160,6 +163,7 @@ def check(
     _walk(scan)
     captions = _read_captions(scan)
     _header_pass(scan, thresholds, progress)
+    _mask_checks(scan)
     _exact_duplicates(scan)
     if pixels:
         _pixel_pass(scan, thresholds, progress, workers or min(4, os.cpu_count() or 1))
@@ -222,6 +226,9 @@ def _walk(scan: _Scan) -> None:
             suffix = path.suffix.lower()
             relevant = suffix in IMAGE_EXTENSIONS or suffix == ".txt" or suffix in OTHER_IMAGE_EXTENSIONS
             if not relevant:
+                continue
+            if is_mask_name(name) and refuse_reason(path, root) is None:
+                scan.masks[rel_raw] = path  # a loss mask (data/masks.py), checked with its image
                 continue
             if rel != rel_raw:
                 scan.add(rel, "non_utf8_filename", "its name has bytes that are not UTF-8")
@@ -413,6 +420,27 @@ def _header_pass(scan: _Scan, t: Thresholds, progress: ProgressFn) -> None:
         ratio = max(im.width, im.height) / max(1, short)
         if ratio > t.max_aspect_ratio:
             scan.add(im.rel, "extreme_aspect_ratio", f"{im.width}x{im.height} is {ratio:.1f}:1")
+
+
+def _mask_checks(scan: _Scan) -> None:
+    """Each NAME.mask.png: its image exists, it is that image's size, and it marks something."""
+    from loratui.engine.data.masks import mask_problem
+
+    by_stem = {im.rel.rsplit(".", 1)[0]: im for im in scan.images}
+    for rel, path in sorted(scan.masks.items()):
+        image = by_stem.get(masked_stem(rel))
+        shown = display_name(rel)
+        if image is None:
+            scan.add(shown, "orphan_mask", "no image of that name beside it; it masks nothing")
+            continue
+        if not image.decodable:
+            continue  # the image's own finding says it all
+        try:
+            problem = mask_problem(str(path), image.path, image_size(image.path))
+        except LoratuiError as exc:
+            problem = exc.message.split(": ", 1)[-1]
+        if problem:
+            scan.add(shown, "bad_mask", f"{problem}; {image.rel} is not trained while masks are on")
 
 
 def _sniff(path: Path) -> str:

@@ -44,6 +44,8 @@ _RULES = [
     Rule("unreadable_folder", ERROR, "folder cannot be read", "fix its permissions (chmod a+rx), or move the images out of it"),
     Rule("non_utf8_filename", WARNING, "file name is not UTF-8", "rename it; other tools and metadata.csv cannot name it"),
     Rule("ignored_file", WARNING, "not a trainable format", "convert it to PNG or JPEG if it should be trained on"),
+    Rule("orphan_mask", WARNING, "mask without an image", "delete it, or name it after its image (NAME.mask.png)"),
+    Rule("bad_mask", ERROR, "mask cannot be used", "re-export it as a greyscale PNG the size of its image, white on the subject"),
     Rule("too_few_images", WARNING, "too few images", "add more varied photos of the subject"),
     Rule("too_many_images_for_preset", WARNING, "more images than the preset wants", "keep the best ones"),
 ]

@@ -82,14 +82,11 @@ def to_device(batch: MicroBatch, device: Any) -> MicroBatch:
     """``batch`` with its tensors on ``device`` (an asynchronous copy from pinned memory)."""
     if batch.latents.device == device:
         return batch
-    return MicroBatch(
-        batch.indices,
-        batch.latents.to(device, non_blocking=True),
-        batch.noise.to(device, non_blocking=True),
-        batch.timesteps.to(device, non_blocking=True),
-        batch.captions,
-        batch.sizes.to(device, non_blocking=True) if batch.sizes is not None else None,
-    )
+    def move(tensor: Any) -> Any:
+        return tensor.to(device, non_blocking=True) if tensor is not None else None
+
+    return MicroBatch(batch.indices, move(batch.latents), move(batch.noise), move(batch.timesteps), batch.captions,
+                      move(batch.sizes), move(batch.reg), move(batch.weights), move(batch.masks))
 
 
 def _use_device(device: Any) -> None:

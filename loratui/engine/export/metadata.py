@@ -31,7 +31,7 @@ def run_metadata(
 
     unet_lr, te_lr = learning_rates(config)
     by_folder: dict[str, Counter] = {}
-    for item in plan.items:
+    for item in plan.train_items:  # the class images' captions are not what the LoRA was taught
         folder = item.record.rel.split("/")[0] if "/" in item.record.rel else plan.dataset.folder.name
         by_folder.setdefault(folder, Counter()).update(
             split_tags(with_trigger(plan.caption_for(item), config.trigger))
@@ -60,8 +60,10 @@ def run_metadata(
         steps=step,
         epoch=(step * config.grad_accum - 1) // plan.batches.batches_per_epoch + 1 if step else 0,
         num_epochs=plan.schedule.epochs,
-        num_train_images=sum(i.repeats for i in plan.items),
-        num_reg_images=0,
+        num_train_images=sum(i.repeats for i in plan.train_items),
+        num_reg_images=sum(i.repeats for i in plan.reg_items),
+        prior_loss_weight=config.prior_loss_weight if config.reg_folder else None,
+        masked_loss=plan.masked or None,
         batch_size_per_device=config.batch_size,
         total_batch_size=config.batch_size * config.grad_accum,
         gradient_accumulation_steps=config.grad_accum,

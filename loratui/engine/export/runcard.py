@@ -90,6 +90,10 @@ def _method_rows(info: dict[str, Any]) -> list[str]:
         rows.append(f"| loss | {info['loss']} |")
     if info.get("train_layers"):
         rows.append(f"| trained layers | {info['train_layers']} |")
+    if info.get("regularisation"):
+        rows.append(f"| regularisation | {info['regularisation']} |")
+    if info.get("masked"):
+        rows.append(f"| masked loss | {info['masked']} |")
     parent = info.get("parent")
     if parent:
         rows.append(f"| continued from | `{parent['name']}` (sha256 `{parent['sha256'][:12]}…`) |")

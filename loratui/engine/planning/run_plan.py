@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from loratui.engine.data.batches import BatchPlan, TrainItem
 from loratui.engine.data.buckets import make_buckets, nearest_bucket
@@ -20,19 +21,33 @@ class RunPlan:
     """What a run will train on and for how long."""
 
     dataset: Dataset
-    items: list[TrainItem]
+    items: list[TrainItem]  # the training images, then the regularisation images (item.reg)
     batches: BatchPlan
     schedule: Schedule
     warnings: list[str] = field(default_factory=list)
     validation_items: list[TrainItem] = field(default_factory=list)  # held out from training
+    reg_dataset: Dataset | None = None  # the regularisation (class) images' folder
+    class_prompt: str | None = None  # the caption of a regularisation image that has none
+    masked: bool = False  # the loss is masked (data/masks.py)
+
+    @property
+    def train_items(self) -> list[TrainItem]:
+        return [i for i in self.items if not i.reg]
+
+    @property
+    def reg_items(self) -> list[TrainItem]:
+        return [i for i in self.items if i.reg]
 
     def caption_for(self, item: TrainItem) -> str:
-        """The stored caption, or the class name of a kohya folder (``10_mycat`` → ``mycat``)."""
+        """The stored caption, or the class name of a kohya folder (``10_mycat`` → ``mycat``); a
+        regularisation image without either has the class prompt."""
         if item.record.caption:
             return item.record.caption
         parts = item.record.rel.split("/")
         match = REPEAT_FOLDER.match(parts[0]) if len(parts) > 1 else None
-        return match.group(2).replace("_", " ") if match else ""
+        if match:
+            return match.group(2).replace("_", " ")
+        return (self.class_prompt or "") if item.reg else ""
 
 
 def plan_run(config: RunConfig) -> RunPlan:
@@ -45,23 +60,9 @@ def plan_run(config: RunConfig) -> RunPlan:
         _check_metadata_path(dataset, config.metadata_path)
     dataset.require_images()
     buckets = make_buckets(config.resolution, config.buckets)
-    items: list[TrainItem] = []
     warnings = list(dataset.notes)
-    limits = thresholds_for(config.resolution)  # `loratui check --resolution R` applies the same
-    wrong_size = 0
-    for record in dataset.images:
-        try:
-            width, height = image_size(record.path)
-        except LoratuiError as exc:
-            warnings.append(f"skipped {record.rel}: {exc.message}")
-            continue
-        finding = size_finding(width, height, limits)
-        if finding is not None and finding[1] == ERROR:  # what check calls an error is not trained
-            warnings.append(f"skipped {record.rel}: {finding[2]} ({finding[0]}; not trained)")
-            wrong_size += 1
-            continue
-        bucket = nearest_bucket(width, height, buckets)
-        items.append(TrainItem(len(items), record, bucket, record.repeats, (width, height)))
+    masked = config.masked_loss if config.masked_loss is not None else _has_mask_files(dataset)
+    items, wrong_size = _bucketed(dataset, config, buckets, warnings, masked)
     if not items and wrong_size:
         raise DatasetError(
             f"{dataset.folder}: none of the images can be trained at {config.resolution} px "
@@ -82,6 +83,10 @@ def plan_run(config: RunConfig) -> RunPlan:
             f"{uncaptioned} of {len(items)} images have no caption"
             + (f"; they train on the trigger word '{config.trigger}' alone" if config.trigger else "")
         )
+    if masked:
+        with_mask = sum(1 for i in items if i.mask)
+        warnings.append(f"masked loss: {with_mask} of {len(items)} images have a mask"
+                        + ("; the others train on the whole image" if with_mask < len(items) else ""))
     preset = get_preset(config.preset)
     probe = BatchPlan(items, config.batch_size, config.seed)
     schedule = derive_schedule(
@@ -96,9 +101,108 @@ def plan_run(config: RunConfig) -> RunPlan:
     )
     if schedule.repeats != 1:
         items = [replace(i, repeats=i.repeats * schedule.repeats) for i in items]
+    reg_dataset = None
+    if config.reg_folder:
+        reg_dataset, reg_items = _regularisation(config, buckets, warnings, masked, sum(i.repeats for i in items))
+        items += [replace(r, index=len(items) + n) for n, r in enumerate(reg_items)]
+        schedule = with_regularisation(schedule, BatchPlan(items, config.batch_size, config.seed), config,
+                                       sum(r.repeats for r in reg_items))
     return RunPlan(
-        dataset, items, BatchPlan(items, config.batch_size, config.seed), schedule, warnings, validation_items
+        dataset, items, BatchPlan(items, config.batch_size, config.seed), schedule, warnings, validation_items,
+        reg_dataset, config.class_prompt, masked,
     )
+
+
+def _bucketed(dataset: Dataset, config: RunConfig, buckets, warnings: list[str], masked: bool,
+              reg: bool = False) -> tuple[list[TrainItem], int]:
+    """Each readable image of ``dataset`` with its bucket (and mask), and how many were skipped
+    for their size; what is skipped is a warning."""
+    from loratui.engine.data.masks import mask_size_problem, mask_source
+
+    limits = thresholds_for(config.resolution)  # `loratui check --resolution R` applies the same
+    items: list[TrainItem] = []
+    wrong_size = 0
+    what = "regularisation image " if reg else ""
+    for record in dataset.images:
+        try:
+            width, height = image_size(record.path)
+            mask = mask_source(record.path, dataset.folder, alpha=config.masked_loss is True) if masked else None
+            problem = mask_size_problem(mask, record.path, (width, height)) if mask else None
+        except LoratuiError as exc:
+            warnings.append(f"skipped {what}{record.rel}: {exc.message}")
+            continue
+        if problem:
+            warnings.append(f"skipped {what}{record.rel}: {problem} (not trained)")
+            continue
+        finding = size_finding(width, height, limits)
+        if finding is not None and finding[1] == ERROR:  # what check calls an error is not trained
+            warnings.append(f"skipped {what}{record.rel}: {finding[2]} ({finding[0]}; not trained)")
+            wrong_size += 1
+            continue
+        bucket = nearest_bucket(width, height, buckets)
+        items.append(TrainItem(len(items), record, bucket, record.repeats, (width, height), reg, mask))
+    return items, wrong_size
+
+
+def _has_mask_files(dataset: Dataset) -> bool:
+    from loratui.engine.data.masks import mask_file_for
+
+    return any(mask_file_for(r.path).exists() for r in dataset.images)
+
+
+def _regularisation(config: RunConfig, buckets, warnings: list[str], masked: bool,
+                    train_views: int) -> tuple[Dataset, list[TrainItem]]:
+    """The regularisation images, with repeats that give each epoch as many of them as it has
+    training views (kohya's rule): fewer images repeat, and of more, a seeded choice is used."""
+    import random
+
+    folder = scan(config.reg_folder)
+    if not folder.images:
+        raise DatasetError(f"{folder.folder}: no images found for regularisation",
+                           "point --reg-folder at a folder of class images (e.g. photos of other cats)")
+    if (folder.folder.resolve() == Path(config.dataset).resolve()):
+        raise DatasetError(f"{folder.folder}: the regularisation folder is the dataset itself",
+                           "pass a separate folder of class images to --reg-folder")
+    warnings.extend(f"regularisation images: {note}" for note in folder.notes)
+    reg, _ = _bucketed(folder, config, buckets, warnings, masked, reg=True)
+    if not reg:
+        raise DatasetError(f"{folder.folder}: none of the regularisation images can be trained",
+                           "run `loratui check` on it")
+    probe = RunPlan(folder, reg, BatchPlan(reg, 1, 0), None, class_prompt=config.class_prompt)  # type: ignore[arg-type]
+    uncaptioned = [r.record.rel for r in reg if not probe.caption_for(r)]
+    if uncaptioned:
+        raise DatasetError(
+            f"{folder.folder / uncaptioned[0]}: a regularisation image needs a caption "
+            f"({len(uncaptioned)} of {len(reg)} have none)",
+            "pass --class-prompt \"a photo of a cat\" (the class, without the trigger), or name the "
+            "folder like kohya's 1_cat, or write .txt captions")
+    order = list(range(len(reg)))
+    random.Random(f"loratui-reg-{config.seed}").shuffle(order)
+    repeats = [0] * len(reg)
+    for view in range(train_views):  # round-robin over a seeded order: the counts differ by one at most
+        repeats[order[view % len(reg)]] += 1
+    used = [replace(item, repeats=n) for item, n in zip(reg, repeats) if n]
+    if len(used) < len(reg):
+        warnings.append(f"regularisation: {len(used)} of {len(reg)} images are used (as many as the "
+                        f"{train_views} training views per epoch); the others are not")
+    return folder, [replace(item, index=n) for n, item in enumerate(used)]
+
+
+def with_regularisation(schedule: Schedule, batches: BatchPlan, config: RunConfig, reg_views: int) -> Schedule:
+    """The schedule once each epoch also holds ``reg_views`` regularisation views: as many epochs
+    as derived (so the subject is seen as often), each twice as long; ``--steps`` stays the total."""
+    import math
+    from dataclasses import replace as with_
+
+    per_epoch = max(1, math.ceil(batches.batches_per_epoch / config.grad_accum))
+    if config.steps is not None:
+        total, epochs = config.steps, max(1, math.ceil(config.steps / per_epoch))
+    else:
+        epochs = schedule.epochs
+        total = per_epoch * epochs
+    explain = (f"{schedule.explain}; with {reg_views} regularisation views per epoch (as many as the "
+               f"training views) = {per_epoch} steps per epoch, {total} steps")
+    return with_(schedule, epochs=epochs, steps_per_epoch=per_epoch, total_steps=total, explain=explain)
 
 
 def _check_metadata_path(dataset: Dataset, metadata_path: str) -> None:

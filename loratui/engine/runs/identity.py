@@ -43,8 +43,24 @@ def fingerprint(dataset: Any, known: dict[str, dict] | None = None) -> dict[str,
     return {"folder": str(Path(dataset.folder).resolve()), "files": files}
 
 
-def record_identity(run_dir: Path, dataset: Any) -> None:
-    atomic.write_json(run_dir / IDENTITY, fingerprint(dataset))
+def identity(dataset: Any, reg: Any = None, old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The identity of a run's data: the dataset and, when it has them, its regularisation
+    images (``reg``) under ``"reg"``; ``old`` (a recorded identity) spares re-reading files whose
+    size and mtime did not change."""
+    old = old or {}
+
+    def known(recorded: dict | None, folder: Any) -> dict | None:
+        same = recorded and recorded.get("folder") == str(Path(folder).resolve())
+        return recorded.get("files") if same else None
+
+    out = fingerprint(dataset, known(old, dataset.folder))
+    if reg is not None:
+        out["reg"] = fingerprint(reg, known(old.get("reg"), reg.folder))
+    return out
+
+
+def record_identity(run_dir: Path, dataset: Any, reg: Any = None) -> None:
+    atomic.write_json(run_dir / IDENTITY, identity(dataset, reg))
 
 
 def read_identity(run_dir: Path) -> dict[str, Any] | None:
@@ -77,18 +93,24 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if names:
             shown = ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
             out.append(f"{len(names)} image{'s' if len(names) != 1 else ''} {kind}: {shown}")
+    old_reg, new_reg = old.get("reg"), new.get("reg")
+    if old_reg is None and new_reg is not None:
+        out.append(f"regularisation images from {new_reg['folder']} are new")
+    elif old_reg is not None and new_reg is None:
+        out.append(f"the run trained with regularisation images from {old_reg.get('folder')}")
+    elif old_reg is not None and new_reg is not None:
+        out += [f"regularisation images: {change}" for change in changes(old_reg, new_reg)]
     return out
 
 
-def check_identity(run_dir: Path, dataset: Any) -> None:
-    """On resume: the dataset must be the one the run started on. Raises RunError naming what
-    changed; a run without a recorded identity gets one now."""
+def check_identity(run_dir: Path, dataset: Any, reg: Any = None) -> None:
+    """On resume: the dataset (and regularisation images) must be the ones the run started on.
+    Raises RunError naming what changed; a run without a recorded identity gets one now."""
     old = read_identity(run_dir)
     if old is None:
-        record_identity(run_dir, dataset)
+        record_identity(run_dir, dataset, reg)
         return
-    new = fingerprint(dataset, old.get("files") if old.get("folder") == str(Path(dataset.folder).resolve()) else None)
-    found = changes(old, new)
+    found = changes(old, identity(dataset, reg, old))
     if found:
         raise RunError(
             f"{run_dir}: the dataset changed since this run started ({'; '.join(found)})",
@@ -97,9 +119,9 @@ def check_identity(run_dir: Path, dataset: Any) -> None:
         )
 
 
-def accept_dataset(run_dir: Path, dataset: Any) -> list[str]:
+def accept_dataset(run_dir: Path, dataset: Any, reg: Any = None) -> list[str]:
     """``--allow-dataset-change``: take the dataset as it is now as the run's; what changed."""
     old = read_identity(run_dir)
-    new = fingerprint(dataset, (old or {}).get("files"))
+    new = identity(dataset, reg, old)
     atomic.write_json(run_dir / IDENTITY, new)
     return changes(old, new) if old else []

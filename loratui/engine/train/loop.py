@@ -24,6 +24,7 @@ from typing import Any
 from loratui.engine import atomic, faults
 from loratui.engine.config import RunConfig, dump_toml
 from loratui.engine.data.latents import cache_latents, sample_latents
+from loratui.engine.data.masks import load_masks
 from loratui.engine.data.prefetch import Prefetcher, to_device
 from loratui.engine.errors import LoratuiError
 from loratui.engine.events import (
@@ -68,10 +69,10 @@ from loratui.engine.train.optimizer import (
     use_8bit,
 )
 from loratui.engine.train.saving import RunWriter, guard_disk
-from loratui.engine.train.step import MicroBatch, draw_micro, sample_losses
+from loratui.engine.train.step import MicroBatch, draw_micro, loss_sums, sample_losses, split_losses, take_rows
 from loratui.engine.train.stop import StopSignal, agreed_stop
-from loratui.engine.validate.sampling import build_pipeline, default_prompts, render, save_png
 from loratui.engine.train.threads import set_run_threads
+from loratui.engine.validate.sampling import build_pipeline, default_prompts, render, save_png
 from loratui.engine.validate.validation import load_history, overtraining_step, recommend, validation_set
 
 
@@ -209,8 +210,8 @@ class TrainingRun:
         self.stop = stop
         self.resume = resume
         self.main = main  # rank 0 writes; data-parallel workers only train
-        self.step = 0
         self.previous = previous or {}  # state.json as the interrupted run left it (--resume)
+        self.step = 0
         self.smoothed: float | None = None  # the loss, smoothed for display
         self.last_lora: Path | None = None
         self.healed: list[str] = []  # faults the run recovered from, for the run card
@@ -218,6 +219,7 @@ class TrainingRun:
         self.warned_overtraining = False
         self.done: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, images, passes) per step
         self.pass_seconds: dict[str, deque[float]] = {"sampling": deque(maxlen=5), "validating": deque(maxlen=5)}
+        self.kinds: tuple[float | None, float | None] = (None, None)  # the step's instance and prior loss
 
     def run(self) -> RunResult:
         self.setup()
@@ -240,12 +242,12 @@ class TrainingRun:
         self.spec = resolve_model(self.config.base_model, self.config.allow_pickle)
         self.accelerator, self.weight_dtype = make_accelerator(self.config, self.bus)
         self.device = self.accelerator.device
-        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.weight_dtype, "fp32")
-        optimizer = "adamw8bit" if use_8bit(self.config, self.device) else "adamw"
         if self.device.type == "cpu":  # as many threads as the machine has free (train/threads.py)
             kept = self.previous.get("cpu_threads")
             threads = set_run_threads(self.spec.kind == "tiny", self.accelerator.num_processes, kept)
             self.state.update(cpu_threads=threads)
+        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.weight_dtype, "fp32")
+        optimizer = "adamw8bit" if use_8bit(self.config, self.device) else "adamw"
         self.config, split = fit_to_device(self.config, self.spec, self.accelerator, self.precision, optimizer,
                                            self.bus)
         config = self.config
@@ -257,9 +259,10 @@ class TrainingRun:
             # the same data, or a resume would train another LoRA (a folder edited, or another one found
             # from another working directory); the config keeps the folder's absolute path
             write = check_identity if self.resume else record_identity
-            guard_disk(self.run_dir, 0, lambda: write(self.run_dir, self.plan.dataset))
+            guard_disk(self.run_dir, 0, lambda: write(self.run_dir, self.plan.dataset, self.plan.reg_dataset))
             resolved = {"total_steps": self.total_steps, "repeats": schedule.repeats, "epochs": schedule.epochs}
-            fixed = config.model_copy(update={"dataset": str(Path(config.dataset).resolve())})
+            fixed = config.model_copy(update={"dataset": str(Path(config.dataset).resolve()), "reg_folder": (
+                str(Path(config.reg_folder).resolve()) if config.reg_folder else None)})
             guard_disk(self.run_dir, 0, lambda: atomic.write_text(self.run_dir / CONFIG, dump_toml(fixed, resolved)))
             if config.notify:  # a notification URL may hold a token
                 os.chmod(self.run_dir / CONFIG, 0o600)
@@ -319,10 +322,13 @@ class TrainingRun:
         import torch
 
         self.latent_cache: dict[int, tuple[Any, Any]] = {}
+        self.masks: dict[int, Any] = {}
         self.sampling = self.config.sample_interval > 0
         config = self.config
         self.prompts = config.sample_prompts or default_prompts(
             get_preset(config.preset).sample_prompts, config.trigger, self.plan.caption_for(self.plan.items[0]))
+        if self.plan.masked:  # first: an image whose mask is empty leaves the plan before its latents are made
+            self.masks = load_masks(self.plan, self.bus)
         if self.config.cache_latents:
             with self.accelerator.main_process_first():  # rank 0 fills the disk cache, the others read it
                 self.latent_cache = cache_latents(self.plan, self.vae, self.device, self.bus,
@@ -433,14 +439,17 @@ class TrainingRun:
         return self.finish()
 
     def forward_backward(self, fetch: Prefetcher) -> tuple[Any, int, int]:
-        """Forward and backward for this optimizer step: the mean loss of its samples (a tensor,
-        read with the gradient norm in one sync), and this process's images and passes in it."""
+        """Forward and backward for this optimizer step: the loss sums of its samples (a tensor,
+        read with the gradient norm in one sync: see ``step_losses``), and this process's images
+        and passes in it."""
         import torch
 
         config, accelerator, device = self.config, self.accelerator, self.device
         accum, at = config.grad_accum, self.step
         rank, world = accelerator.process_index, accelerator.num_processes
-        loss_sum = torch.zeros((), device=device)
+        # the optimised loss's sum; with class images also the training and class images' losses
+        # and counts apart: [loss, instance sum, instances, prior sum, priors]
+        sums = torch.zeros(5 if config.reg_folder else 1, device=device)
         count = images = passes = 0
         for k in range(accum):
             batch = to_device(fetch.get(at * accum + k), device)
@@ -456,24 +465,28 @@ class TrainingRun:
                     weight = 0.0 if not mine else world / (len(batch) * accum)
                     if faults.fires(f"nan@{at + 1}"):
                         losses = losses * float("nan")
-                    accelerator.backward(losses.sum() * weight)
+                    optimised = losses if batch.weights is None else losses * take_rows(batch.weights, rows)
+                    accelerator.backward(optimised.sum() * weight)
                 if mine:
-                    loss_sum += losses.detach().sum()
+                    sums += loss_sums(losses.detach(), optimised.detach(),
+                                      None if batch.reg is None else take_rows(batch.reg, rows))
             count += len(batch)
-        total = accelerator.reduce(loss_sum, "sum") if world > 1 else loss_sum
-        return total / count, images, passes
+        total = accelerator.reduce(sums, "sum") if world > 1 else sums
+        return total / torch.tensor([count, 1, 1, 1, 1][: len(total)], device=device), images, passes
 
-    def loss_and_gradient_check(self, mean_loss) -> tuple[float, bool]:
-        """Clip the gradient; the step's loss, and whether loss and gradient norm are finite."""
+    def loss_and_gradient_check(self, losses) -> tuple[float, bool]:
+        """Clip the gradient; the step's loss, and whether loss and gradient norm are finite.
+        ``losses`` is [mean loss] or, with class images, [mean loss, instance sum, instances,
+        prior sum, priors]: read with the norm in one sync, the two kinds kept for the step's event."""
         import math
 
         import torch
 
         norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm or float("inf"))
-        if norm is None:
-            loss = mean_loss.item()
-            return loss, math.isfinite(loss)
-        loss, norm_value = torch.stack([mean_loss.float(), norm.float()]).tolist()
+        values = torch.cat([losses.float(), norm.float().view(1)]).tolist() if norm is not None \
+            else losses.float().tolist() + [0.0]
+        loss, norm_value = values[0], values[-1]
+        self.kinds = split_losses(values[1:-1])
         return loss, math.isfinite(loss) and math.isfinite(norm_value)
 
     def _draw(self, micro: int) -> MicroBatch:
@@ -481,7 +494,7 @@ class TrainingRun:
             return sample_latents(self.plan, indices, self.latent_cache, self.vae, gen)
 
         return draw_micro(self.plan, self.config, micro, latents_of, self.vae.config.scaling_factor,
-                          self.noise_scheduler.config.num_train_timesteps)
+                          self.noise_scheduler.config.num_train_timesteps, self.masks)
 
     def optional(self, what: str, write) -> bool:
         """Run ``write`` for a file the run can do without (a sample, validation.json, the run
@@ -520,6 +533,8 @@ class TrainingRun:
                 mem_peak=mem.peak,
                 mem_total=mem.total,
                 mem_kind=mem.kind,
+                instance_loss=self.kinds[0],
+                prior_loss=self.kinds[1],
             )
         )
 

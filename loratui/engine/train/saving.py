@@ -158,7 +158,10 @@ class RunWriter:
                 "base_model": comps.spec.name if comps.spec.kind != "hub" else comps.spec.location,
                 "family": comps.family.label,
                 "pipeline_class": comps.family.pipeline_class,
-                "images": len(plan.items),
+                "images": len(plan.train_items),
+                "regularisation": regularisation_note(config, plan),
+                "masked": (f"{sum(1 for i in plan.train_items if i.mask)} of {len(plan.train_items)} images "
+                           "have a mask; the loss is taken inside it") if plan.masked else None,
                 "schedule": plan.schedule.explain,
                 "rank": config.rank,
                 "alpha": config.lora_alpha,
@@ -173,3 +176,13 @@ class RunWriter:
                 "final_loss": loss,
             },
         )
+
+
+def regularisation_note(config: RunConfig, plan: RunPlan) -> str | None:
+    """The run card's line on the class images: how many, from where, their weight and caption."""
+    if not plan.reg_items:
+        return None
+    views = sum(i.repeats for i in plan.reg_items)
+    caption = f"; captions without their own: “{config.class_prompt}”" if config.class_prompt else ""
+    return (f"{len(plan.reg_items)} class images from `{config.reg_folder}` ({views} views per epoch, as many as "
+            f"the training views), prior loss weight {config.prior_loss_weight:g}{caption}")

@@ -34,6 +34,9 @@ class MicroBatch:
     timesteps: Any
     captions: list[str]
     sizes: Any = None  # (B, 6): original h, w, crop top, left, target h, w (SDXL's conditioning)
+    reg: Any = None  # (B,) bool: a regularisation image (None: the run has none)
+    weights: Any = None  # (B,) each sample's loss weight: 1, or prior_loss_weight for a class image
+    masks: Any = None  # (B, 1, h, w) uint8 loss masks (None: the loss is not masked)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -46,8 +49,10 @@ def draw_micro(
     latents_of: Callable[[list[int], Any], Any],
     scaling: float,
     num_timesteps: int,
+    masks: dict[int, Any] | None = None,
 ) -> MicroBatch:
-    """The ``micro``-th batch of the run, with its latent samples, noise, timesteps and captions."""
+    """The ``micro``-th batch of the run, with its latent samples, noise, timesteps and captions
+    (and, when the run has them, which samples are class images, their weights and loss masks)."""
     import torch
 
     _, indices = plan.batches.batch_at(micro)
@@ -62,14 +67,22 @@ def draw_micro(
     if config.multires_noise_iterations:  # drawn after the rest: runs without it keep their draws
         noise = pyramid_noise(noise, config.multires_noise_iterations, config.multires_noise_discount, gen)
     captions = [
-        training_caption(
-            plan.caption_for(plan.items[i]), config.trigger, py_rng,
+        training_caption(  # a class image keeps its class caption: the trigger is the subject's alone
+            plan.caption_for(plan.items[i]), None if plan.items[i].reg else config.trigger, py_rng,
             shuffle=config.shuffle_tags, keep_tokens=config.keep_tokens, dropout=config.caption_dropout,
         )
         for i in indices
     ]
     sizes = torch.tensor([plan.items[i].size_conditioning() for i in indices])
-    return MicroBatch(indices, latents, noise, timesteps, captions, sizes)
+    batch = MicroBatch(indices, latents, noise, timesteps, captions, sizes)
+    if config.reg_folder:
+        batch.reg = torch.tensor([plan.items[i].reg for i in indices])
+        batch.weights = torch.where(batch.reg, config.prior_loss_weight, 1.0)
+    if plan.masked:
+        from loratui.engine.data.masks import batch_masks
+
+        batch.masks = batch_masks(plan.items, masks or {}, indices)
+    return batch
 
 
 def sample_losses(
@@ -81,13 +94,15 @@ def sample_losses(
     dtype: Any,
 ) -> Any:
     """The per-sample training loss for ``rows`` of ``batch``: the config's loss type (l2, l1,
-    pseudo-Huber), min-SNR and debiased-estimation weighted when enabled (train/loss.py)."""
+    pseudo-Huber), over the loss mask's area when the batch has masks, min-SNR and
+    debiased-estimation weighted when enabled (train/loss.py). A class image's prior_loss_weight
+    is not applied here (``batch.weights``): the caller reports both losses apart."""
     from diffusers.training_utils import compute_snr
 
-    latents = _take(batch.latents, rows).to(device, dtype)
-    noise = _take(batch.noise, rows).to(device, dtype)
-    timesteps = _take(batch.timesteps, rows).to(device)
-    sizes = _take(batch.sizes, rows).to(device) if batch.sizes is not None else None
+    latents = take_rows(batch.latents, rows).to(device, dtype)
+    noise = take_rows(batch.noise, rows).to(device, dtype)
+    timesteps = take_rows(batch.timesteps, rows).to(device)
+    sizes = take_rows(batch.sizes, rows).to(device) if batch.sizes is not None else None
     noisy = model.noise_scheduler.add_noise(latents, noise, timesteps)
     pred = model.predict(noisy, timesteps, model.condition([batch.captions[r] for r in rows]), sizes)
     target = model.target(latents, noise, timesteps)
@@ -96,7 +111,13 @@ def sample_losses(
     if config.loss_type in ("huber", "smooth_l1"):
         c = huber_threshold(config.huber_schedule, config.huber_c, timesteps, scheduler.alphas_cumprod,
                             scheduler.config.num_train_timesteps)
-    loss = elementwise_loss(pred.float(), target.float(), config.loss_type, c).mean(dim=[1, 2, 3])
+    loss = elementwise_loss(pred.float(), target.float(), config.loss_type, c)
+    if batch.masks is not None:
+        from loratui.engine.data.masks import as_weights, masked_mean
+
+        loss = masked_mean(loss, as_weights(take_rows(batch.masks, rows).to(device)))
+    else:
+        loss = loss.mean(dim=[1, 2, 3])
     if config.min_snr_gamma > 0 or config.debiased_estimation:
         snr = compute_snr(scheduler, timesteps)
     if config.min_snr_gamma > 0:
@@ -108,7 +129,28 @@ def sample_losses(
     return loss
 
 
-def _take(tensor: Any, rows: list[int]) -> Any:
+def loss_sums(losses: Any, optimised: Any, reg: Any) -> Any:
+    """What a slice of a batch adds to its step's loss sums: the optimised loss's sum, and with
+    class images (``reg``: which samples are) the training and class images' losses and counts."""
+    import torch
+
+    total = optimised.sum().view(1)
+    if reg is None:
+        return total
+    mine = (~reg).float()
+    return torch.cat([total, torch.stack([(losses * mine).sum(), mine.sum(),
+                                          (losses * reg.float()).sum(), reg.float().sum()])])
+
+
+def split_losses(sums: list[float]) -> tuple[float | None, float | None]:
+    """(instance loss, prior loss) means from [instance sum, instances, prior sum, priors]; None
+    for a kind the step had none of, or for a run without class images."""
+    if len(sums) < 4:
+        return None, None
+    return (sums[0] / sums[1] if sums[1] else None), (sums[2] / sums[3] if sums[3] else None)
+
+
+def take_rows(tensor: Any, rows: list[int]) -> Any:
     """``tensor[rows]``; as a slice when the rows are evenly spaced (a piece of this process's
     share always is), so a batch already on the GPU is cut without copying an index there."""
     step = rows[1] - rows[0] if len(rows) > 1 else 1

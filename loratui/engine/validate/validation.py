@@ -44,11 +44,14 @@ class ValidationSet:
     held_out: bool
     seed: int
     sizes: Any = None  # (N, 6) size conditioning per image, for families that use it
+    masks: list[Any] | None = None  # per image a (1, h, w) uint8 loss mask or None (masked loss)
 
     def loss(self, model: Any, device: Any, dtype: Any) -> float:
         """The mean MSE over every image and every fixed timestep (``model``: a Denoiser)."""
         import torch
         import torch.nn.functional as F
+
+        from loratui.engine.data.masks import as_weights, masked_mean
 
         gen = torch.Generator().manual_seed(self.seed)
         total, count = 0.0, 0
@@ -63,7 +66,12 @@ class ValidationSet:
                     noisy = model.noise_scheduler.add_noise(latents, noise, steps)
                     pred = model.predict(noisy, steps, text, sizes)
                     target = model.target(latents, noise, steps)
-                    total += F.mse_loss(pred.float(), target.float()).item()
+                    mask = self.masks[n] if self.masks else None
+                    if mask is None:
+                        total += F.mse_loss(pred.float(), target.float()).item()
+                    else:  # the subject only, as the run trains it
+                        error = F.mse_loss(pred.float(), target.float(), reduction="none")
+                        total += masked_mean(error, as_weights(mask.unsqueeze(0).to(device))).item()
                     count += 1
         return total / max(1, count)
 
@@ -130,14 +138,29 @@ def validation_set(plan: Any, config: Any, vae, device, cache: dict) -> Validati
     if config.validation == "off":
         return None
     held_out = bool(plan.validation_items)
-    items = plan.validation_items if held_out else plan.items[:8]
+    items = plan.validation_items if held_out else plan.train_items[:8]
     latents = []
     for item in items:
         mean, _ = cache[item.index] if (not held_out and item.index in cache) else encode_item(vae, item, device)
         latents.append(mean * vae.config.scaling_factor)
     captions = [with_trigger(plan.caption_for(i), config.trigger) for i in items]
     sizes = torch.tensor([i.size_conditioning() for i in items]) if items else None
-    return ValidationSet(latents, captions, held_out, config.seed, sizes)
+    masks = [validation_mask(i) for i in items] if plan.masked else None
+    return ValidationSet(latents, captions, held_out, config.seed, sizes, masks)
+
+
+def validation_mask(item: Any) -> Any:
+    """A validation image's latent mask; None (the whole image) when it has none or it is unusable."""
+    from loratui.engine.data.masks import latent_mask
+    from loratui.engine.errors import DatasetError
+
+    if not item.mask:
+        return None
+    try:
+        mask = latent_mask(item.mask, item.record.path, item.bucket)
+    except DatasetError:
+        return None
+    return mask if int(mask.max()) else None
 
 
 def load_history(run_dir: Path) -> list[tuple[int, float]]:
