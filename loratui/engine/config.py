@@ -58,6 +58,10 @@ class RunConfig(BaseModel):
     optimizer: Literal["auto", "adamw", "adamw8bit", "prodigy", "adafactor", "lion", "schedulefree"] = "auto"
     d_coef: float = Field(1.0, gt=0, le=100)  # Prodigy's step-size multiplier (its lr is 1)
     unet_lr: float | None = Field(None, gt=0, lt=1)  # None: lr
+    # an EMA of the adapter weights (train/ema.py): keep it as NAME-ema.safetensors, or make it
+    # the LoRA (files, samples, validation; the raw weights as NAME-raw.safetensors)
+    ema: Literal["off", "keep", "final"] = "off"
+    ema_decay: float = Field(0.999, gt=0, lt=1)
     # the loss: squared error (l2), absolute (l1), or kohya's pseudo-Huber (huber, smooth_l1) whose
     # threshold huber_c follows huber_schedule over the timesteps
     loss_type: Literal["l2", "l1", "huber", "smooth_l1"] = "l2"
@@ -126,6 +130,14 @@ class RunConfig(BaseModel):
         if isinstance(value, str):
             key = value.strip().lower().replace("_", "").replace("-", "")
             return KOHYA_OPTIMIZERS.get(key, value)
+        return value
+
+    @field_validator("ema")
+    @classmethod
+    def _no_ema_with_schedule_free(cls, value: str, info: ValidationInfo) -> str:
+        if value != "off" and info.data.get("optimizer") == "schedulefree":
+            raise ValueError("schedule-free AdamW already averages its weights: use --ema off "
+                             "(or another --optimizer)")
         return value
 
     @field_validator("trigger")

@@ -24,9 +24,11 @@ def run_metadata(
     output_name: str,
     optimizer_name: str,
     parent: dict | None = None,
+    weights: str = "raw",
 ) -> dict[str, str]:
     """kohya's ``ss_*`` metadata for a LoRA file saved at ``step`` of this run; ``parent`` the
-    LoRA it started from (``--init-lora``: name and sha256)."""
+    LoRA it started from (``--init-lora``: name and sha256); ``weights`` what the file holds with
+    ``--ema``: "ema" (the average) or "raw" (the weights as trained)."""
     from loratui.engine.train.optimizer import learning_rates
 
     unet_lr, te_lr = learning_rates(config)
@@ -81,12 +83,21 @@ def run_metadata(
         network_weights=parent["name"] if parent else None,  # kohya's key for the LoRA a run started from
         loratui_network_weights_sha256=parent["sha256"] if parent else None,
         loratui_train_layers=config.train_layers,
+        **ema_metadata(config, weights),
         tag_frequency={k: dict(v) for k, v in by_folder.items()},
         training_comment=f"trigger: {config.trigger}" if config.trigger else None,
         loratui_preset=config.preset,
         loratui_version=__version__,
     )
     return {**kohya, **modelspec(comps, config, output_name, started_at)}
+
+
+def ema_metadata(config: RunConfig, weights: str) -> dict[str, object]:
+    """``ss_loratui_ema`` (keep or final), its decay, and which weights this file holds (``ema``
+    or ``raw``); nothing for a run without an EMA."""
+    if config.ema == "off":
+        return {}
+    return {"loratui_ema": config.ema, "loratui_ema_decay": config.ema_decay, "loratui_weights": weights}
 
 
 def loss_metadata(config: RunConfig) -> dict[str, object]:

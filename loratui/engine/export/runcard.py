@@ -40,6 +40,7 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         "",
         f"- `{name}.safetensors`: the LoRA (kohya format) for AUTOMATIC1111, ComfyUI, Forge, InvokeAI.",
         f"- `{name}-stepNNNNNN.safetensors`: the LoRA at each save, to compare over-training.",
+        *_ema_file_lines(info, name),
         *_diffusers_file_lines(info),
         "- `checkpoints/`: what `loratui train --resume` needs. Delete it once you are happy.",
         "- `samples/`: images rendered during training (`stepNNNNNN-K.png`, one seed per prompt).",
@@ -79,6 +80,7 @@ def training_method(config: Any, optimizer_name: str, lr_note: str, parent: dict
         "train_layers": {"attention": "attention", "attention-ff": "attention and feed-forward"}.get(
             config.train_layers, config.train_layers),
         "parent": parent,
+        "ema": {"mode": config.ema, "decay": config.ema_decay} if config.ema != "off" else None,
     }
 
 
@@ -94,10 +96,27 @@ def _method_rows(info: dict[str, Any]) -> list[str]:
         rows.append(f"| regularisation | {info['regularisation']} |")
     if info.get("masked"):
         rows.append(f"| masked loss | {info['masked']} |")
+    ema = info.get("ema")
+    if ema:
+        holds = "the LoRA files hold the average" if ema["mode"] == "final" else "the average is kept beside the LoRA"
+        rows.append(f"| EMA of the weights | {ema['mode']}: {holds} (decay {ema['decay']:g}) |")
     parent = info.get("parent")
     if parent:
         rows.append(f"| continued from | `{parent['name']}` (sha256 `{parent['sha256'][:12]}…`) |")
     return rows
+
+
+def _ema_file_lines(info: dict[str, Any], name: str) -> list[str]:
+    """Which file holds the EMA of the weights and which the raw ones (``--ema keep|final``)."""
+    ema = info.get("ema")
+    if not ema:
+        return []
+    decay = f"decay {ema['decay']:g}"
+    if ema["mode"] == "final":
+        return [f"- `{name}.safetensors`, the step files and `diffusers/`: the EMA of the weights ({decay}); "
+                f"`{name}-raw.safetensors`: the raw weights as trained (same format)."]
+    return [f"- `{name}-ema.safetensors`: the EMA of the weights ({decay}), same format; `{name}.safetensors`: "
+            "the raw weights as trained."]
 
 
 NETWORK_LABELS = {"lora": "LoRA", "locon": "LoCon", "loha": "LoHa", "lokr": "LoKr", "dora": "DoRA"}

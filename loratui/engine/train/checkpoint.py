@@ -25,6 +25,7 @@ from loratui.engine.errors import RunError
 LATEST = "latest.json"
 STEP_DIR = re.compile(r"step\d{6}")  # a finished folder; staging ones are ".tmp-stepNNNNNN-PID"
 FILES = ("trainer.json", "adapters.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt")
+EMA_FILE = "ema.safetensors"  # only in the checkpoints of an --ema run
 
 
 @dataclass
@@ -38,6 +39,7 @@ class TrainerState:
     scheduler: dict[str, Any]
     scaler: dict[str, Any] | None = None
     extra: dict[str, Any] | None = None
+    ema: dict[str, Any] | None = None  # --ema: the average's WeightAverage.state_dict() (train/ema.py)
 
 
 def save_checkpoint(folder: Path, state: TrainerState, keep: int) -> Path:
@@ -64,6 +66,10 @@ def save_checkpoint(folder: Path, state: TrainerState, keep: int) -> Path:
         if state.scaler is not None:
             _write(staging / "scaler.pt", lambda f: torch.save(state.scaler, f))
         _write(staging / "rng.pt", lambda f: torch.save(_rng_state(), f))
+        if state.ema is not None:
+            shadow = {k: v.contiguous() for k, v in state.ema["shadow"].items()}
+            _write(staging / EMA_FILE,
+                   lambda f: save_file(shadow, f, metadata={"updates": str(state.ema["updates"])}))
         (staging / "trainer.json").write_text(
             json.dumps({"step": state.step, "micro_index": state.micro_index, **(state.extra or {})})
         )
@@ -196,6 +202,7 @@ def load_checkpoint(path: Path) -> TrainerState:
         scheduler = weights("scheduler.pt")
         scaler = weights("scaler.pt") if (path / "scaler.pt").exists() else None
         rng = weights("rng.pt")
+        ema = _read_ema(path / EMA_FILE) if (path / EMA_FILE).exists() else None
     except RunError:
         raise
     except Exception as exc:  # noqa: BLE001 - a torn or foreign file: one answer
@@ -207,7 +214,17 @@ def load_checkpoint(path: Path) -> TrainerState:
     meta = _trainer_record(path / "trainer.json", meta)
     _set_rng_state(rng)
     extra = {k: v for k, v in meta.items() if k not in ("step", "micro_index")}
-    return TrainerState(meta["step"], meta["micro_index"], adapters, optimizer, scheduler, scaler, extra)
+    return TrainerState(meta["step"], meta["micro_index"], adapters, optimizer, scheduler, scaler, extra, ema)
+
+
+def _read_ema(file: Path) -> dict[str, Any]:
+    """The EMA of a checkpoint: its tensors, and the update count kept in the file's metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(file), "pt") as fh:
+        updates = int((fh.metadata() or {})["updates"])
+        shadow = {k: fh.get_tensor(k) for k in fh.keys()}
+    return {"updates": updates, "shadow": shadow}
 
 
 def _trainer_record(file: Path, meta: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class Snapshot:
     adapters: list[dict]
     optimizer: dict
     scheduler: dict
+    ema: dict | None = None  # --ema: the average rolls back with the weights
 
 
 @dataclass
@@ -52,13 +53,15 @@ class Verdict:
 class DivergenceGuard:
     """Watches each step's loss and gradient norm; keeps the state to roll back to."""
 
-    def __init__(self, accelerator, trained: dict, optimizer, lr_scheduler, run_dir: object, fp16: bool) -> None:
+    def __init__(self, accelerator, trained: dict, optimizer, lr_scheduler, run_dir: object, fp16: bool,
+                 ema: Any = None) -> None:
         self.accelerator = accelerator
         self.trained = trained
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.run_dir = run_dir
         self.fp16 = fp16
+        self.ema = ema  # train/ema.py's WeightAverage, or None
         self.bad_streak = 0
         self.rollbacks = 0
         self.snapshot: Snapshot | None = None
@@ -70,6 +73,7 @@ class DivergenceGuard:
             [to_cpu(lora.lora_state_dict(self.accelerator.unwrap_model(m))) for m in self.trained.values()],
             to_cpu(self.optimizer.state_dict()),
             to_cpu(self.lr_scheduler.state_dict()),
+            to_cpu(self.ema.state_dict()) if self.ema is not None else None,
         )
 
     def good(self) -> None:
@@ -104,6 +108,8 @@ class DivergenceGuard:
         assert snap is not None, "remember() runs before the first step"
         for model, adapters in zip(self.trained.values(), snap.adapters):
             lora.load_lora_state_dict(self.accelerator.unwrap_model(model), adapters)
+        if self.ema is not None and snap.ema is not None:
+            self.ema.load_state_dict(snap.ema)  # copies back to the device: the snapshot stays whole
         sched = self.lr_scheduler
         self.optimizer.load_state_dict(to_cpu(snap.optimizer))
         sched.load_state_dict(to_cpu(snap.scheduler))

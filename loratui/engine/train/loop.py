@@ -56,6 +56,7 @@ from loratui.engine.train import lora
 from loratui.engine.train.conditioning import TextConditioner
 from loratui.engine.train.denoiser import Denoiser
 from loratui.engine.train.divergence import DivergenceGuard
+from loratui.engine.train.ema import WeightAverage, in_use
 from loratui.engine.train.memory import read_memory
 from loratui.engine.train.noise import model_prediction, training_schedule
 from loratui.engine.train.oom import BatchSplit
@@ -374,9 +375,11 @@ class TrainingRun:
     def restore(self) -> None:
         """On ``--resume`` the newest checkpoint; then the run's start is announced."""
         started_at = float(self.state.state.get("started_at") or time.time())
+        self.ema = WeightAverage.of(self.trained, self.accelerator, self.config.ema_decay, self.config.ema) \
+            if self.config.ema != "off" else None  # --ema: the average of the adapter weights
         self.writer = RunWriter(self.run_dir, self.config, self.plan, self.comps, self.accelerator, self.trained,
                                 self.total_steps, started_at, self.optimizer_name, self.bus, self.optimizer,
-                                lr_note(self.config))
+                                lr_note(self.config), ema=self.ema)
         if self.resume:
             self.step = self.writer.restore(self.optimizer, self.lr_scheduler)
             # a crash after a validation but before its checkpoint would otherwise count that step twice
@@ -386,6 +389,8 @@ class TrainingRun:
 
             self.writer.parent = start_from(self.config.init_lora, self.family, self.trained, self.accelerator,
                                             self.config, self.bus)
+            if self.ema is not None:  # the average starts at the weights training starts from
+                self.ema.reset()
         self.bus.emit(RunStarted(self.name, str(self.run_dir), self.config.model_dump(exclude={"notify"}),
                                  self.total_steps, self.step,
                                  "; ".join(filter(None, [self.plan.schedule.explain, self.writer.lr_note]))))
@@ -395,7 +400,7 @@ class TrainingRun:
                                          self.config.train_text_encoder, cache=not self.config.shuffle_tags)
         self.denoiser = Denoiser(self.family, self.unet, self.condition, self.noise_scheduler)
         self.guard = DivergenceGuard(self.accelerator, self.trained, self.optimizer, self.lr_scheduler,
-                                     self.run_dir, fp16=self.precision == "fp16")
+                                     self.run_dir, fp16=self.precision == "fp16", ema=self.ema)
         self.guard.remember(self.step)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -427,6 +432,8 @@ class TrainingRun:
                     continue
                 self.guard.good()
                 self.optimizer.step()
+                if self.ema is not None:  # only applied steps move the average
+                    self.ema.update()
                 self.lr_scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
@@ -576,7 +583,7 @@ class TrainingRun:
         self.bus.emit(PhaseProgress("validating", 0, 1))
         model = self.accelerator.unwrap_model(self.unet)  # no collectives: only rank 0 validates
         model.eval()
-        with self.accelerator.autocast(), eval_weights(self.optimizer):
+        with self.accelerator.autocast(), eval_weights(self.optimizer), in_use(self.ema):
             denoiser = Denoiser(self.family, model, self.condition, self.noise_scheduler)
             loss = self.validation.loss(denoiser, self.device, self.weight_dtype)
         model.train()
@@ -603,7 +610,7 @@ class TrainingRun:
         pipe = build_pipeline(self.family, modules, self.comps.tokenizers, self.noise_scheduler.config)
         pipe.unet.eval()
         for n, prompt in enumerate(prompts):
-            with self.accelerator.autocast(), eval_weights(self.optimizer):
+            with self.accelerator.autocast(), eval_weights(self.optimizer), in_use(self.ema):
                 image = render(pipe, prompt, config.seed + n, config.resolution, config.resolution,
                                config.sample_steps)
             path = self.run_dir / "samples" / f"step{self.step:06d}-{n}.png"

@@ -6,6 +6,7 @@ A full or read-only disk during any of these becomes one clear, resumable error.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from loratui.engine.planning.run_plan import RunPlan
 from loratui.engine.runs.reserve import SpaceReserve
 from loratui.engine.train import checkpoint as ckpt
 from loratui.engine.train import lora
+from loratui.engine.train.ema import WeightAverage
 from loratui.engine.train.optimizer import eval_weights
 
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -62,6 +64,7 @@ class RunWriter:
     optimizer: Any = None  # schedule-free AdamW's usable weights are its average: see eval_weights
     lr_note: str = ""  # why the optimizer set the learning rate (optimizer.lr_note)
     parent: dict | None = None  # the LoRA this run started from (--init-lora): name, sha256
+    ema: WeightAverage | None = None  # --ema keep|final: the average of the weights (train/ema.py)
 
     @property
     def name(self) -> str:
@@ -76,16 +79,21 @@ class RunWriter:
         return guard_disk(self.run_dir, step, lambda: self._save(step, optimizer, lr_scheduler))
 
     def final(self, step: int) -> Path:
-        """The finished LoRA: ``RUN_DIR/NAME.safetensors`` (kohya) and ``diffusers/``."""
+        """The finished LoRA: ``RUN_DIR/NAME.safetensors`` (kohya) and ``diffusers/``; with
+        ``--ema keep`` the average beside it (``NAME-ema``), with ``final`` the raw weights (``NAME-raw``)."""
         return guard_disk(self.run_dir, step, lambda: self._final(step))
 
-    def lora_file(self, stem: str, step: int, fault_point: str = "") -> tuple[Path, dict]:
+    def lora_file(self, stem: str, step: int, fault_point: str = "", weights: str = "use") -> tuple[Path, dict]:
         """``RUN_DIR/stem.safetensors``: the adapters now, in kohya format with the run's metadata;
-        the path and the adapter weights (peft keys, by component)."""
-        with eval_weights(self.optimizer):  # copies: on the CPU the state dict shares the weights' memory
+        the path and the adapter weights (peft keys, by component). ``weights``: "use" (the LoRA to
+        use: the EMA with ``--ema final``), "ema" or "raw" (the weights as trained)."""
+        average = self.ema is not None and (weights == "ema" or weights == "use" and self.ema.mode == "final")
+        chosen = self.ema.applied() if average and self.ema else contextlib.nullcontext()
+        with eval_weights(self.optimizer), chosen:  # copies: on the CPU the state dict shares the weights' memory
             adapters = {n: {k: v.clone() for k, v in state.items()} for n, state in self.adapters().items()}
+        holds = "ema" if average else "raw"
         meta = run_metadata(self.config, self.plan, self.comps, step, self.total_steps, self.started_at, stem,
-                            self.optimizer_name, self.parent)
+                            self.optimizer_name, self.parent, weights=holds)
         tensors = export.to_kohya(self.comps.family, adapters, self.config.lora_alpha, self.config.save_precision)
         path = export.save_kohya(self.run_dir / f"{stem}.safetensors", tensors, meta, fault_point=fault_point)
         return path, adapters
@@ -101,6 +109,7 @@ class RunWriter:
                 step, step * self.config.grad_accum, flat, optimizer.state_dict(), lr_scheduler.state_dict(),
                 scaler, {"total_steps": self.total_steps, "seed": self.config.seed,
                          **({"parent": self.parent} if self.parent else {})},
+                self.ema.state_dict() if self.ema else None,
             ),
             self.config.keep_checkpoints,
         )
@@ -112,6 +121,10 @@ class RunWriter:
         metas = {n: lora.adapter_metadata(self.accelerator.unwrap_model(m)) for n, m in self.trained.items()}
         export.save_diffusers(self.run_dir / "diffusers", self.comps.family, adapters, metas,
                               self.config.save_precision)
+        if self.config.ema == "keep":
+            self.lora_file(f"{self.name}-ema", step, weights="ema")
+        elif self.config.ema == "final":
+            self.lora_file(f"{self.name}-raw", step, weights="raw")
         return final
 
     def restore(self, optimizer, lr_scheduler) -> int:
@@ -135,7 +148,24 @@ class RunWriter:
         if saved.scaler is not None and getattr(self.accelerator, "scaler", None):
             self.accelerator.scaler.load_state_dict(saved.scaler)
         self.parent = (saved.extra or {}).get("parent") or self.parent
+        if self.ema is not None:
+            self._restore_ema(saved)
         return saved.step
+
+    def _restore_ema(self, saved: ckpt.TrainerState) -> None:
+        """The checkpoint's EMA; one saved without (a run started before ``--ema`` was set)
+        starts the average again at the restored weights, and says so."""
+        assert self.ema is not None
+        if saved.ema is None:
+            self.ema.reset()
+            self.bus.emit(WarningRaised(f"the checkpoint of step {saved.step} holds no EMA: "
+                                        f"the average starts again from step {saved.step}'s weights"))
+            return
+        try:
+            self.ema.load_state_dict(saved.ema)
+        except ValueError as exc:
+            raise RunError(f"{self.run_dir / 'checkpoints'}: {exc}",
+                           "resume with the settings the run started with (config.toml)") from None
 
     def card(self, step: int, loss: float | None, status: str, recommended: dict | None = None,
              history: list | None = None, healed: list | None = None) -> None:
