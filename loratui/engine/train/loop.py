@@ -432,8 +432,8 @@ class TrainingRun:
                     continue
                 self.guard.good()
                 self.optimizer.step()
-                if self.ema is not None:  # only applied steps move the average
-                    self.ema.update()
+                if self.ema is not None and not getattr(self.optimizer, "step_was_skipped", False):
+                    self.ema.update()  # only applied steps move the average (fp16's scaler may skip one)
                 self.lr_scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
