@@ -67,7 +67,8 @@ def queue_train_args(args: list[str], sweeps: list[str] | None = None, cwd: Path
         name, data = stored_config(config, cwd)
         items.append((name, data, argv))
         notify = config.notify
-    return RunQueue().add_many(items, str(cwd), notify)
+    sweep_values = [dict(combo) for combo in combos] if combos[0] else None
+    return RunQueue().add_many(items, str(cwd), notify, sweep_values)
 
 
 def config_from_train_args(command: Any, argv: list[str]) -> Any:

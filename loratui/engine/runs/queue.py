@@ -3,7 +3,9 @@
 ``queue.json`` holds the entries; every change is a read-modify-write under an exclusive lock
 (``queue.json.lock``, held for milliseconds) and lands with an atomic rename, so ``queue add``
 from one terminal and a running ``queue run`` never lose each other's changes, and a crash (or
-a reboot) leaves the old file or the new one. An entry's status is ``queued``, ``running`` (a
+a reboot) leaves the old file or the new one. The entries one ``--sweep`` queued share a sweep
+id (``sweep``, numbered apart from the entries) and each keeps its own values (``sweep_values``),
+so ``queue compare`` finds them again. An entry's status is ``queued``, ``running`` (a
 run folder was or is being made for it), ``done``, ``failed`` or ``stopped``; a ``running``
 entry whose runner is gone is resumed by the next ``queue run`` (see ``queue_runner``).
 """
@@ -47,6 +49,8 @@ class Entry:
     added_at: float = 0.0
     started_at: float | None = None
     ended_at: float | None = None
+    sweep: int | None = None  # the sweep it was queued by (one `queue add --sweep`), if any
+    sweep_values: dict[str, str] = field(default_factory=dict)  # its values, as given: {"lr": "1e-4"}
 
     def public(self) -> dict[str, Any]:
         """The entry as ``queue list --json`` shows it (no notification URL: it may hold a token)."""
@@ -78,13 +82,20 @@ class RunQueue:
         return self.add_many([(name, config, list(args or []))], cwd, notify)[0]
 
     def add_many(self, items: list[tuple[str, dict[str, Any], list[str]]], cwd: str,
-                 notify: str | None = None) -> list[Entry]:
-        """Append several entries at once (a sweep): all of them or, on an error, none."""
+                 notify: str | None = None, sweep_values: list[dict[str, str]] | None = None) -> list[Entry]:
+        """Append several entries at once: all of them or, on an error, none.
+
+        With ``sweep_values`` (one per item: a sweep's combinations) they share a new sweep id.
+        """
         with self._edit() as data:
+            sweep = None
+            if sweep_values:
+                sweep = data["next_sweep"] = int(data.get("next_sweep") or 0) + 1
             added = []
-            for name, config, args in items:
+            for n, (name, config, args) in enumerate(items):
                 data["next_id"] += 1
-                entry = Entry(data["next_id"], name, config, cwd, args, notify=notify, added_at=time.time())
+                entry = Entry(data["next_id"], name, config, cwd, args, notify=notify, added_at=time.time(),
+                              sweep=sweep, sweep_values=dict(sweep_values[n]) if sweep_values else {})
                 data["entries"].append(asdict(entry))
                 added.append(entry)
         return added
