@@ -1,4 +1,4 @@
-"""`loratui queue add|list|remove|run`: training runs that wait their turn (and sweeps).
+"""`loratui queue add|list|remove|run|compare`: training runs that wait their turn (and sweeps).
 
 `queue add` takes exactly the arguments of `loratui train`: they are parsed by the train
 command's own parser and built into a config as `train` builds one, so a mistake is one line
@@ -25,12 +25,13 @@ _REFUSED = {"resume": "--resume", "detach": "--detach", "json_out": "--json", "s
 
 def register(app: typer.Typer) -> None:
     """Add the `queue` command group to ``app``."""
-    queue_app = typer.Typer(help="Runs that wait their turn: add, list, remove, run (one per GPU).",
+    queue_app = typer.Typer(help="Runs that wait their turn: add, list, remove, run (one per GPU), compare a sweep.",
                             no_args_is_help=True)
     queue_app.command("add", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(add_command)
     queue_app.command("list")(list_command)
     queue_app.command("remove")(remove_command)
     queue_app.command("run")(run_command)
+    queue_app.command("compare")(compare_command)
     app.add_typer(queue_app, name="queue")
 
 
@@ -122,6 +123,7 @@ def list_command(json_out: Annotated[bool, typer.Option("--json", help="The entr
     """The queue: each entry's status, its run folder and how far its run is."""
     from loratui.cli import user_errors
     from loratui.engine.runs.queue import RunnerLock, RunQueue
+    from loratui.engine.runs.sweep import shown_status
 
     with user_errors():
         queue = RunQueue()
@@ -145,9 +147,7 @@ def list_command(json_out: Annotated[bool, typer.Option("--json", help="The entr
         run = row["run"]
         step = f"{run['step']}/{run['total_steps']}" if run else ""
         where = row["message"] if row["status"] in ("failed", "stopped") else row["run_dir"] or ""
-        status = row["status"]
-        if status == "running" and not runner_alive and not (run and run["status"] == "running"):
-            status = "interrupted"  # a paused or killed queue: the next `queue run` resumes it
+        status = shown_status(row["status"], run["status"] if run else None, runner_alive)
         table.add_row(str(row["id"]), escape(row["name"]), f"[{colours.get(status, 'yellow')}]{status}[/]", step,
                       escape(where or ""))
     Console().print(table)
@@ -166,6 +166,92 @@ def _row(entry: Any) -> dict[str, Any]:
             row["run"] = {"status": effective_status(state), "step": state.get("step", 0),
                           "total_steps": state.get("total_steps", 0)}
     return row
+
+
+def compare_command(
+    sweep: Annotated[Optional[int], typer.Argument(help="The sweep's id (`queue list --json`: sweep); default: the newest.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="The comparison as JSON.")] = False,
+    grid: Annotated[Optional[Path], typer.Option(help="Write the sample grid here (default: sweep-N.png in the queue's folder).")] = None,
+) -> None:
+    """A sweep's runs side by side: swept values, status, losses, recommendation, the best run;
+    once every run has ended, a grid of their last samples (rows: runs, columns: prompts)."""
+    from loratui.cli import user_errors
+    from loratui.engine.errors import RunError
+    from loratui.engine.runs.queue import RunnerLock, RunQueue
+    from loratui.engine.runs.sweep import compare
+    from loratui.engine.runs.sweep_grid import default_grid_path, write_sweep_grid
+
+    with user_errors():
+        queue = RunQueue()
+        result = compare(queue, sweep, RunnerLock(queue.folder).held_elsewhere())
+        entries = [e for e in queue.entries() if e.sweep == result["sweep"]]
+        result["grid"], why = None, None
+        if result["ended"] or grid is not None:  # asked for by name: a sweep still going is told
+            try:
+                result["grid"] = str(write_sweep_grid(result, entries, grid or default_grid_path(queue.folder, result["sweep"])))
+            except RunError as exc:
+                if grid is not None:
+                    raise
+                why = str(exc)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_comparison(result, why)
+
+
+def _print_comparison(result: dict[str, Any], why: str | None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    def number(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else ""
+
+    runs = result["runs"]
+    table = Table(title=f"sweep {result['sweep']}: {result['finished']} of {len(runs)} runs finished")
+    table.add_column("id", no_wrap=True)
+    for col in (*result["varying"], "status", "step"):
+        table.add_column(escape(col))
+    for col in ("final loss\n(smoothed)", "best val.\nloss (step)", "checkpoint\nstep @ strength"):
+        table.add_column(col)
+    table.add_column("run folder / message", overflow="fold")
+    colours = {"queued": "white", "running": "green", "done": "blue", "failed": "red", "stopped": "yellow"}
+    for row in runs:
+        rec = row["recommendation"]
+        total = row["total_steps"]
+        best_val = (f"{number(row['best_validation_loss'])} ({row['best_validation_step']})"
+                    if row["best_validation_loss"] is not None else "")
+        table.add_row(
+            f"{row['id']} [bold green]*[/]" if row["best"] else str(row["id"]),
+            *(escape(row["values"].get(key, "")) for key in result["varying"]),
+            f"[{colours.get(row['status'], 'yellow')}]{row['status']}[/]",
+            f"{row['step']}/{total}" if total else "", number(row["final_loss"]), best_val,
+            escape(f"{rec['step']} @ {rec['strength']}") if rec else "",
+            escape(row["message"] or _near(row["run_dir"])),
+            style="bold" if row["best"] else None,
+        )
+    console = Console()
+    console.print(table)
+    if result["best"] is not None:
+        best = next(r for r in runs if r["best"])
+        rec = best["recommendation"]
+        console.print(escape(f"* best: {best['name']}, {result['best_rule']}"))
+        if rec and rec.get("path"):
+            console.print(escape(f"  use {rec['path']} at strength {rec['strength']}"))
+    for line in (result["note"], f"grid of the last samples: {result['grid']}" if result["grid"] else why):
+        if line:
+            console.print(escape(line))
+    if not result["ended"]:
+        console.print("the sample grid is made once every run has ended (`loratui queue run`)")
+
+
+def _near(path: str | None) -> str:
+    """``path`` relative to the current folder when it lies under it (a table column is narrow)."""
+    if not path:
+        return ""
+    with contextlib.suppress(ValueError):
+        return str(Path(path).relative_to(Path.cwd()))
+    return path
 
 
 def remove_command(ids: Annotated[list[int], typer.Argument(metavar="ID...", help="Entry ids (`loratui queue list`).")]) -> None:
