@@ -167,8 +167,11 @@ def train(
 
 def _start(cfg, json_out: bool, detach: bool) -> None:
     """Check the model and dataset cheaply, make the run folder, then train or detach."""
+    from loratui.engine.families.hub_access import loadable_spec
+    from loratui.engine.families.models import resolve_model
     from loratui.engine.train.launch import launch_detached, prepare_run_dir
 
+    loadable_spec(resolve_model(cfg.base_model, cfg.allow_pickle))  # offline: one line now, no run folder
     run_dir = prepare_run_dir(cfg)
     if detach:
         launched = launch_detached(cfg, run_dir)
@@ -177,7 +180,14 @@ def _start(cfg, json_out: bool, detach: bool) -> None:
         typer.echo(f"  status:  loratui runs")
         typer.echo(f"  stop:    loratui stop {run_dir}")
         return
-    _run(cfg, run_dir, json_out, resume=False)
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.runs.registry import remove_failed_start
+
+    try:
+        _run(cfg, run_dir, json_out, resume=False)
+    except LoratuiError:
+        remove_failed_start(run_dir)  # nothing to resume in it; the next run keeps the name
+        raise
 
 
 def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:

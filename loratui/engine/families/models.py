@@ -68,7 +68,13 @@ def resolve_model(base_model: str, allow_pickle: bool = False) -> ModelSpec:
 
 
 def load_components(spec: ModelSpec) -> Components:
-    """Load the components named by ``spec`` in fp32 on the CPU (the trainer moves them)."""
+    """Load the components named by ``spec`` in fp32 on the CPU (the trainer moves them).
+
+    A hub id that cannot be downloaded now (offline, hub unreachable) fails at once with one
+    line; one already in the Hugging Face cache loads from there."""
+    from loratui.engine.families.hub_access import loadable_spec
+
+    spec = loadable_spec(spec)
     return family_of(spec).load(spec)
 
 

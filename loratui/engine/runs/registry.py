@@ -42,6 +42,25 @@ def next_run_dir(output_dir: Path, base_name: str) -> Path:
     return candidate
 
 
+def remove_failed_start(run_dir: Path) -> bool:
+    """Remove ``run_dir`` when its run failed before its first step and left nothing to keep.
+
+    A start that fails (a model that will not load, a dataset error found while planning)
+    says why in one line; a folder left behind would only hold that error and push the next
+    run's name to ``-v2``. A folder with a step done, a LoRA or a checkpoint is kept. True
+    when the folder was removed.
+    """
+    import shutil
+
+    state = read_state(run_dir)
+    if state.get("status") != "failed" or _whole(state.get("step")) > 0:
+        return False
+    if any(run_dir.glob("*.safetensors")) or (run_dir / "checkpoints").exists() or (run_dir / "samples").exists():
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return not run_dir.exists()
+
+
 def read_state(run_dir: Path) -> dict[str, Any]:
     """The run's ``state.json`` ({} when there is none, or it is unreadable or not a JSON object)."""
     try:
