@@ -33,19 +33,23 @@ def check_command(
     trigger: Annotated[Optional[str], typer.Option(help="The trigger word every caption should contain.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON (stable codes).")] = False,
     resolution: Annotated[Optional[int], typer.Option(
-        min=8, max=8192, help="The training resolution to judge image sizes by (default 512); "
-        "`train` at that resolution skips the images this calls errors.")] = None,
+        min=8, max=8192, help="The training resolution to judge image sizes by (default: what `train` "
+        "would use: the preset's, for the base model); `train` at it skips the images this calls errors.")] = None,
+    base_model: Annotated[Optional[str], typer.Option(
+        help="The model you will train on (its family sets the resolution, as in `train`).")] = None,
 ) -> None:
     """Lint a dataset before training: bad files, duplicates, blur, captions. Exit 1 on errors."""
     from rich.console import Console
 
     from loratui.engine.errors import LoratuiError
     from loratui.engine.data.lint import check
-    from loratui.engine.data.lint_rules import DEFAULT_THRESHOLDS, thresholds_for
+    from loratui.engine.data.lint_rules import thresholds_for
 
     err = Console(stderr=True)
-    limits = thresholds_for(resolution) if resolution else DEFAULT_THRESHOLDS
     try:
+        preset = preset.lower() if preset else None  # `--preset Person` as train takes it
+        judged = _judged_resolution(folder, preset, base_model, resolution)
+        limits = thresholds_for(judged[0])
         with _progress(err, "checking") as on_progress:
             report = check(folder, preset=preset, trigger=trigger, on_progress=on_progress, thresholds=limits)
     except LoratuiError as exc:
@@ -56,8 +60,36 @@ def check_command(
     if json_out:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
-        _print_report(Console(highlight=False, soft_wrap=True), report)
+        _print_report(Console(highlight=False, soft_wrap=True), report, judged[1])
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _judged_resolution(folder: Path, preset: str | None, base_model: str | None,
+                       resolution: int | None) -> tuple[int, str]:
+    """The resolution `train FOLDER` with these options would train at, and how to say it
+    ("SD-1.5 at 512 px (preset person)"). The demo dataset is judged for the tiny model it
+    is made for, unless a base model is named."""
+    from loratui.engine.config import build_config
+    from loratui.engine.data.demo import is_demo_dataset
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.families import FAMILIES
+    from loratui.engine.families.models import resolve_model
+
+    from loratui.engine.planning.presets import PRESETS
+
+    demo = base_model is None and is_demo_dataset(folder)
+    known = preset if preset in PRESETS else None  # an unknown one is the lint's to name
+    config = build_config(str(folder), known, overrides={"base_model": "tiny" if demo else base_model,
+                                                          "resolution": resolution})
+    try:
+        spec = resolve_model(config.base_model, allow_pickle=True)
+        family = f"the tiny model ({config.base_model})" if spec.kind == "tiny" else FAMILIES[spec.family].label
+    except (KeyError, LoratuiError):
+        family = config.base_model
+    source = "--resolution" if resolution else f"preset {config.preset}"
+    if demo:
+        source += "; the demo dataset is made for it"
+    return config.resolution, f"{family} at {config.resolution} px ({source})"
 
 
 class _progress:
@@ -99,8 +131,9 @@ class _progress:
             self.bar.stop()
 
 
-def _print_report(console: Any, report: Any) -> None:
-    """Findings grouped by severity then kind, each kind with its fix; then the verdict."""
+def _print_report(console: Any, report: Any, judged: str = "") -> None:
+    """Findings grouped by severity then kind, each kind with its fix; then the verdict.
+    ``judged`` says which model and resolution image sizes were judged for."""
     from rich.markup import escape
 
     from loratui.engine.data.lint_rules import ERROR, RULES
@@ -111,6 +144,8 @@ def _print_report(console: Any, report: Any) -> None:
         + (f", preset {report.preset}" if report.preset else "")
         + (f", trigger {escape(repr(report.trigger))}" if report.trigger else "")
     )
+    if judged:
+        console.print(f"judged for {escape(judged)}")
     for severity, style, mark in ((ERROR, "red", "✗"), ("warning", "yellow", "!")):
         found = [f for f in report.findings if f.severity == severity]
         if not found:

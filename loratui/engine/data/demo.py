@@ -13,6 +13,9 @@ from pathlib import Path
 from loratui.engine import atomic
 
 DEMO_TRIGGER = "zxq"
+# A hidden file (every scan skips it) that says "made for the tiny model": its 96-128 px images
+# train at the tiny model's 64 px, and `loratui check` judges them at that size.
+DEMO_MARKER = ".loratui-demo"
 _BACKGROUNDS = [
     ("blue sky", (90, 150, 230), (200, 225, 255)),
     ("green grass", (40, 120, 40), (120, 190, 90)),
@@ -27,6 +30,9 @@ def make_demo_dataset(folder: Path, count: int = 12, seed: int = 0) -> Path:
     from PIL import Image, ImageDraw
 
     folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / DEMO_MARKER
+    if not marker.exists():
+        atomic.write_text(marker, "loratui's demo dataset, made for the tiny model (--base-model tiny, 64 px)\n")
     rng = random.Random(seed)
     for n in range(count):
         image_path = folder / f"demo_{n:02d}.png"
@@ -50,3 +56,8 @@ def make_demo_dataset(folder: Path, count: int = 12, seed: int = 0) -> Path:
             image.save(tmp, format="PNG")
         atomic.write_text(caption_path, f"{DEMO_TRIGGER}, a red ball, {label}, {where}\n")
     return folder
+
+
+def is_demo_dataset(folder: Path) -> bool:
+    """True for a folder ``make_demo_dataset`` made (its images are for the tiny model)."""
+    return (Path(folder) / DEMO_MARKER).is_file()

@@ -338,8 +338,10 @@ def _caption_checks(scan: _Scan, captions: dict[str, str], trigger: str | None, 
     root = scan.root
     unreadable = {f.path for f in scan.findings if f.code == "unreadable_caption"}
     texts: list[tuple[str, str]] = []
+    unusable_captioned = 0  # an image ruled out still has its caption: the count says so
     for im in scan.images:
         if not im.readable:
+            unusable_captioned += bool(captions.get(im.rel))
             continue
         caption = captions.get(im.rel)
         if caption is None:
@@ -358,7 +360,7 @@ def _caption_checks(scan: _Scan, captions: dict[str, str], trigger: str | None, 
     for (rel, _), n in zip(texts, counts):
         if n > t.max_caption_tokens:
             scan.add(rel, "caption_too_long", f"{n} CLIP tokens; CLIP sees the first {t.max_caption_tokens}")
-    return len(texts)
+    return len(texts) + unusable_captioned
 
 
 # -- the header pass --------------------------------------------------------------------------
