@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 
 app = typer.Typer(
     name="loratui",
@@ -160,9 +161,30 @@ def train(
             masked_loss=masked_loss,
         )
         cfg = build_config(
-            str(folder) if folder else None, preset, file_values, str(config) if config else "config", values
+            str(folder) if folder else None, preset.lower() if preset else None, file_values,
+            str(config) if config else "config", values,
         )
-        _start(cfg, json_out, detach)
+        _start(_with_found_trigger(cfg, json_out), json_out, detach)
+
+
+def _with_found_trigger(cfg, json_out: bool):
+    """``cfg`` with the trigger word its captions already start with, when none was named (and
+    the user told so): the run card and the LoRA's metadata then name it."""
+    if cfg.trigger:
+        return cfg
+    from loratui.engine.data.dataset import scan
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.planning.run_plan import detect_trigger
+
+    try:
+        found = detect_trigger(scan(cfg.dataset))
+    except LoratuiError:  # the run's own checks say what is wrong with the folder
+        return cfg
+    if not found:
+        return cfg
+    typer.echo(f"trigger word: '{found}' (every caption starts with it; --trigger WORD names another)",
+               err=json_out)
+    return cfg.model_copy(update={"trigger": found})
 
 
 def _start(cfg, json_out: bool, detach: bool) -> None:
@@ -215,7 +237,14 @@ def _run(cfg, run_dir: Path, json_out: bool, resume: bool) -> None:
     else:
         stem = result.lora_path.stem if result.lora_path else run_dir.name
         typer.echo(f"done: {result.lora_path}")
-        typer.echo(f"use it in AUTOMATIC1111 / ComfyUI as <lora:{stem}:0.7>; run card: {run_dir / 'README.md'}")
+        from loratui.engine.families.tiny import TINY_NAMES
+
+        if cfg.base_model.strip() in TINY_NAMES:
+            typer.echo("this LoRA is for loratui's tiny test model: its samples are noise, as expected; trained on "
+                       f"a real --base-model, use it in AUTOMATIC1111 / ComfyUI as <lora:{stem}:0.7>")
+            typer.echo(f"run card: {run_dir / 'README.md'}")
+        else:
+            typer.echo(f"use it in AUTOMATIC1111 / ComfyUI as <lora:{stem}:0.7>; run card: {run_dir / 'README.md'}")
 
 
 def _resume(run_dir: Path, json_out: bool, changed: dict | None = None, allow_dataset_change: bool = False) -> None:
@@ -282,6 +311,9 @@ def demo(
         if not json_out:
             typer.echo(f"demo dataset: {folder} (12 generated images, trigger word '{DEMO_TRIGGER}')")
         _start(cfg, json_out, detach=False)
+        if not json_out:
+            typer.echo("next, your own LoRA: loratui check PHOTOS, then loratui train PHOTOS --trigger WORD "
+                       "--base-model MODEL (a .safetensors file, a diffusers folder or a hub id: README, Base models)")
 
 
 @app.command()
@@ -405,6 +437,58 @@ def stop(run_dir: Annotated[Path, typer.Argument(help="The run folder.")]) -> No
         typer.echo(f"asked {run_dir.name} to save a checkpoint and stop")
 
 
+# What other trainers (kohya sd-scripts, diffusers' examples) call loratui's options.
+OPTION_SYNONYMS = {
+    "--learning-rate": "--lr", "--unet-learning-rate": "--unet-lr", "--text-encoder-learning-rate": "--text-encoder-lr",
+    "--network-dim": "--rank", "--lora-rank": "--rank", "--lora-dim": "--rank", "--dim": "--rank",
+    "--network-alpha": "--alpha", "--lora-alpha": "--alpha",
+    "--max-train-steps": "--steps", "--max-steps": "--steps", "--train-steps": "--steps",
+    "--max-train-epochs": "--epochs", "--num-train-epochs": "--epochs",
+    "--train-batch-size": "--batch-size", "--gradient-accumulation-steps": "--grad-accum",
+    "--output-dir": "--output", "--output-name": "--name", "--pretrained-model-name-or-path": "--base-model",
+    "--pretrained-model": "--base-model", "--model": "--base-model", "--instance-prompt": "--trigger",
+    "--trigger-word": "--trigger", "--save-every-n-steps": "--save-every", "--checkpointing-steps": "--save-every",
+    "--save-steps": "--save-every", "--resume-from-checkpoint": "--resume", "--prompt": "--sample-prompt",
+    "--network-module": "--network", "--optimizer-type": "--optimizer",
+}
+
+
+def suggest_option(given: str, options: list[str]) -> str | None:
+    """The option a mistyped or foreign ``given`` most likely means (``--learning-rate`` →
+    ``--lr``), among ``options``; None when nothing is close."""
+    import difflib
+
+    name = given.split("=", 1)[0].replace("_", "-").lower()
+    candidates = [name, name.removesuffix("s"), name + "s"]
+    for candidate in candidates:
+        if candidate in options and candidate != given:
+            return candidate
+        if OPTION_SYNONYMS.get(candidate) in options:
+            return OPTION_SYNONYMS[candidate]
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.7)
+    return close[0] if close else None
+
+
+class SuggestingCommand(typer.core.TyperCommand):
+    """A command whose "no such option" error says which option was meant."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        # typer vendors click and exports only some of its errors: NoSuchOption is the usage
+        # error that carries an option name and the possibilities click shows
+        usage_error = typer.BadParameter.__mro__[1]
+        try:
+            return super().parse_args(ctx, args)
+        except usage_error as exc:
+            if not (hasattr(exc, "possibilities") and getattr(exc, "option_name", None)):
+                raise
+            options = [o for p in self.get_params(ctx) for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+            meant = suggest_option(exc.option_name, options)
+            if meant:
+                exc.possibilities = None
+                exc.message = f"No such option: {exc.option_name}. Did you mean {meant}?"
+            raise
+
+
 def _register_optional_commands() -> None:
     # Commands that live in their own modules, each with register(app).
     import importlib
@@ -414,6 +498,9 @@ def _register_optional_commands() -> None:
                    "queue_commands"):
         if importlib.util.find_spec(f"loratui.{module}") is not None:
             importlib.import_module(f"loratui.{module}").register(app)
+    for command in app.registered_commands:
+        if command.cls in (None, typer.core.TyperCommand):
+            command.cls = SuggestingCommand
 
 
 _register_optional_commands()

@@ -39,11 +39,24 @@ def human_seconds(s: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
+LOSS_SMOOTHING = 0.9  # the run's own: the run card's "final loss" is this average at the end
+PLAIN_LINES = 10  # a captured run prints about this many progress lines per phase
+
+
 class RichProgressSink:
-    """Shows a run on a Rich console: phases, a step bar with loss, speed, ETA and memory."""
+    """Shows a run on a Rich console: phases, a step bar with loss, speed, ETA and memory.
+
+    The loss shown is the smoothed one (an exponential average over about the last ten steps,
+    as the run computes it), the figure the run card reports as its final loss. Output that is
+    not a terminal (a log file, a pipe, CI) gets plain progress lines, printed in order with
+    the other lines, instead of a live bar that would only be drawn when it stops.
+    """
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=False)
+        self.live = self.console.is_terminal
+        if not self.live:
+            self.console.soft_wrap = True  # a log line stays one line
         # Fits 80 columns: 16 + 20 + 11 + ~33 of info.
         self.progress = Progress(
             TextColumn("[bold]{task.description}", table_column=Column(width=16, no_wrap=True)),
@@ -56,35 +69,49 @@ class RichProgressSink:
         )
         self._tasks: dict[str, TaskID] = {}
         self._started = False
+        self.smoothed: float | None = None
+        self._printed: dict[str, int] = {}  # plain mode: the last tenth printed per phase
 
     def _task(self, key: str, description: str, total: int) -> TaskID:
-        if not self._started:
+        if not self._started and self.live:
             self.progress.start()
             self._started = True
         if key not in self._tasks:
             self._tasks[key] = self.progress.add_task(description, total=total, info="")
         return self._tasks[key]
 
+    def _plain(self, key: str, description: str, done: int, total: int, info: str = "") -> None:
+        """One line when ``done`` reaches the next tenth of ``total`` (and at the end)."""
+        tenth = PLAIN_LINES * done // max(1, total)
+        if self._printed.get(key) == tenth:
+            return
+        self._printed[key] = tenth
+        self.console.print(f"{description} {done}/{total}" + (f"  {info}" if info else ""), highlight=False)
+
+    def _update(self, key: str, description: str, done: int, total: int, info: str = "") -> None:
+        task = self._task(key, description, total)
+        self.progress.update(task, completed=done, total=total, info=info)
+        if not self.live:
+            self._plain(key, description, done, total, info)
+
     def __call__(self, event: Event) -> None:
         e: Any = event
         kind = event.event
         if kind == "phase":
-            task = self._task(e.phase, e.phase, e.total)
-            self.progress.update(task, completed=e.done, total=e.total)
+            self._update(e.phase, e.phase, e.done, e.total)
         elif kind == "run_started":
             self.console.print(f"[bold]{e.name}[/] → {e.run_dir}")
             self.console.print(f"schedule: {e.schedule}")
             if e.start_step:
                 self.console.print(f"resuming at step {e.start_step}")
-            task = self._task("train", "training", e.total_steps)
-            self.progress.update(task, completed=e.start_step)
+            self._update("train", "training", e.start_step, e.total_steps)
         elif kind == "step":
-            task = self._task("train", "training", e.total_steps)
+            self.smoothed = e.loss if self.smoothed is None else LOSS_SMOOTHING * self.smoothed + (1 - LOSS_SMOOTHING) * e.loss
             info = (
-                f"loss {e.loss:.3f} {e.it_per_s:.1f} it/s ETA {human_seconds(e.eta_s)} "
+                f"avg loss {self.smoothed:.3f} {e.it_per_s:.1f} it/s ETA {human_seconds(e.eta_s)} "
                 f"{short_bytes(e.mem_used)}/{short_bytes(e.mem_total)}"
             )
-            self.progress.update(task, completed=e.step, total=e.total_steps, info=info)
+            self._update("train", "training", e.step, e.total_steps, info)
         elif kind == "checkpoint_saved":
             self.console.print(f"[green]saved[/] step {e.step}: {e.path}")
         elif kind == "sample_saved":

@@ -43,10 +43,7 @@ def sample_command(
             base_model=base_model, seed=seed, steps=steps, out=out,
         )
         if not json_out:
-            err.print(
-                f"{len(plan.checkpoints)} checkpoint(s) × {len(plan.strengths)} strength(s) × "
-                f"{len(plan.prompts)} prompt(s) on {plan.base_model}, {plan.width}px, {plan.steps} steps"
-            )
+            err.print(f"{render_count(plan)} on {plan.base_model}, {plan.width}px, {plan.steps} steps")
         with _Bar(err) as on_progress:
             result = render_plan(plan, on_progress)
     if (target / "config.toml").is_file() and result.grids:
@@ -60,6 +57,17 @@ def sample_command(
     out_console.print(f"{len(result.images)} images in {plan.image_dir}")
     for grid in result.grids:
         out_console.print(f"grid: {grid}")
+
+
+def render_count(plan: Any) -> str:
+    """How many images ``plan`` renders and why, in words that add up to the count printed
+    after it: strength 0 is the base model, rendered once per prompt, not per checkpoint."""
+    with_lora = [s for s in plan.strengths if s != 0]
+    base = len(with_lora) != len(plan.strengths)
+    parts = f"{len(plan.checkpoints)} checkpoint(s) × {len(with_lora)} strength(s)" if with_lora else ""
+    if base:
+        parts = f"({parts} + the base model at strength 0)" if parts else "the base model at strength 0"
+    return f"{plan.total_renders} images: {parts} × {len(plan.prompts)} prompt(s)"
 
 
 def _as_json(result: Any) -> dict[str, Any]:

@@ -83,3 +83,91 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path, small_dataset):
     assert result.exit_code == 1
     assert "broken-model" in result.output and "Traceback" not in result.output
     assert not (runs / "photos").exists()  # the next run is "photos" again, not "photos-v2"
+
+
+# --- items 6, 7, 8, 9: one real tiny run with captured output, read many ways
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model):
+    """A 4-step tiny run whose captions all start with 'zxq', no --trigger, output captured."""
+    from loratui.engine.data.demo import make_demo_dataset
+
+    base = tmp_path_factory.mktemp("first-run")
+    dataset = make_demo_dataset(base / "photos", count=4)
+    proc = loratui("train", str(dataset), "--base-model", "tiny", "--preset", "Pet", "--steps", "4",
+                   "--save-every", "0", "--sample-every", "0", "--resolution", "64", "--batch-size", "2", "--output", str(base / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    return proc, base / "runs" / "photos"
+
+
+def test_captions_that_start_alike_name_the_trigger(tiny_run):
+    proc, run = tiny_run
+    assert "trigger word: 'zxq' (every caption starts with it" in proc.stdout
+    card = (run / "README.md").read_text()
+    assert "| trigger word | `zxq` |" in card and "| preset | pet |" in card  # --preset Pet taken
+
+
+def test_the_tiny_lora_says_what_it_is_for(tiny_run):
+    from safetensors import safe_open
+
+    proc, run = tiny_run
+    card = (run / "README.md").read_text()
+    assert "tiny test model" in card and "samples are noise" in card
+    assert "from_pretrained" not in card and "models/Lora/" not in card  # nothing that cannot load
+    with safe_open(str(run / "photos.safetensors"), "pt") as fh:
+        meta = fh.metadata()
+    assert meta["ss_base_model_version"] == "loratui_tiny_sd_v1"
+    assert "tiny test model" in proc.stdout and "samples are noise" in proc.stdout
+
+
+def test_progress_lines_come_in_order_and_the_losses_agree(tiny_run):
+    proc, run = tiny_run
+    lines = proc.stdout.splitlines()
+    at = {key: next(i for i, line in enumerate(lines) if line.startswith(key))
+          for key in ("loading model 1/1", "schedule:", "training 4/4", "done:")}
+    assert at["loading model 1/1"] < at["schedule:"] < at["training 4/4"] < at["done:"]
+    shown = float(lines[at["training 4/4"]].split("avg loss ")[1].split()[0])
+    card = (run / "README.md").read_text()
+    final = float(card.split("| final loss | ")[1].split()[0])
+    assert round(final, 3) == shown and "smoothed" in card
+    assert "measured once, at step 4" in card and "still falling" not in card  # one validation point
+
+
+def test_sample_counts_what_it_renders(tiny_run):
+    from loratui.engine.validate.xyz import plan_sample
+    from loratui.sample_commands import render_count
+
+    _, run = tiny_run
+    plan = plan_sample(run, prompts=["zxq"], strengths=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert render_count(plan) == "6 images: (1 checkpoint(s) × 5 strength(s) + the base model at strength 0) × 1 prompt(s)"
+    assert plan.total_renders == 6
+
+
+def test_uncaptioned_images_warn_with_the_fix(tmp_path):
+    from loratui.engine.config import build_config
+    from loratui.engine.data.demo import make_demo_dataset
+    from loratui.engine.planning.run_plan import plan_run
+
+    photos = make_demo_dataset(tmp_path / "photos", count=4)
+    for caption in photos.glob("*.txt"):
+        caption.unlink()
+    [warning] = [w for w in plan_run(build_config(str(photos), "pet", overrides={"base_model": "tiny"})).warnings
+                 if "no caption" in w]
+    assert f"loratui caption {photos}" in warning and "--trigger WORD" in warning
+
+
+def test_a_card_without_a_trigger_does_not_ask_for_one(tmp_path):
+    from loratui.engine.export.runcard import write_run_card
+
+    card = write_run_card(tmp_path, {"name": "cat", "base_model": "stable-diffusion-v1-5/stable-diffusion-v1-5"}).read_text()
+    assert "(none set)" not in card and "trigger word" in card and "put the trigger word" not in card
+    assert 'from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5")' in card
+
+
+def test_an_unknown_option_names_the_one_meant():
+    from typer.testing import CliRunner
+
+    from loratui.cli import app
+
+    result = CliRunner().invoke(app, ["train", "photos", "--learning-rate", "1e-4"])
+    assert result.exit_code == 2 and "Did you mean --lr?" in result.output

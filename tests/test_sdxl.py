@@ -104,10 +104,10 @@ def test_alpha_and_metadata_say_sdxl(sdxl_run):
     assert all(tensors[k.replace(".alpha", ".lora_down.weight")].shape[0] == 4 for k in alphas)
     with safe_open(str(result.lora_path), "pt") as fh:
         meta = fh.metadata()
-    assert meta["ss_base_model_version"].startswith("sdxl_")
+    assert meta["ss_base_model_version"].startswith("loratui_tiny_sdxl_")  # tiny-sdxl: never a real SDXL's
     assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "8.0"
     assert meta["ss_v2"] == "False"
-    assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+    assert meta["modelspec.architecture"] == "loratui-tiny-stable-diffusion-xl-v1-base/lora"
     assert (meta["modelspec.prediction_type"], meta["modelspec.resolution"]) == ("epsilon", "64x64")
     assert "zxq" in json.loads(meta["ss_tag_frequency"])["photos"]
 

@@ -97,7 +97,10 @@ def test_kohya_file_has_real_alpha_and_kohya_metadata(finished_run):
     assert down.shape[0] == 8 and down.dtype == torch.float16
     assert meta["ss_network_module"] == "networks.lora"
     assert (meta["ss_network_dim"], meta["ss_network_alpha"]) == ("8", "4.0")
-    assert meta["ss_base_model_version"] == "sd_v1" and meta["ss_sd_model_name"] == "loratui-tiny-sd15"
+    # the tiny model's LoRA names SD-1.5 as its family but never claims to be for a real SD-1.5 model
+    assert meta["ss_base_model_version"] == "loratui_tiny_sd_v1" and meta["ss_sd_model_name"] == "loratui-tiny-sd15"
+    assert meta["modelspec.architecture"] == "loratui-tiny-stable-diffusion-v1/lora"
+    assert "tiny test model" in meta["modelspec.description"]
     assert meta["ss_steps"] == "40" and meta["ss_max_train_steps"] == "40"
     assert meta["ss_num_train_images"] == "4" and meta["ss_output_name"] == "photos"
     assert meta["ss_resolution"] == "(64, 64)" and meta["ss_seed"] == "42"

@@ -44,7 +44,7 @@ def run_metadata(
         training_finished_at=time.time(),
         output_name=output_name,
         **network_metadata(config),
-        base_model_version=comps.version,
+        base_model_version=base_model_version(comps),
         sd_model_name=comps.spec.name,
         v2=comps.family.v2,
         v_parameterization=comps.noise_scheduler.config.prediction_type == "v_prediction",
@@ -133,13 +133,31 @@ def network_metadata(config: RunConfig) -> dict[str, object]:
     }
 
 
+TINY_PREFIX = "loratui_tiny_"  # the tiny model's LoRAs name their family after it, never as it
+TINY_DESCRIPTION = ("for loratui's tiny test model (random weights, a few channels wide); "
+                    "it loads in no real Stable Diffusion model")
+
+
+def base_model_version(comps: Components) -> str:
+    """kohya's ``ss_base_model_version``: the family's (``sd_v1``, ``sdxl_base_v1-0``…), or for
+    the tiny model ``loratui_tiny_`` and the family's, which no UI takes for a real model's."""
+    return TINY_PREFIX + comps.version if comps.spec.kind == "tiny" else comps.version
+
+
 def modelspec(comps: Components, config: RunConfig, title: str, started_at: float) -> dict[str, str]:
     """The ``modelspec.*`` keys (Stability's model spec, as sd-scripts writes them): which
-    architecture the LoRA is for, its prediction type and training resolution."""
+    architecture the LoRA is for, its prediction type and training resolution. A LoRA of the
+    tiny model says so (architecture ``loratui-tiny-…``, and a description)."""
     v_pred = comps.noise_scheduler.config.prediction_type == "v_prediction"
+    architecture = comps.family.architecture(v_pred)
+    tiny = {}
+    if comps.spec.kind == "tiny":
+        architecture = "loratui-tiny-" + architecture
+        tiny = {"modelspec.description": TINY_DESCRIPTION}
     return {
+        **tiny,
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": comps.family.architecture(v_pred),
+        "modelspec.architecture": architecture,
         "modelspec.title": title,
         "modelspec.resolution": f"{config.resolution}x{config.resolution}",
         "modelspec.prediction_type": "v" if v_pred else "epsilon",

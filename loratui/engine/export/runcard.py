@@ -12,7 +12,6 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
     """Write ``run_dir/README.md`` from ``info`` (name, trigger, preset, config values, …)."""
     name = info["name"]
     trigger = info.get("trigger")
-    prompt_hint = f"{trigger}, " if trigger else ""
     status = info.get("status", "finished")
     lines = [
         f"# {name}",
@@ -21,7 +20,7 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         "",
         "| | |",
         "|---|---|",
-        f"| trigger word | `{trigger}` |" if trigger else "| trigger word | (none set) |",
+        f"| trigger word | `{trigger}` |" if trigger else "| trigger word | none: the LoRA acts on any prompt it is loaded with |",
         f"| preset | {info.get('preset')} |",
         f"| base model | {info.get('base_model')} |",
         f"| images | {info.get('images')} ({info.get('schedule', '')}) |",
@@ -31,14 +30,16 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         *_method_rows(info),
         f"| batch size | {info.get('batch_size')} at {info.get('resolution')} px |",
         f"| seed | {info.get('seed')} |",
-        f"| final loss | {info['final_loss']:.4f} |" if info.get("final_loss") is not None else "| final loss | n/a |",
+        f"| final loss | {info['final_loss']:.4f} (smoothed over about the last 10 steps: the progress bar's "
+        "\"avg loss\") |" if info.get("final_loss") is not None else "| final loss | n/a |",
         "",
         *_recommendation_lines(info),
         *_healed_lines(info),
         *_verify_lines(info),
         "## Files",
         "",
-        f"- `{name}.safetensors`: the LoRA (kohya format) for AUTOMATIC1111, ComfyUI, Forge, InvokeAI.",
+        f"- `{name}.safetensors`: the LoRA (kohya format) "
+        + ("for the tiny model only." if is_tiny(info) else "for AUTOMATIC1111, ComfyUI, Forge, InvokeAI."),
         f"- `{name}-stepNNNNNN.safetensors`: the LoRA at each save, to compare over-training.",
         *_ema_file_lines(info, name),
         *_diffusers_file_lines(info),
@@ -49,19 +50,47 @@ def write_run_card(run_dir: Path, info: dict[str, Any]) -> Path:
         "",
         "## Use it",
         "",
-        f"**AUTOMATIC1111 / Forge**: copy `{name}.safetensors` to `models/Lora/`, then prompt",
-        f"`{prompt_hint}<lora:{name}:0.7>` (try strengths 0.6-1.0).",
-        "",
-        f"**ComfyUI**: copy it to `models/loras/` and add a *Load LoRA* node after the checkpoint loader",
-        "(strength_model 0.7, strength_clip 0.7); put the trigger word in the prompt.",
-        "",
-        *_diffusers_use_lines(info, name, prompt_hint),
+        *_use_lines(info, name, trigger),
     ]
+    if is_tiny(info):  # the demo's LoRA: say what it is before anything else
+        lines[4:4] = [f"> {TINY_NOTE}", ""]
     for note in info.get("notes", []):
         lines.insert(3, f"> {note}\n")
     path = run_dir / "README.md"
     atomic.write_text(path, "\n".join(lines))
     return path
+
+
+TINY_NOTE = ("This LoRA is for loratui's tiny test model (random weights, layers a few channels wide), made "
+             "to show the whole path in a minute on any CPU. It loads in no real Stable Diffusion model, and "
+             "its samples are noise: that is expected. Train on a real model with `--base-model PATH` "
+             "(README: Base models).")
+
+
+def is_tiny(info: dict[str, Any]) -> bool:
+    """True for a run of the tiny model (the card names it ``loratui-tiny-…``)."""
+    return str(info.get("base_model", "")).startswith("loratui-tiny")
+
+
+def _use_lines(info: dict[str, Any], name: str, trigger: str | None) -> list[str]:
+    prompt_hint = f"{trigger}, " if trigger else ""
+    if is_tiny(info):
+        return [
+            "Only loratui's tiny model loads it: `loratui sample "
+            f"{info.get('run_dir', '.')} --prompt \"{prompt_hint}a photo\"` renders it at each strength. "
+            "With a real base model the same run gives a LoRA for AUTOMATIC1111, ComfyUI and diffusers.",
+            "",
+        ]
+    return [
+        f"**AUTOMATIC1111 / Forge**: copy `{name}.safetensors` to `models/Lora/`, then prompt",
+        f"`{prompt_hint}<lora:{name}:0.7>` (try strengths 0.6-1.0).",
+        "",
+        f"**ComfyUI**: copy it to `models/loras/` and add a *Load LoRA* node after the checkpoint loader",
+        "(strength_model 0.7, strength_clip 0.7)"
+        + (f"; put the trigger word `{trigger}` in the prompt." if trigger else "."),
+        "",
+        *_diffusers_use_lines(info, name, prompt_hint),
+    ]
 
 
 def training_method(config: Any, optimizer_name: str, lr_note: str, parent: dict | None) -> dict[str, Any]:
@@ -165,12 +194,16 @@ def _diffusers_use_lines(info: dict[str, Any], name: str, prompt_hint: str) -> l
     if _network(info).get("network", "lora") in NO_DIFFUSERS:
         return []
     pipeline = info.get("pipeline_class", "StableDiffusionPipeline")
+    # what the user passed as --base-model (config.toml): a path or hub id diffusers can load
+    base = str(_network(info).get("base_model") or info.get("base_model"))
+    single = base.lower().endswith((".safetensors", ".ckpt"))
+    load = f'{pipeline}.from_single_file("{base}")' if single else f'{pipeline}.from_pretrained("{base}")'
     return [
         "**diffusers**:",
         "",
         "```python",
         f"from diffusers import {pipeline}",
-        f'pipe = {pipeline}.from_pretrained("{info.get("base_model")}")',
+        f"pipe = {load}",
         f'pipe.load_lora_weights("{name}.safetensors")',
         f'image = pipe("{prompt_hint}a photo", cross_attention_kwargs={{"scale": 0.7}}).images[0]',
         "```",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from loratui.engine.data.dataset import REPEAT_FOLDER, Dataset, scan
 from loratui.engine.errors import ConfigError, DatasetError, LoratuiError
 from loratui.engine.data.images import image_size
 from loratui.engine.data.lint_rules import ERROR, size_finding, thresholds_for
+from loratui.engine.data.tags import normalise_tag, split_tags
 from loratui.engine.planning.presets import Schedule, derive_schedule, get_preset
 from loratui.engine.validate.validation import holdout_count, pick_holdout
 
@@ -79,10 +81,7 @@ def plan_run(config: RunConfig) -> RunPlan:
         warnings.append(f"held back {len(held)} image(s) to measure over-fitting: {names}")
     uncaptioned = sum(1 for i in items if not i.record.caption)
     if uncaptioned:
-        warnings.append(
-            f"{uncaptioned} of {len(items)} images have no caption"
-            + (f"; they train on the trigger word '{config.trigger}' alone" if config.trigger else "")
-        )
+        warnings.append(uncaptioned_warning(uncaptioned, len(items), config.dataset, config.trigger))
     if masked:
         with_mask = sum(1 for i in items if i.mask)
         warnings.append(f"masked loss: {with_mask} of {len(items)} images have a mask"
@@ -203,6 +202,37 @@ def with_regularisation(schedule: Schedule, batches: BatchPlan, config: RunConfi
     explain = (f"{schedule.explain}; with {reg_views} regularisation views per epoch (as many as the "
                f"training views) = {per_epoch} steps per epoch, {total} steps")
     return with_(schedule, epochs=epochs, steps_per_epoch=per_epoch, total_steps=total, explain=explain)
+
+
+def uncaptioned_warning(uncaptioned: int, total: int, folder: str, trigger: str | None) -> str:
+    """The warning for images without a caption, with the fix: they train on the trigger word
+    alone, or (no trigger) on an empty prompt, which ties the LoRA to no word at all."""
+    head = f"{uncaptioned} of {total} images have no caption"
+    if trigger:
+        return (f"{head}; they train on the trigger word '{trigger}' alone "
+                f"(`loratui caption {folder} --trigger {trigger}` describes them)")
+    return (f"{head}: they train on an empty prompt, so the LoRA answers to no word; run "
+            f"`loratui caption {folder}` first, or pass --trigger WORD so every image is at least 'WORD'")
+
+
+# First tags that many captions share without being a trigger word: booru counts and framing.
+NOT_TRIGGERS = re.compile(r"^(\d+\+?(girl|boy|other)s?|solo|multiple (girls|boys)|no humans|a photo( of)?|photo)$")
+
+
+def detect_trigger(dataset: Dataset) -> str | None:
+    """The trigger word the captions already use, when the user named none: the first tag of
+    every caption when it is the same (compared as tags are) in two or more captions, a few
+    words at most and not a booru count tag (``1girl``). None otherwise."""
+    firsts = [split_tags(r.caption)[:1] for r in dataset.images if r.caption]
+    if len(firsts) < 2 or any(not f for f in firsts):
+        return None
+    keys = {normalise_tag(f[0]) for f in firsts}
+    if len(keys) != 1:
+        return None
+    tag = firsts[0][0]
+    if len(tag.split()) > 3 or NOT_TRIGGERS.match(normalise_tag(tag)):
+        return None
+    return tag
 
 
 def _check_metadata_path(dataset: Dataset, metadata_path: str) -> None:

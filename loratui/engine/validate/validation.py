@@ -100,6 +100,12 @@ def recommend(history: list[tuple[int, float]], held_out: bool) -> Recommendatio
             True,
         )
     what = "held-out" if held_out else "training-image"
+    if len(history) == 1:  # one point shows no trend: say so, not "still falling"
+        return Recommendation(
+            best_step, "0.6-0.9",
+            f"the {what} validation loss was measured once, at step {best_step} ({best:.4f}), so it shows "
+            "no trend; save more often (--save-every) to compare checkpoints", False,
+        )
     if best_step == last_step:
         return Recommendation(
             best_step, "0.6-0.9",
