@@ -29,3 +29,7 @@ class ModelError(LoratuiError):
 
 class RunError(LoratuiError):
     """A run directory is missing, busy or not resumable."""
+
+
+class DiskFullError(RunError):
+    """The disk the run writes to is full or read-only: resumable once there is room."""

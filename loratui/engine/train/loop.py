@@ -26,7 +26,7 @@ from loratui.engine.config import RunConfig, dump_toml
 from loratui.engine.data.latents import cache_latents, sample_latents
 from loratui.engine.data.masks import load_masks
 from loratui.engine.data.prefetch import Prefetcher, to_device
-from loratui.engine.errors import LoratuiError
+from loratui.engine.errors import DiskFullError, LoratuiError
 from loratui.engine.events import (
     EventBus,
     JsonlSink,
@@ -110,8 +110,8 @@ def train(
     lock = RunLock(run_dir)
     try:  # the first writes: a disk already full is one clear line, and no empty folder is left
         guard_disk(run_dir, 0, lock.acquire)
-    except LoratuiError as exc:
-        if getattr(exc, "disk", False) and not resume:
+    except DiskFullError:
+        if not resume:
             _remove_empty_run(run_dir, None, lock)
         raise
     stop = stop or StopSignal(run_dir / STOP_REQUEST)
@@ -147,7 +147,7 @@ def train(
         bus.emit(RunFailed(exc.message, exc.hint))
         with contextlib.suppress(OSError):  # the disk may be the very thing that failed
             state.update(status="failed", message=str(exc))
-        if getattr(exc, "disk", False) and not resume and run.step == 0:
+        if isinstance(exc, DiskFullError) and not resume and run.step == 0:
             _remove_empty_run(run_dir, jsonl, lock)
         raise
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loratui.engine.config import RunConfig
-from loratui.engine.errors import RunError
+from loratui.engine.errors import DiskFullError, RunError
 from loratui.engine.events import CheckpointSaved, EventBus, WarningRaised
 from loratui.engine.export import lora_files as export
 from loratui.engine.export.metadata import run_metadata
@@ -39,12 +39,10 @@ def guard_disk(run_dir: Path, step: int, write):
             raise
         SpaceReserve(run_dir).release()
         what = f"save step {step}" if step else "write the run's files"
-        error = RunError(
+        raise DiskFullError(
             f"{run_dir}: could not {what}: {exc.strerror or exc}",
             "free disk space or fix the folder's permissions, then loratui train --resume " + str(run_dir),
-        )
-        error.disk = True  # type: ignore[attr-defined]  # what train() cleans up after at the start
-        raise error from None
+        ) from None
 
 
 @dataclass
