@@ -37,6 +37,10 @@ def check_command(
         "would use: the preset's, for the base model); `train` at it skips the images this calls errors.")] = None,
     base_model: Annotated[Optional[str], typer.Option(
         help="The model you will train on (its family sets the resolution, as in `train`).")] = None,
+    reg_folder: Annotated[Optional[Path], typer.Option(
+        help="Check the regularisation (class) images too, by the same rules (`train --reg-folder`).")] = None,
+    class_prompt: Annotated[Optional[str], typer.Option(
+        help="With --reg-folder: the class images' caption, so those without a .txt are fine.")] = None,
 ) -> None:
     """Lint a dataset before training: bad files, duplicates, blur, captions. Exit 1 on errors."""
     from rich.console import Console
@@ -52,16 +56,42 @@ def check_command(
         limits = thresholds_for(judged[0])
         with _progress(err, "checking") as on_progress:
             report = check(folder, preset=preset, trigger=trigger, on_progress=on_progress, thresholds=limits)
+        reg = None
+        if reg_folder is not None:
+            with _progress(err, "checking class images") as on_progress:
+                reg = class_image_report(check(reg_folder, on_progress=on_progress, thresholds=limits), class_prompt)
     except LoratuiError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
     if json_out:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+        data = report.to_json()
+        if reg is not None:
+            data["reg"] = reg.to_json()  # the class images' own report, under one key
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:
-        _print_report(Console(highlight=False, soft_wrap=True), report, judged[1])
-    raise typer.Exit(0 if report.ok else 1)
+        console = Console(highlight=False, soft_wrap=True)
+        _print_report(console, report, judged[1])
+        if reg is not None:
+            console.print()
+            console.print("[bold]regularisation images[/]")
+            _print_report(console, reg, judged[1])
+    raise typer.Exit(0 if report.ok and (reg is None or reg.ok) else 1)
+
+
+# what does not apply to class images: how many a preset wants, and (with a class prompt) captions
+NOT_FOR_CLASS_IMAGES = {"too_few_images", "too_many_images_for_preset", "trigger_missing"}
+CAPTION_CODES = {"missing_caption", "empty_caption"}
+
+
+def class_image_report(report: Any, class_prompt: str | None) -> Any:
+    """``report`` (of a regularisation folder) without the findings that concern training
+    images only; with a class prompt, an image without a caption takes it, so that is no finding."""
+    from dataclasses import replace
+
+    skip = NOT_FOR_CLASS_IMAGES | (CAPTION_CODES if class_prompt else set())
+    return replace(report, findings=[f for f in report.findings if f.code not in skip])
 
 
 def _judged_resolution(folder: Path, preset: str | None, base_model: str | None,

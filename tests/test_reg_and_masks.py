@@ -230,3 +230,28 @@ def test_check_reports_bad_and_orphan_masks(small_dataset):
     messages = " ".join(f.message for f in report.findings)
     assert "empty" in messages and "must be the size of its image" in messages
     assert report.images == 4  # masks are not counted (or trained) as images
+
+
+def test_check_covers_the_class_images_too(small_dataset, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from loratui import dataset_commands
+
+    app = typer.Typer()
+    dataset_commands.register(app)
+    reg = _reg_folder(tmp_path, count=3)
+    args = ["check", str(small_dataset), "--resolution", "64", "--reg-folder", str(reg), "--json"]
+    fine = CliRunner().invoke(app, [*args, "--class-prompt", "a shape"])
+    data = json.loads(fine.stdout)
+    assert "reg" in data and data["reg"]["images"] == 3
+    # no caption is fine with a class prompt, and a preset's image count is not the class folder's concern
+    assert {f["code"] for f in data["reg"]["findings"]} <= {"near_duplicate", "duplicate"}
+    without = json.loads(CliRunner().invoke(app, args).stdout)
+    assert {f["code"] for f in without["reg"]["findings"]} >= {"missing_caption"}
+    (reg / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a class image that cannot be read
+    broken = CliRunner().invoke(app, [*args, "--class-prompt", "a shape"])
+    assert broken.exit_code == 1
+    assert any(f["path"] == "broken.png" for f in json.loads(broken.stdout)["reg"]["findings"])
+    human = CliRunner().invoke(app, [a for a in args if a != "--json"] + ["--class-prompt", "a shape"])
+    assert "regularisation images" in human.stdout and "broken.png" in human.stdout
