@@ -54,11 +54,11 @@ def check_command(
         preset = preset.lower() if preset else None  # `--preset Person` as train takes it
         judged = _judged_resolution(folder, preset, base_model, resolution)
         limits = thresholds_for(judged[0])
-        with _progress(err, "checking") as on_progress:
+        with StageProgress(err, "checking") as on_progress:
             report = check(folder, preset=preset, trigger=trigger, on_progress=on_progress, thresholds=limits)
         reg = None
         if reg_folder is not None:
-            with _progress(err, "checking class images") as on_progress:
+            with StageProgress(err, "checking class images") as on_progress:
                 reg = class_image_report(check(reg_folder, on_progress=on_progress, thresholds=limits), class_prompt)
     except LoratuiError as exc:
         raise _fail(str(exc)) from None
@@ -122,7 +122,7 @@ def _judged_resolution(folder: Path, preset: str | None, base_model: str | None,
     return config.resolution, f"{family} at {config.resolution} px ({source})"
 
 
-class _progress:
+class StageProgress:
     """A Rich progress bar on stderr, shown only for large folders and only on a terminal."""
 
     def __init__(self, console: Any, label: str, min_total: int | None = None) -> None:
@@ -265,7 +265,7 @@ def _caption(out: Any, err: Any, folder: Path, name: str, model: str | None, tri
     written = 0
     failed: list[tuple[str, str]] = []
     batches = 0
-    with _progress(err, f"captioning with {name}", min_total=1) as on_progress:
+    with StageProgress(err, f"captioning with {name}", min_total=1) as on_progress:
         for results in caption_paths(captioner, [e.image for e in todo], lambda d, t: on_progress("images", d, t)):
             new: dict[str, str] = {}
             for r in results:

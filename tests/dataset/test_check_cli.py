@@ -92,16 +92,16 @@ def test_progress_bar_shows_on_a_terminal_for_large_folders_only():
 
     from rich.console import Console
 
-    from loratui.dataset_commands import _progress
+    from loratui.dataset_commands import StageProgress
 
     shown = io.StringIO()
-    with _progress(Console(file=shown, force_terminal=True, width=100), "checking", min_total=10) as update:
+    with StageProgress(Console(file=shown, force_terminal=True, width=100), "checking", min_total=10) as update:
         for done in range(0, 21, 5):
             update("pixels", done, 20)
     assert "checking: pixels" in shown.getvalue()
     quiet = io.StringIO()
-    with _progress(Console(file=quiet, force_terminal=True), "checking", min_total=10) as update:
+    with StageProgress(Console(file=quiet, force_terminal=True), "checking", min_total=10) as update:
         update("pixels", 5, 5)  # a small folder
-    with _progress(Console(file=quiet, force_terminal=False), "checking", min_total=10) as update:
+    with StageProgress(Console(file=quiet, force_terminal=False), "checking", min_total=10) as update:
         update("pixels", 20, 20)  # not a terminal (a pipe, a log file)
     assert quiet.getvalue() == ""
