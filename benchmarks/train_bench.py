@@ -52,11 +52,54 @@ def loratui_loop(args, dataset: Path, out: Path) -> dict:
     return {"steps": times[5:], "first_step_s": first[0], "t0": t0 - T_PROCESS[0]}
 
 
-def bare_loop(args, dataset: Path) -> dict:
+def _lora_unet(root: Path):
+    """The example's trainable part: the UNet with LoRA on attention, AdamW over it, and the
+    frozen VAE and noise schedule."""
     import torch
-    import torch.nn.functional as F
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from peft import LoraConfig
+
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(root, subfolder="vae")
+    sched = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
+    for m in (unet, vae):
+        m.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=8, lora_alpha=8, init_lora_weights="gaussian",
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    return unet, vae, sched, params, torch.optim.AdamW(params, lr=2e-4, weight_decay=1e-2)
+
+
+def _timed_steps(args, t0: float, loss_of, params, opt) -> dict:
+    """``args.steps`` optimizer steps of ``loss_of(gen)`` (the data loading and forward pass of
+    one step), each timed; the first 5 are warm-up and left out."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    times, first = [], None
+    for _ in range(args.steps):
+        tic = time.perf_counter()
+        loss_of(gen).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        now = time.perf_counter()
+        if first is None:
+            first = now - t0
+        times.append(now - tic)
+    return {"steps": times[5:], "first_step_s": first, "t0": t0 - T_PROCESS[0]}
+
+
+def _data(args, dataset: Path):
+    paths = sorted(dataset.glob("*.png"))
+    return paths, [p.with_suffix(".txt").read_text().strip() for p in paths], (args.resolution, args.resolution)
+
+
+def bare_loop(args, dataset: Path) -> dict:
+    """diffusers' SD-1.5 LoRA example's step, bare: per step the data loader's decode and crop,
+    the VAE and the text encoder, then the UNet with LoRA."""
+    import torch
+    import torch.nn.functional as F
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from loratui.engine.data.images import fit_to_bucket, open_rgb, to_tensor
@@ -64,24 +107,12 @@ def bare_loop(args, dataset: Path) -> dict:
 
     t0 = time.perf_counter()
     root = tiny_model_dir()
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
-    vae = AutoencoderKL.from_pretrained(root, subfolder="vae")
-    te = CLIPTextModel.from_pretrained(root, subfolder="text_encoder")
+    unet, vae, sched, params, opt = _lora_unet(root)
+    te = CLIPTextModel.from_pretrained(root, subfolder="text_encoder").requires_grad_(False)
     tok = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
-    sched = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
-    for m in (unet, vae, te):
-        m.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=8, lora_alpha=8, init_lora_weights="gaussian",
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    params = [p for p in unet.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=1e-2)
-    paths = sorted(dataset.glob("*.png"))
-    captions = [p.with_suffix(".txt").read_text().strip() for p in paths]
-    size = (args.resolution, args.resolution)
-    gen = torch.Generator().manual_seed(0)
-    times, first = [], None
-    for step in range(args.steps):
-        tic = time.perf_counter()
+    paths, captions, size = _data(args, dataset)
+
+    def loss_of(gen):
         idx = torch.randint(0, len(paths), (args.batch,), generator=gen).tolist()
         # the data loader's work, as in diffusers' example: decode, resize, crop every step
         pixels = torch.stack([to_tensor(fit_to_bucket(open_rgb(paths[i]), size)) for i in idx])
@@ -93,16 +124,9 @@ def bare_loop(args, dataset: Path) -> dict:
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         pred = unet(sched.add_noise(latents, noise, t), t, states, return_dict=False)[0]
-        loss = F.mse_loss(pred, noise)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        now = time.perf_counter()
-        if first is None:
-            first = now - t0
-        times.append(now - tic)
-    return {"steps": times[5:], "first_step_s": first, "t0": t0 - T_PROCESS[0]}
+        return F.mse_loss(pred, noise)
+
+    return _timed_steps(args, t0, loss_of, params, opt)
 
 
 def bare_sdxl_loop(args, dataset: Path) -> dict:
@@ -110,8 +134,6 @@ def bare_sdxl_loop(args, dataset: Path) -> dict:
     the VAE, both text encoders and the added conditioning, then the UNet with LoRA."""
     import torch
     import torch.nn.functional as F
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from peft import LoraConfig
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from loratui.engine.data.images import fit_to_bucket, open_rgb, to_tensor
@@ -119,26 +141,14 @@ def bare_sdxl_loop(args, dataset: Path) -> dict:
 
     t0 = time.perf_counter()
     root = tiny_model_dir("tiny-sdxl")
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
-    vae = AutoencoderKL.from_pretrained(root, subfolder="vae")
-    te1 = CLIPTextModel.from_pretrained(root, subfolder="text_encoder")
-    te2 = CLIPTextModelWithProjection.from_pretrained(root, subfolder="text_encoder_2")
+    unet, vae, sched, params, opt = _lora_unet(root)
+    te1 = CLIPTextModel.from_pretrained(root, subfolder="text_encoder").requires_grad_(False)
+    te2 = CLIPTextModelWithProjection.from_pretrained(root, subfolder="text_encoder_2").requires_grad_(False)
     tok1 = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
     tok2 = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer_2")
-    sched = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
-    for m in (unet, vae, te1, te2):
-        m.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=8, lora_alpha=8, init_lora_weights="gaussian",
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    params = [p for p in unet.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=1e-2)
-    paths = sorted(dataset.glob("*.png"))
-    captions = [p.with_suffix(".txt").read_text().strip() for p in paths]
-    size = (args.resolution, args.resolution)
-    gen = torch.Generator().manual_seed(0)
-    times, first = [], None
-    for step in range(args.steps):
-        tic = time.perf_counter()
+    paths, captions, size = _data(args, dataset)
+
+    def loss_of(gen):
         idx = torch.randint(0, len(paths), (args.batch,), generator=gen).tolist()
         images = [open_rgb(paths[i]) for i in idx]
         pixels = torch.stack([to_tensor(fit_to_bucket(im, size)) for im in images])
@@ -158,16 +168,9 @@ def bare_sdxl_loop(args, dataset: Path) -> dict:
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         pred = unet(sched.add_noise(latents, noise, t), t, states,
                     added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}, return_dict=False)[0]
-        loss = F.mse_loss(pred, noise)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        now = time.perf_counter()
-        if first is None:
-            first = now - t0
-        times.append(now - tic)
-    return {"steps": times[5:], "first_step_s": first, "t0": t0 - T_PROCESS[0]}
+        return F.mse_loss(pred, noise)
+
+    return _timed_steps(args, t0, loss_of, params, opt)
 
 
 def child(kind: str, args) -> None:
