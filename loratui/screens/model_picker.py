@@ -145,3 +145,37 @@ class FilePickerDialog(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class LoraPickerDialog(FilePickerDialog):
+    """A LoRA to start from: a .safetensors file (Enter), or a run folder that saved one (u)."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="LoraPickerDialog") + """
+    LoraPickerDialog > Vertical { width: 76; height: 90%; }
+    LoraPickerDialog ModelTree { height: 1fr; }
+    LoraPickerDialog #hint { color: $text-muted; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Pick a LoRA (.safetensors) or a run folder to start from", classes="title")
+            yield ModelTree(self.start, id="files")
+            yield Label("", classes="error", id="error")
+            yield Label("Enter: pick a file · u: use the highlighted run folder · Backspace: parent · Esc: cancel",
+                        id="hint")
+
+    def action_use_folder(self) -> None:
+        from loratui.engine.errors import LoratuiError
+        from loratui.engine.train.init_lora import resolve_init_lora
+
+        node = self.query_one(ModelTree).cursor_node
+        path = node.data.path if node is not None and node.data is not None else None
+        if path is None or not path.is_dir():
+            self.query_one("#error", Label).update("highlight a run folder first (or press Enter on a file)")
+            return
+        try:
+            resolve_init_lora(str(path))
+        except LoratuiError as exc:
+            self.query_one("#error", Label).update(escape(exc.message))
+            return
+        self.dismiss(str(path))

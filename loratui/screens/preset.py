@@ -4,6 +4,7 @@ section where any value can be overridden, validated as it is typed."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -25,18 +26,13 @@ from loratui.engine.planning.preset_plan import (
     measure_needs,
     plan_presets,
 )
+from loratui.screens.advanced import GROUPS, OPTIONS, SCHEDULE_KEYS, choices, method_line, parse, shown
+from loratui.widgets.choice import Choice
 from loratui.widgets.ordered_keys import Field
 from loratui.widgets.stepbar import StepBar
 
-# (config key, label, kind); empty means "what the preset and the dataset give".
-ADVANCED = (
-    ("steps", "steps", int), ("epochs", "epochs", int), ("repeats", "repeats", int),
-    ("rank", "rank", int), ("alpha", "alpha", float), ("lr", "learning rate", float),
-    ("batch_size", "batch size", int), ("resolution", "resolution", int),
-    ("save_every", "save every", int), ("seed", "seed", int),
-    ("sample_every", "sample every", int), ("output_dir", "output folder", str),
-)
-SCHEDULE_KEYS = {"steps", "epochs", "repeats", "batch_size", "resolution"}
+PICK = Binding.Group("Preset", compact=True)
+GENERAL_HELP = "←/→ picks a preset · Tab: the next field · Enter on Advanced opens it"
 TAGLINES = {"person": "a face or a whole person", "style": "an art style", "pet": "a dog, a cat…"}
 
 
@@ -65,9 +61,15 @@ class PresetScreen(Screen[None]):
         "it; **ctrl+o** lists the models found on this machine and opens a file picker), the trigger "
         "word and the run's name. Open "
         "**Advanced** to override any value; it is checked as you type (batch size takes a number or "
-        "**auto**: the most images that fit the GPU). Each card's memory and time come from the "
+        "**auto**: the most images that fit the GPU), in groups: schedule, data, network (LoRA, LoCon, LoHa, "
+        "LoKr, DoRA; **start from** an existing LoRA, ctrl+o picks one), optimizer, loss and notify. A choice "
+        "steps with ←/→ (Backspace: back to the default); options that only matter for another choice "
+        "(conv rank for LoCon, d_coef for Prodigy, huber c for a Huber loss) show up when it is made. The line "
+        "at the bottom says what the focused field does; a bad value is named under its field. **ctrl+t** "
+        "sends a test notification. Each card's memory and time come from the "
         "model's measured cost (its memory and FLOPs, sample and validation passes included); the time "
-        "says **est.** until a run on this GPU or CPU has measured its speed. **ctrl+n** starts training."
+        "says **est.** until a run on this GPU or CPU has measured its speed. **ctrl+n** starts training; "
+        "**ctrl+r** adds the run to the queue instead (run the queue with `loratui queue run`)."
     )
     DEFAULT_CSS = """
     PresetScreen #body { height: 1fr; padding: 0 1; }
@@ -79,15 +81,27 @@ class PresetScreen(Screen[None]):
     PresetScreen #model-check { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     PresetScreen #model-check.-bad { color: $error; }
     PresetScreen #plan { color: $text-muted; height: auto; }
+    PresetScreen #advanced Grid { grid-rows: auto; }
+    PresetScreen #advanced .group { column-span: 2; text-style: bold; color: $accent; height: 2;
+                                    content-align-vertical: bottom; }
+    PresetScreen #advanced .note { column-span: 2; padding-left: 15; height: 1; text-wrap: nowrap;
+                                   text-overflow: ellipsis; display: none; }
+    PresetScreen #advanced .note.-shown { display: block; }
+    PresetScreen #advanced .note.-bad { color: $error; }
+    PresetScreen #advanced .note.-good { color: $success; }
+    PresetScreen #help-line { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap;
+                              text-overflow: ellipsis; }
     PresetScreen #error { color: $error; height: auto; }
     PresetScreen Collapsible { padding: 0; }
     """
     BINDINGS = [
+        Binding("left", "choose(-1)", "Prev preset", id="preset.left", priority=True, group=PICK),
+        Binding("right", "choose(1)", "Next preset", id="preset.right", priority=True, group=PICK),
         Binding("ctrl+n", "next", "Train", id="preset.next"),
+        Binding("ctrl+r", "queue", "Queue", id="preset.queue"),
         Binding("ctrl+o", "pick_model", "Models", id="preset.models"),
+        Binding("ctrl+t", "test_notify", "Test notify", id="preset.test_notify", show=False),
         Binding("escape", "back", "Back", id="preset.back"),
-        Binding("left", "choose(-1)", "Prev preset", id="preset.left", priority=True),
-        Binding("right", "choose(1)", "Next preset", id="preset.right", priority=True),
         Binding("1", "pick('person')", "Person", id="preset.person", show=False),
         Binding("2", "pick('style')", "Style", id="preset.style", show=False),
         Binding("3", "pick('pet')", "Pet", id="preset.pet", show=False),
@@ -104,6 +118,9 @@ class PresetScreen(Screen[None]):
         self._generation = 0  # bumped by every replan: a slower, older plan must not overwrite a newer one
         self._model_checks = 0  # likewise for the base model's check
         self._check_timer: Any = None
+        self.queued = ""  # the last "added to the queue" line
+        self.config: Any = None  # the last valid RunConfig: what the dependent fields and defaults follow
+        self._heights: tuple[int, int, int] = (0, 0, 0)  # (width, cards, plan): they only grow at one width
 
     def compose(self) -> ComposeResult:
         from loratui.engine.config import DEFAULT_BASE_MODEL
@@ -128,16 +145,32 @@ class PresetScreen(Screen[None]):
                 yield Field(state.name, placeholder="the folder's name", id="name", compact=True)
             with Collapsible(title="Advanced: override any value", collapsed=True, id="advanced"):
                 with Grid():
-                    for key, label, _kind in ADVANCED:
-                        value = state.overrides.get(key, state.output_dir if key == "output_dir" else "")
-                        yield Label(label)
-                        yield Field(str(value), placeholder="from the preset", id=f"adv-{key}", compact=True)
+                    for title, options in GROUPS:
+                        yield Label(title, classes="group")
+                        for option in options:
+                            yield from self._advanced_field(option.name)
             yield Label("", id="error")
+        yield Static(GENERAL_HELP, id="help-line")
         yield Footer()
+
+    def _advanced_field(self, name: str) -> ComposeResult:
+        """One Advanced option's label, field and (hidden until it has something to say) note."""
+        state = self.app.state  # type: ignore[attr-defined]
+        option = OPTIONS[name]
+        value = state.output_dir if name == "output_dir" else state.overrides.get(name)
+        yield Label(option.label, id=f"label-{name}")
+        if option.kind in ("choice", "bool"):
+            words = choices(name)
+            chosen = None if value is None else words[bool(value)] if option.kind == "bool" else str(value)
+            yield Choice(words, chosen, id=f"adv-{name}")
+        else:
+            yield Field("" if value is None else str(value), placeholder="", id=f"adv-{name}", compact=True)
+        yield Static("", id=f"note-{name}", classes="note")
 
     def on_mount(self) -> None:
         self.query_one(f"#card-{self.app.state.preset}", PresetCard).focus()  # type: ignore[attr-defined]
         self._draw_cards()
+        self._validate()
         self.replan()
         self.find_hardware()
         self.check_model_soon(0.01)  # (a Timer of 0 s divides by zero)
@@ -217,24 +250,45 @@ class PresetScreen(Screen[None]):
                     f"[dim]{estimate(plan, self.hardware, state.base_model, self.needs.get(name, MEASURING))}[/]",
                 ]
             card.update("\n".join(lines))
-        self.call_after_refresh(self._even_cards)
+        self._draw_plan()
+        self._show_defaults()
+
+    def _draw_plan(self) -> None:
+        from loratui.engine.planning.presets import PRESETS
+
+        state = self.app.state  # type: ignore[attr-defined]
         plan = self.plans.get(state.preset)
         about = PRESETS[state.preset].summary
         model = f"[b]{plan.family}[/] at {plan.resolution} px · " if plan and plan.family else ""
+        method = f"\n{escape(method_line(self.config, self.hardware.gpu))}" if self.config is not None else ""
         self.query_one("#plan", Static).update(
-            f"{about}\n[dim]{model}{plan.explain}[/]" if plan and not plan.error else about
+            f"{about}\n[dim]{model}{plan.explain}{method}[/]" if plan and not plan.error else about
         )
+        self.call_after_refresh(self._steady_heights)
 
-    def _even_cards(self) -> None:
-        """As tall as the card with the most lines (each wraps at its width: at 80 columns a
-        fixed height cut the person card's last line off), and all three alike."""
+    def _steady_heights(self) -> None:
+        """Cards as tall as the one with the most lines (each wraps at its width: at 80 columns
+        a fixed height cut the person card's last line off), all three alike; and the plan's
+        lines likewise. Neither shrinks again at this width: a card or plan line that rewrapped
+        as a value was typed moved the whole form under the field being typed into, and tmux
+        under load then showed the field's value a row off its label (issue 13)."""
         cards = list(self.query(PresetCard))
-        for card in cards:
-            card.styles.min_height = 8
+        plan = self.query_one("#plan", Static)
+        width = cards[0].content_region.width  # the terminal's width, less the scrollbar when there is one
+        if width != self._heights[0]:  # another width: measure afresh
+            self._heights = (width, 0, 0)
+            for card in cards:
+                card.styles.min_height = 8
         needed = max(card.get_content_height(card.content_region.size, card.content_region.size,
                                              card.content_region.width) for card in cards)
-        for card in cards:
-            card.styles.min_height = max(8, needed + 2)  # + the border
+        plan_rows = plan.get_content_height(plan.content_region.size, plan.content_region.size,
+                                            plan.content_region.width)
+        cards_h, plan_h = max(self._heights[1], 8, needed + 2), max(self._heights[2], plan_rows)  # + the border
+        if (cards_h, plan_h) != self._heights[1:]:
+            self._heights = (width, cards_h, plan_h)
+            for card in cards:
+                card.styles.min_height = cards_h
+            plan.styles.min_height = plan_h
 
     def action_choose(self, delta: int) -> None:
         from loratui.engine.planning.presets import PRESETS
@@ -251,9 +305,15 @@ class PresetScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # ←/→ move the cursor in a text field; they pick a preset only when a card has focus
-        if action in ("choose", "pick") and isinstance(self.focused, Input):
+        if action in ("choose", "pick") and isinstance(self.focused, (Input, Choice)):
             return False
         return True
+
+    def on_descendant_focus(self, event: Any) -> None:
+        """The line at the bottom says what the focused Advanced field does."""
+        name = (getattr(event.widget, "id", None) or "").removeprefix("adv-")
+        option = OPTIONS.get(name)
+        self.query_one("#help-line", Static).update(f"{option.label}: {escape(option.help)}" if option else GENERAL_HELP)
 
     # -- the fields ---------------------------------------------------------------------------
 
@@ -266,22 +326,69 @@ class PresetScreen(Screen[None]):
             setattr(state, key, value)
         elif key.startswith("adv-"):
             key = key[4:]
-            kind = dict((k, t) for k, _, t in ADVANCED)[key]
             if key == "output_dir":
                 state.output_dir = value or "loratui-runs"
             elif not value:
                 state.overrides.pop(key, None)
             else:
-                try:
-                    state.overrides[key] = kind(value)
-                except ValueError:
-                    state.overrides[key] = value  # pydantic names the problem
-        self._validate(event.input)
+                state.overrides[key] = parse(key, value)  # RunConfig names what is wrong with it
+        self._after_change(key, event.input)
+
+    @on(Choice.Changed)
+    def chosen(self, event: Choice.Changed) -> None:
+        key = (event.choice.id or "").removeprefix("adv-")
+        overrides = self.app.state.overrides  # type: ignore[attr-defined]
+        if event.value is None:
+            overrides.pop(key, None)
+        else:
+            overrides[key] = parse(key, event.value) if OPTIONS[key].kind == "bool" else event.value
+        self._after_change(key, event.choice)
+
+    def _after_change(self, key: str, field: Widget) -> None:
+        self._note(key, "")  # a test result or an error said about the old value
+        self._validate(field)
         if key in SCHEDULE_KEYS:
             self.replan()
         elif key == "base_model":
             self.replan()  # another model: other memory figures
             self.check_model_soon()
+        elif self.config is not None:
+            self._draw_plan()  # the network and optimizer it names
+
+    def _note(self, key: str, text: str, kind: str = "bad") -> None:
+        """Say ``text`` under Advanced field ``key`` ("" hides the note)."""
+        notes = self.query(f"#note-{key}")
+        if not notes:
+            return
+        note = notes.first(Static)
+        note.update(escape(text))
+        note.set_class(bool(text), "-shown")
+        note.set_class(kind == "bad", "-bad")
+        note.set_class(kind == "good", "-good")
+
+    def _show_relevant(self) -> None:
+        """Show the options that apply to the choices made (conv rank for LoCon…), hide the rest."""
+        for option in OPTIONS.values():
+            if option.when is None:
+                continue
+            on = bool(option.when(self.config))
+            for widget_id in (f"label-{option.name}", f"adv-{option.name}"):
+                self.query_one(f"#{widget_id}").display = on
+            if not on:
+                self._note(option.name, "")
+
+    def _show_defaults(self) -> None:
+        """Each empty field shows the value the run will use, as the plan works it out."""
+        if self.config is None:
+            return
+        plan = self.plans.get(self.config.preset)
+        for name in OPTIONS:
+            widget = self.query_one(f"#adv-{name}")
+            text = shown(name, self.config, plan)
+            if isinstance(widget, Choice):
+                widget.default = text
+            elif isinstance(widget, Input) and widget.placeholder != f"default: {text}":
+                widget.placeholder = f"default: {text}"
 
     # -- the base model -----------------------------------------------------------------------
 
@@ -311,7 +418,21 @@ class PresetScreen(Screen[None]):
         line.update(f"{mark} {escape(result.message)}")
 
     def action_pick_model(self) -> None:
-        from loratui.screens.model_picker import ModelPickerDialog
+        from loratui.screens.model_picker import LoraPickerDialog, ModelPickerDialog
+
+        focused = self.focused
+        if isinstance(focused, Input) and focused.id == "adv-init_lora":  # ctrl+o there: a LoRA to start from
+            def lora_picked(value: str | None) -> None:
+                if value and isinstance(focused, Input):
+                    focused.value = value
+                    focused.cursor_position = len(value)
+                    focused.focus()
+
+            folder = self.app.state.folder  # type: ignore[attr-defined]
+            start = Path(self.app.state.output_dir).expanduser()  # type: ignore[attr-defined]
+            self.app.push_screen(LoraPickerDialog(start if start.is_dir() else folder.parent if folder else Path.home()),
+                                 lora_picked)
+            return
 
         def picked(value: str | None) -> None:
             if value:
@@ -326,28 +447,68 @@ class PresetScreen(Screen[None]):
         from loratui.engine.errors import LoratuiError
 
         error = self.query_one("#error", Label)
-        for inp in self.query(Input):
+        for inp in self.query(".-invalid"):
             inp.remove_class("-invalid")
+            self._note((inp.id or "").removeprefix("adv-"), "")
         try:
             config = self.app.state.build_config()  # type: ignore[attr-defined]
         except LoratuiError as exc:
             self.valid = False
             self.error_text = str(exc)
-            error.update(self.error_text)
+            error.update(escape(self.error_text))
             key = exc.message.split(":")[1].split("=")[0].strip() if exc.message.count(":") >= 2 else ""
-            target = next((i for i in self.query(Input) if i.id in (key, f"adv-{key}")), field)
+            target = next((i for i in self.query("Input, Choice") if i.id in (key, f"adv-{key}")), field)
             if target is not None:
                 target.add_class("-invalid")
+                # under the field: what is wrong with it, without the "--key: key = value:" it sits beside
+                self._note((target.id or "").removeprefix("adv-"), str(exc).split(": ", 2)[-1])
             return None
         self.valid = True
         self.error_text = ""
         error.update("")
+        self.config = config
+        self._show_relevant()
+        self._show_defaults()
         return config
 
     # -- Back / Next --------------------------------------------------------------------------
 
     def action_back(self) -> None:
         self.app.step_before("preset")  # type: ignore[attr-defined]
+
+    def action_queue(self) -> None:
+        """Add the run as set up here to the queue (``loratui queue run`` trains it) instead of starting it."""
+        from loratui.engine.errors import LoratuiError
+        from loratui.engine.runs.queue import RunQueue, add_to_queue
+
+        config = self._validate()
+        if config is None:
+            self.notify(self.error_text, title="Fix this first", severity="error")
+            return
+        queue = RunQueue()
+        try:
+            entry = add_to_queue(config, cwd=Path.cwd(), args=["(from the wizard)"], queue=queue)
+        except LoratuiError as exc:
+            self.notify(str(exc), title="Not queued", severity="error")
+            return
+        self.queued = (f"queued as entry {entry.id} ({entry.name}) in {queue.path}: "
+                       "train the queue with `loratui queue run`")
+        self.notify(escape(self.queued), title="Added to the queue", timeout=12)
+
+    def action_test_notify(self) -> None:
+        config = self._validate()
+        if config is None:
+            self._note("notify", self.error_text)
+            return
+        self._note("notify", "sending a test notification…", "info")
+        self._send_test(config)
+
+    @work(thread=True, exclusive=True, group="notify-test", exit_on_error=False)
+    def _send_test(self, config: Any) -> None:
+        from loratui.screens.notify_test import send_test
+
+        ok, line = send_test(config)
+        self.app.call_from_thread(self._note, "notify", ("✓ " if ok else "✗ ") + line, "good" if ok else "bad")
 
     def action_next(self) -> None:
         config = self._validate()

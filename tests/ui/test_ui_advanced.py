@@ -1,0 +1,178 @@
+"""The preset step's Advanced options (issues 12, 13, 15): each one reaches the run's config,
+options that depend on another show up only when they apply, a bad value is named under its
+field, ctrl+r queues the run instead of starting it, and ctrl+t sends a test notification."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+from ui_helpers import async_test, screen_text, wait_for
+
+from loratui.app import build_app
+from loratui.engine.runs.queue import RunQueue
+from loratui.screens.model_picker import LoraPickerDialog
+from loratui.screens.preset import PresetScreen
+from loratui.widgets.choice import Choice
+
+
+@pytest.fixture
+def webhook():
+    """A local HTTP server that keeps every JSON body posted to it (as tests/test_notify.py)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"json://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+def shown(app, name: str) -> bool:
+    return app.screen.query_one(f"#adv-{name}").display and app.screen.query_one(f"#label-{name}").display
+
+
+def note(app, name: str) -> str:
+    widget = app.screen.query_one(f"#note-{name}")
+    return str(widget.render()) if widget.has_class("-shown") else ""
+
+
+async def choose(pilot, name: str, value: str) -> None:
+    """Step the choice with → until it shows ``value`` (the keyboard, as a user would)."""
+    choice = pilot.app.screen.query_one(f"#adv-{name}", Choice)
+    choice.focus()
+    for _ in range(len(choice.options)):
+        if choice.value == value:
+            return
+        await pilot.press("right")
+    assert choice.value == value, (name, choice.value)
+
+
+async def type_into(pilot, name: str, text: str) -> None:
+    field = pilot.app.screen.query_one(f"#adv-{name}", Input)
+    field.focus()
+    field.value = text
+    await pilot.pause()
+
+
+@async_test
+async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp_path: Path, monkeypatch,
+                                                                webhook) -> None:
+    monkeypatch.setenv("LORATUI_STATE_DIR", str(tmp_path / "state"))  # the queue lives here
+    url, received = webhook
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "notify").write_text(url + "\n")  # the user default notification URL
+    monkeypatch.setenv("LORATUI_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("LORATUI_NOTIFY", raising=False)
+    previous = tmp_path / "runs" / "previous"  # a run folder with its LoRA, to start from
+    previous.mkdir(parents=True)
+    (previous / "previous.safetensors").write_bytes(b"")
+    (tmp_path / "runs" / "empty").mkdir()
+    app = build_app(photos, start="preset", output_dir=tmp_path / "runs",
+                    defaults=dict(base_model="tiny", resolution=64, steps=6))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, PresetScreen)
+        # (the cards' measurement, a model built in a thread, slows every key while it runs)
+        await wait_for(pilot, lambda: len(screen.plans) == 3 and len(screen.needs) == 3, 60, "the plans")
+        screen.query_one("#advanced").collapsed = False
+        await pilot.pause()
+
+        # dependent options: hidden until the choice they belong to is made
+        assert not any(shown(app, n) for n in ("conv_rank", "conv_alpha", "d_coef", "huber_c", "huber_schedule",
+                                               "text_encoder_lr", "multires_noise_discount"))
+        assert "LoRA rank 16" in str(screen.query_one("#plan").render())
+        await choose(pilot, "network", "locon")
+        assert shown(app, "conv_rank") and shown(app, "conv_alpha")
+        await choose(pilot, "network", "dora")
+        assert not shown(app, "conv_rank")
+        await choose(pilot, "network", "locon")
+        await choose(pilot, "optimizer", "prodigy")
+        await choose(pilot, "loss_type", "huber")
+        await choose(pilot, "train_text_encoder", "on")
+        assert all(shown(app, n) for n in ("conv_rank", "d_coef", "huber_c", "huber_schedule", "text_encoder_lr"))
+        plan = str(screen.query_one("#plan").render())
+        assert "LoCon" in plan and "optimizer Prodigy" in plan and "lr 1 " in plan  # the derivation names them
+
+        # an empty field shows the value the run will use
+        assert screen.query_one("#adv-conv_alpha", Input).placeholder == "default: 16"
+        assert screen.query_one("#adv-unet_lr", Input).placeholder == "default: 1"  # Prodigy's lr
+
+        # a bad value: named in one line under its field, and Train and Queue refuse
+        await type_into(pilot, "conv_rank", "0")
+        assert note(app, "conv_rank") == "must be greater than or equal to 1"
+        assert screen.query_one("#adv-conv_rank").has_class("-invalid") and not screen.valid
+        await pilot.press("ctrl+r")
+        assert not RunQueue().entries()
+        await type_into(pilot, "conv_rank", "4")
+        assert note(app, "conv_rank") == "" and screen.valid
+        await type_into(pilot, "lr", "fast")
+        assert "lr = 'fast'" in screen.error_text and note(app, "lr").startswith("must be a valid number")
+        await type_into(pilot, "lr", "")
+
+        for name, text in (("conv_alpha", "2"), ("d_coef", "2"), ("unet_lr", "0.0002"),
+                           ("text_encoder_lr", "5e-5"), ("huber_c", "0.2"), ("multires_noise_iterations", "6")):
+            await type_into(pilot, name, text)
+
+        # start from: ctrl+o picks a run folder that holds a LoRA (one that holds none is refused)
+        screen.query_one("#adv-init_lora").focus()
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, LoraPickerDialog), 5, "the LoRA picker")
+        await wait_for(pilot, lambda: "previous" in screen_text(app), 10, "the run folders")
+        await pilot.press("down", "u")  # empty/
+        assert "holds no LoRA" in screen_text(app) and isinstance(app.screen, LoraPickerDialog)
+        await pilot.press("down", "u")  # previous/
+        await wait_for(pilot, lambda: app.screen is screen, 5, "back on the preset step")
+        assert screen.query_one("#adv-init_lora", Input).value == str(previous)
+        assert shown(app, "multires_noise_discount")
+        await type_into(pilot, "multires_noise_discount", "0.4")
+        await choose(pilot, "huber_schedule", "constant")
+        await choose(pilot, "debiased_estimation", "on")
+        await choose(pilot, "train_layers", "attention-ff")
+        assert screen.valid, screen.error_text
+
+        # the notify field shows the user's default (not its token); ctrl+t sends a test through the
+        # engine's notifier, and it reaches the server
+        assert screen.query_one("#adv-notify", Input).placeholder == "default: json://… (your default)"
+        screen.query_one("#adv-notify").focus()
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: note(app, "notify").startswith("✓"), 20, "the test notification")
+        [message] = received
+        assert message["title"] == "loratui: test notification" and "photos" in message["message"]
+        await type_into(pilot, "notify", url + "?run=1")  # a URL of its own for this run
+        assert note(app, "notify") == ""
+
+        # ctrl+r: queued instead of started; the queue holds the config as set here
+        await pilot.press("ctrl+r")
+        assert isinstance(app.screen, PresetScreen)
+        [entry] = RunQueue().entries()
+        assert "loratui queue run" in screen.queued and str(RunQueue().path) in screen.queued
+        config = entry.config
+        assert {k: config[k] for k in ("network", "conv_rank", "conv_alpha", "optimizer", "d_coef", "unet_lr",
+                                       "train_text_encoder", "text_encoder_lr", "loss_type", "huber_c",
+                                       "huber_schedule", "debiased_estimation", "multires_noise_iterations",
+                                       "multires_noise_discount", "train_layers", "init_lora", "steps")} == dict(
+            network="locon", conv_rank=4, conv_alpha=2.0, optimizer="prodigy", d_coef=2.0, unet_lr=0.0002,
+            train_text_encoder=True, text_encoder_lr=5e-5, loss_type="huber", huber_c=0.2,
+            huber_schedule="constant", debiased_estimation=True, multires_noise_iterations=6,
+            multires_noise_discount=0.4, train_layers="attention-ff", init_lora=str(previous),
+            steps=6)
+        assert entry.notify == url + "?run=1" and "notify" not in entry.public()["config"]  # kept apart: it may hold a token
+
+        # Backspace on a choice goes back to the default, and its dependants go away
+        screen.query_one("#adv-network", Choice).focus()
+        await pilot.press("backspace")
+        assert "network" not in app.state.overrides and not shown(app, "conv_rank")
+        assert "◀ lora ▶  default" in screen_text(app)
