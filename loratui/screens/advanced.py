@@ -123,6 +123,22 @@ def shown(name: str, config: Any, plan: Any = None) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def path_problem(config: Any) -> tuple[str, str] | None:
+    """(option, one line) when a path option names nothing usable (RunConfig takes any text;
+    the run would fail only once started); None when all is well."""
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.train.init_lora import resolve_init_lora
+
+    if config.init_lora:
+        try:
+            path = resolve_init_lora(config.init_lora)
+        except LoratuiError as exc:
+            return "init_lora", exc.message
+        if not path.is_file():
+            return "init_lora", f"{path}: no such LoRA file or run folder (ctrl+o picks one)"
+    return None
+
+
 def default_notify() -> str:
     """Where a run notifies when the field is empty: $LORATUI_NOTIFY or the user default (its
     services named, not the URL: it may hold a token)."""
@@ -130,7 +146,7 @@ def default_notify() -> str:
 
     urls = notify_urls(None)
     if not urls:
-        return "none (ntfy://topic, discord://…, json://host/path)"
+        return "none"
     return ", ".join(url.partition("://")[0] + "://…" for url in urls) + " (your default)"
 
 

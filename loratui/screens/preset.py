@@ -26,7 +26,9 @@ from loratui.engine.planning.preset_plan import (
     measure_needs,
     plan_presets,
 )
-from loratui.screens.advanced import GROUPS, OPTIONS, SCHEDULE_KEYS, choices, method_line, parse, shown
+from loratui.screens.advanced import (
+    GROUPS, OPTIONS, SCHEDULE_KEYS, choices, method_line, parse, path_problem, shown,
+)
 from loratui.widgets.choice import Choice
 from loratui.widgets.ordered_keys import Field
 from loratui.widgets.stepbar import StepBar
@@ -463,10 +465,21 @@ class PresetScreen(Screen[None]):
                 # under the field: what is wrong with it, without the "--key: key = value:" it sits beside
                 self._note((target.id or "").removeprefix("adv-"), str(exc).split(": ", 2)[-1])
             return None
+        self.config = config
+        problem = path_problem(config)
+        if problem is not None:  # a path RunConfig cannot check: a missing LoRA to start from
+            key, message = problem
+            self.valid = False
+            self.error_text = f"{OPTIONS[key].label}: {message}"
+            error.update(escape(self.error_text))
+            self.query_one(f"#adv-{key}").add_class("-invalid")
+            self._note(key, message)
+            self._show_relevant()
+            self._show_defaults()
+            return None
         self.valid = True
         self.error_text = ""
         error.update("")
-        self.config = config
         self._show_relevant()
         self._show_defaults()
         return config
@@ -487,7 +500,7 @@ class PresetScreen(Screen[None]):
             return
         queue = RunQueue()
         try:
-            entry = add_to_queue(config, cwd=Path.cwd(), args=["(from the wizard)"], queue=queue)
+            entry = add_to_queue(config, cwd=Path.cwd(), queue=queue)
         except LoratuiError as exc:
             self.notify(str(exc), title="Not queued", severity="error")
             return

@@ -126,8 +126,10 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
                            ("text_encoder_lr", "5e-5"), ("huber_c", "0.2"), ("multires_noise_iterations", "6")):
             await type_into(pilot, name, text)
 
-        # start from: ctrl+o picks a run folder that holds a LoRA (one that holds none is refused)
-        screen.query_one("#adv-init_lora").focus()
+        # start from: a path to nothing is named under the field (RunConfig takes any text); ctrl+o
+        # picks a run folder that holds a LoRA (one that holds none is refused)
+        await type_into(pilot, "init_lora", str(tmp_path / "nope.safetensors"))
+        assert "no such LoRA file or run folder" in note(app, "init_lora") and not screen.valid
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: isinstance(app.screen, LoraPickerDialog), 5, "the LoRA picker")
         await wait_for(pilot, lambda: "previous" in screen_text(app), 10, "the run folders")
@@ -135,7 +137,7 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
         assert "holds no LoRA" in screen_text(app) and isinstance(app.screen, LoraPickerDialog)
         await pilot.press("down", "u")  # previous/
         await wait_for(pilot, lambda: app.screen is screen, 5, "back on the preset step")
-        assert screen.query_one("#adv-init_lora", Input).value == str(previous)
+        assert screen.query_one("#adv-init_lora", Input).value == str(previous) and note(app, "init_lora") == ""
         assert shown(app, "multires_noise_discount")
         await type_into(pilot, "multires_noise_discount", "0.4")
         await choose(pilot, "huber_schedule", "constant")
