@@ -84,16 +84,14 @@ class PresetScreen(Screen[None]):
     PresetScreen #model-check.-bad { color: $error; }
     PresetScreen #plan { color: $text-muted; height: auto; }
     PresetScreen #advanced Grid { grid-rows: auto; }
-    PresetScreen #advanced .group { column-span: 2; text-style: bold; color: $accent; height: 2;
-                                    content-align-vertical: bottom; }
-    PresetScreen #advanced .note { column-span: 2; padding-left: 15; height: 1; text-wrap: nowrap;
-                                   text-overflow: ellipsis; display: none; }
+    PresetScreen #advanced .group { column-span: 2; text-style: bold; color: $accent; }
+    PresetScreen #advanced .note { height: auto; display: none; }
     PresetScreen #advanced .note.-shown { display: block; }
     PresetScreen #advanced .note.-bad { color: $error; }
     PresetScreen #advanced .note.-good { color: $success; }
     PresetScreen #help-line { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap;
                               text-overflow: ellipsis; }
-    PresetScreen #error { color: $error; height: auto; }
+    PresetScreen #error { color: $error; height: auto; width: 1fr; }
     PresetScreen Collapsible { padding: 0; }
     """
     BINDINGS = [
@@ -167,6 +165,7 @@ class PresetScreen(Screen[None]):
             yield Choice(words, chosen, id=f"adv-{name}")
         else:
             yield Field("" if value is None else str(value), placeholder="", id=f"adv-{name}", compact=True)
+        yield Label("", id=f"note-pad-{name}", classes="note")  # (the label column, beside the note)
         yield Static("", id=f"note-{name}", classes="note")
 
     def on_mount(self) -> None:
@@ -365,6 +364,7 @@ class PresetScreen(Screen[None]):
         note = notes.first(Static)
         note.update(escape(text))
         note.set_class(bool(text), "-shown")
+        self.query_one(f"#note-pad-{key}").set_class(bool(text), "-shown")
         note.set_class(kind == "bad", "-bad")
         note.set_class(kind == "good", "-good")
 
