@@ -301,8 +301,8 @@ class PresetScreen(Screen[None]):
     def action_pick(self, name: str) -> None:
         self.app.state.preset = name  # type: ignore[attr-defined]
         self.query_one(f"#card-{name}", PresetCard).focus()
+        self._validate()  # first: the plan lines name this preset's rank and network
         self._draw_cards()
-        self._validate()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # ←/→ move the cursor in a text field; they pick a preset only when a card has focus

@@ -94,6 +94,9 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
         assert not any(shown(app, n) for n in ("conv_rank", "conv_alpha", "d_coef", "huber_c", "huber_schedule",
                                                "text_encoder_lr", "multires_noise_discount"))
         assert "LoRA rank 16" in str(screen.query_one("#plan").render())
+        await pilot.press("3")  # pet: its own rank, named at once
+        assert "LoRA rank 8," in str(screen.query_one("#plan").render())
+        await pilot.press("1")
         await choose(pilot, "network", "locon")
         assert shown(app, "conv_rank") and shown(app, "conv_alpha")
         await choose(pilot, "network", "dora")
