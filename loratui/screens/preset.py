@@ -284,7 +284,11 @@ class PresetScreen(Screen[None]):
                                              card.content_region.width) for card in cards)
         plan_rows = plan.get_content_height(plan.content_region.size, plan.content_region.size,
                                             plan.content_region.width)
-        cards_h, plan_h = max(self._heights[1], 8, needed + 2), max(self._heights[2], plan_rows)  # + the border
+        # while the numbers or the timing are still being worked out, a card's last line and the
+        # plan's derivation usually take a row more once they come: keep that row from the start
+        spare = 1 if len(self.plans) < len(cards) or not self.needs else 0
+        cards_h = max(self._heights[1], 8, needed + 2 + spare)  # + the border
+        plan_h = max(self._heights[2], plan_rows + spare)
         if (cards_h, plan_h) != self._heights[1:]:
             self._heights = (width, cards_h, plan_h)
             for card in cards:
