@@ -16,7 +16,8 @@ CONV_NETWORKS = ("locon", "loha", "lokr")
 
 @dataclass(frozen=True)
 class Option:
-    """One Advanced field. ``when`` (given the run config) says if it applies; else it is hidden."""
+    """One Advanced field. ``when`` (given the run config) says if it applies; else it is hidden
+    and left out of the config. It reads only options that have no ``when`` of their own."""
 
     name: str
     label: str

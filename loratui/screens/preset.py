@@ -34,6 +34,7 @@ from loratui.widgets.ordered_keys import Field
 from loratui.widgets.stepbar import StepBar
 
 PICK = Binding.Group("Preset", compact=True)
+DEPENDENT = tuple(name for name, option in OPTIONS.items() if option.when is not None)
 GENERAL_HELP = "←/→ picks a preset · Tab: the next field · Enter on Advanced opens it"
 TAGLINES = {"person": "a face or a whole person", "style": "an art style", "pet": "a dog, a cat…"}
 
@@ -372,12 +373,12 @@ class PresetScreen(Screen[None]):
         note.set_class(kind == "bad", "-bad")
         note.set_class(kind == "good", "-good")
 
-    def _show_relevant(self) -> None:
+    def _show_relevant(self, config: Any) -> None:
         """Show the options that apply to the choices made (conv rank for LoCon…), hide the rest."""
         for option in OPTIONS.values():
             if option.when is None:
                 continue
-            on = bool(option.when(self.config))
+            on = bool(option.when(config))
             for widget_id in (f"label-{option.name}", f"adv-{option.name}"):
                 self.query_one(f"#{widget_id}").display = on
             if not on:
@@ -456,8 +457,13 @@ class PresetScreen(Screen[None]):
         for inp in self.query(".-invalid"):
             inp.remove_class("-invalid")
             self._note((inp.id or "").removeprefix("adv-"), "")
+        state = self.app.state  # type: ignore[attr-defined]
         try:
-            config = self.app.state.build_config()  # type: ignore[attr-defined]
+            # Which dependent options apply follows from the others alone; one that does not
+            # apply (conv rank once the network is lora again) leaves the config, typed value and all
+            base = state.build_config({name: None for name in DEPENDENT})
+            self._show_relevant(base)
+            config = state.build_config({name: None for name in DEPENDENT if not OPTIONS[name].when(base)})
         except LoratuiError as exc:
             self.valid = False
             self.error_text = str(exc)
@@ -478,13 +484,11 @@ class PresetScreen(Screen[None]):
             error.update(escape(self.error_text))
             self.query_one(f"#adv-{key}").add_class("-invalid")
             self._note(key, message)
-            self._show_relevant()
             self._show_defaults()
             return None
         self.valid = True
         self.error_text = ""
         error.update("")
-        self._show_relevant()
         self._show_defaults()
         return config
 

@@ -119,6 +119,10 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
         assert screen.query_one("#adv-conv_rank").has_class("-invalid") and not screen.valid
         await pilot.press("ctrl+r")
         assert not RunQueue().entries()
+        await choose(pilot, "network", "dora")  # conv rank no longer applies: hidden, out of the config
+        assert screen.valid and not shown(app, "conv_rank") and screen.config.conv_rank is None
+        await choose(pilot, "network", "locon")  # back, with the value as it was typed
+        assert not screen.valid and note(app, "conv_rank") == "must be greater than or equal to 1"
         await type_into(pilot, "conv_rank", "4")
         assert note(app, "conv_rank") == "" and screen.valid
         await type_into(pilot, "lr", "fast")
