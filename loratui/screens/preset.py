@@ -120,6 +120,7 @@ class PresetScreen(Screen[None]):
         self._model_checks = 0  # likewise for the base model's check
         self._check_timer: Any = None
         self.queued = ""  # the last "added to the queue" line
+        self._notes: dict[str, tuple[str, str]] = {}  # what each field's note says now, and how
         self.config: Any = None  # the last valid RunConfig: what the dependent fields and defaults follow
         self._heights: tuple[int, int, int] = (0, 0, 0)  # (width, cards, plan): they only grow at one width
 
@@ -363,6 +364,9 @@ class PresetScreen(Screen[None]):
 
     def _note(self, key: str, text: str, kind: str = "bad") -> None:
         """Say ``text`` under Advanced field ``key`` ("" hides the note)."""
+        if self._notes.get(key, ("", "")) == (text, kind if text else ""):
+            return  # as it is: no restyle (a class change restyles the form; this runs on every key)
+        self._notes[key] = (text, kind if text else "")
         notes = self.query(f"#note-{key}")
         if not notes:
             return
@@ -380,7 +384,9 @@ class PresetScreen(Screen[None]):
                 continue
             on = bool(option.when(config))
             for widget_id in (f"label-{option.name}", f"adv-{option.name}"):
-                self.query_one(f"#{widget_id}").display = on
+                widget = self.query_one(f"#{widget_id}")
+                if widget.display != on:
+                    widget.display = on
             if not on:
                 self._note(option.name, "")
 
