@@ -320,7 +320,8 @@ class PresetScreen(Screen[None]):
         """The line at the bottom says what the focused Advanced field does."""
         name = (getattr(event.widget, "id", None) or "").removeprefix("adv-")
         option = OPTIONS.get(name)
-        self.query_one("#help-line", Static).update(f"{option.label}: {escape(option.help)}" if option else GENERAL_HELP)
+        line = f"{option.label}: {escape(option.help)}" if option else GENERAL_HELP
+        self.query_one("#help-line", Static).update(line)
 
     # -- the fields ---------------------------------------------------------------------------
 
@@ -442,9 +443,10 @@ class PresetScreen(Screen[None]):
                     focused.focus()
 
             folder = self.app.state.folder  # type: ignore[attr-defined]
-            start = Path(self.app.state.output_dir).expanduser()  # type: ignore[attr-defined]
-            self.app.push_screen(LoraPickerDialog(start if start.is_dir() else folder.parent if folder else Path.home()),
-                                 lora_picked)
+            runs = Path(self.app.state.output_dir).expanduser()  # type: ignore[attr-defined]
+            # start among the runs (a finished run to continue), else beside the dataset
+            start = runs if runs.is_dir() else folder.parent if folder else Path.home()
+            self.app.push_screen(LoraPickerDialog(start), lora_picked)
             return
 
         def picked(value: str | None) -> None:
@@ -510,13 +512,13 @@ class PresetScreen(Screen[None]):
 
         config = self._validate()
         if config is None:
-            self.notify(self.error_text, title="Fix this first", severity="error")
+            self.notify(escape(self.error_text), title="Fix this first", severity="error")
             return
         queue = RunQueue()
         try:
             entry = add_to_queue(config, cwd=Path.cwd(), queue=queue)
         except LoratuiError as exc:
-            self.notify(str(exc), title="Not queued", severity="error")
+            self.notify(escape(str(exc)), title="Not queued", severity="error")
             return
         self.queued = (f"queued as entry {entry.id} ({entry.name}) in {queue.path}: "
                        "train the queue with `loratui queue run`")

@@ -179,7 +179,8 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
             huber_schedule="constant", debiased_estimation=True, multires_noise_iterations=6,
             multires_noise_discount=0.4, train_layers="attention-ff", init_lora=str(previous),
             steps=6)
-        assert entry.notify == url + "?run=1" and "notify" not in entry.public()["config"]  # kept apart: it may hold a token
+        # the notification URL is kept apart (it may hold a token), not in the listed config
+        assert entry.notify == url + "?run=1" and "notify" not in entry.public()["config"]
 
         screen.query_one("#adv-network", Choice).focus()
         await pilot.press("backspace")
