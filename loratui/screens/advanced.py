@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 Kind = Literal["choice", "number", "path", "text", "bool"]
@@ -39,6 +40,12 @@ GROUPS: tuple[tuple[str, tuple[Option, ...]], ...] = (
         Option("repeats", "repeats", "number", "how often each image is seen per epoch"),
         Option("batch_size", "batch size", "number", "images per step, or auto: the most that fit the GPU"),
         Option("resolution", "resolution", "number", "training size in pixels (a multiple of 8)"),
+        Option("reg_folder", "class images", "path", "regularisation images: when the subject leaks everywhere"),
+        Option("class_prompt", "class prompt", "text", "their caption where they have none: a photo of a dog",
+               lambda c: bool(c.reg_folder)),
+        Option("prior_loss_weight", "class weight", "number", "the class images' weight in the loss",
+               lambda c: bool(c.reg_folder)),
+        Option("masked_loss", "masked loss", "bool", "learn only inside NAME.mask.png (auto: when masks exist)"),
     )),
     ("Network", (
         Option("network", "network", "choice", "lora; locon adds the convolutions; loha, lokr, dora"),
@@ -57,6 +64,8 @@ GROUPS: tuple[tuple[str, tuple[Option, ...]], ...] = (
         Option("train_text_encoder", "text encoder", "bool", "train the text encoder(s) too"),
         Option("text_encoder_lr", "text enc. lr", "number", "the text encoders' learning rate",
                lambda c: c.train_text_encoder),
+        Option("ema", "EMA", "choice", "an average of the weights: kept beside the LoRA, or made the LoRA"),
+        Option("ema_decay", "EMA decay", "number", "how slowly the average follows", lambda c: c.ema != "off"),
     )),
     ("Loss", (
         Option("loss_type", "loss", "choice", "l2 (usual), l1, or pseudo-Huber: robust to outliers"),
@@ -120,7 +129,7 @@ def shown(name: str, config: Any, plan: Any = None) -> str:
     if isinstance(value, bool):
         return BOOL_WORDS[value]
     if value is None:
-        return "none"
+        return "auto" if OPTIONS[name].kind == "bool" else "none"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -137,6 +146,8 @@ def path_problem(config: Any) -> tuple[str, str] | None:
             return "init_lora", exc.message
         if not path.is_file():
             return "init_lora", f"{path}: no such LoRA file or run folder (ctrl+o picks one)"
+    if config.reg_folder and not Path(config.reg_folder).expanduser().is_dir():
+        return "reg_folder", f"{config.reg_folder}: no such folder of class images"
     return None
 
 
@@ -174,6 +185,10 @@ def method_line(config: Any, gpu: str) -> str:
             optimizer += " (AdamW without a CUDA GPU)"
     note = lr_note(config)
     text = f"{network} · {layers} layers · optimizer {optimizer}"
+    if config.ema != "off":
+        text += f" · EMA {config.ema_decay:g} ({'the LoRA' if config.ema == 'final' else 'kept beside it'})"
+    if config.reg_folder:
+        text += f" · class images weighted {config.prior_loss_weight:g}"
     if config.init_lora:
         text += f" · starts from {config.init_lora}"
     return f"{text}; {note.removeprefix(f'optimizer {config.optimizer}: ')}" if note else text

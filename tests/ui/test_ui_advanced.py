@@ -153,6 +153,19 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
         await choose(pilot, "train_layers", "attention-ff")
         assert screen.valid, screen.error_text
 
+        # class images: a folder that is not there is named; their prompt and weight come with them
+        assert not shown(app, "class_prompt") and not shown(app, "ema_decay")
+        await type_into(pilot, "reg_folder", str(tmp_path / "cats"))
+        assert note(app, "reg_folder").endswith("no such folder of class images") and not screen.valid
+        (tmp_path / "dogs").mkdir()
+        await type_into(pilot, "reg_folder", str(tmp_path / "dogs"))
+        assert shown(app, "class_prompt") and shown(app, "prior_loss_weight") and screen.valid
+        await type_into(pilot, "class_prompt", "a photo of a dog")
+        await choose(pilot, "masked_loss", "on")
+        await choose(pilot, "ema", "keep")
+        assert shown(app, "ema_decay")
+        await type_into(pilot, "ema_decay", "0.99")
+
         # the notify field shows the user's default (not its token); ctrl+t sends a test through the
         # engine's notifier, and it reaches the server
         assert screen.query_one("#adv-notify", Input).placeholder == "default: json://… (your default)"
@@ -173,12 +186,14 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
         assert {k: config[k] for k in ("network", "conv_rank", "conv_alpha", "optimizer", "d_coef", "unet_lr",
                                        "train_text_encoder", "text_encoder_lr", "loss_type", "huber_c",
                                        "huber_schedule", "debiased_estimation", "multires_noise_iterations",
-                                       "multires_noise_discount", "train_layers", "init_lora", "steps")} == dict(
+                                       "multires_noise_discount", "train_layers", "init_lora", "steps",
+                                       "reg_folder", "class_prompt", "masked_loss", "ema", "ema_decay")} == dict(
             network="locon", conv_rank=4, conv_alpha=2.0, optimizer="prodigy", d_coef=2.0, unet_lr=0.0002,
             train_text_encoder=True, text_encoder_lr=5e-5, loss_type="huber", huber_c=0.2,
             huber_schedule="constant", debiased_estimation=True, multires_noise_iterations=6,
             multires_noise_discount=0.4, train_layers="attention-ff", init_lora=str(previous),
-            steps=6)
+            steps=6, reg_folder=str(tmp_path / "dogs"), class_prompt="a photo of a dog", masked_loss=True,
+            ema="keep", ema_decay=0.99)
         # the notification URL is kept apart (it may hold a token), not in the listed config
         assert entry.notify == url + "?run=1" and "notify" not in entry.public()["config"]
 
