@@ -49,6 +49,7 @@ class RunSnapshot:
     mem_kind: str = ""
     schedule: str = ""
     trigger: str = ""
+    base_model: str = ""  # as the run's config names it ("tiny", a file, a hub id)
     last_checkpoint: str = ""
     last_checkpoint_step: int = 0
     last_sample: str = ""
@@ -106,7 +107,8 @@ class RunModel:
             v.update(
                 status="running", name=str(ev.get("name", "")), total_steps=int(ev.get("total_steps", 0)),
                 step=int(ev.get("start_step", 0)), schedule=str(ev.get("schedule", "")),
-                trigger=str(config.get("trigger") or ""), message="", hint="",
+                trigger=str(config.get("trigger") or ""), base_model=str(config.get("base_model") or ""),
+                message="", hint="",
             )
         elif kind == "phase":
             phase = str(ev.get("phase", ""))

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,7 +29,11 @@ from loratui.screens.follow import RunSnapshot, follow_run
 from loratui.widgets.gallery import SampleGallery
 from loratui.widgets.loss import LossChart
 from loratui.widgets.memory import MemoryMeter
+from loratui.widgets.parts_line import PartsLine
+from loratui.widgets.path_text import PathText
 from loratui.widgets.stepbar import StepBar
+
+FLASH_S = {"information": 6.0, "warning": 10.0, "error": 15.0}  # how long a message line stays
 
 def _usage_strength(strength: str) -> str:
     """The strength to write in ``<lora:name:S>``: 0.7, unless the advised range (such as
@@ -38,6 +44,13 @@ def _usage_strength(strength: str) -> str:
     if not ends or min(ends) <= 0.7 <= max(ends):
         return "0.7"
     return f"{min(ends):g}"
+
+
+def _is_tiny(base_model: str) -> bool:
+    """Whether the run trained loratui's tiny test model (its LoRA fits no real model)."""
+    from loratui.engine.families.tiny import TINY_NAMES
+
+    return base_model.strip() in TINY_NAMES
 
 
 STATUS_STYLE = {
@@ -78,6 +91,11 @@ class RunScreen(Screen[None]):
     DEFAULT_CSS = """
     RunScreen #body { height: 1fr; padding: 0 1; }
     RunScreen #status { height: auto; width: 100%; }  /* wraps: a pass makes the line long */
+    /* What a toast said, in a line of its own: a toast at the top right sat on the progress bar
+       and the loss line it talked about ("run finished"), anywhere else on the run's notes */
+    RunScreen #flash { height: auto; width: 100%; display: none; }
+    RunScreen #flash.-warning { color: $warning; }
+    RunScreen #flash.-error { color: $error; }
     RunScreen ProgressBar { width: 1fr; height: 1; }
     RunScreen ProgressBar Bar { width: 1fr; }
     RunScreen #checkpoint, RunScreen #schedule { height: 1; color: $text-muted; }
@@ -104,11 +122,13 @@ class RunScreen(Screen[None]):
         self.child_pid = 0  # the trainer this screen started (0: attached to a run, or reaped)
         self._reaping = False
         self.redraws = 0  # how many snapshots were drawn (the lag harness checks the rate)
+        self._flash_timer: Any = None
 
     def compose(self) -> ComposeResult:
         yield StepBar("run", str(self.run_dir.name) if self.run_dir else "")
         with Vertical(id="body"):
             yield Label("starting…", id="status")
+            yield Static("", id="flash")
             yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="progress")
             yield LossChart(id="loss")
             yield MemoryMeter(id="memory")
@@ -152,9 +172,8 @@ class RunScreen(Screen[None]):
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             hint = getattr(exc, "hint", "")
             self.snapshot = RunSnapshot(self.run_dir or Path("."), status="failed", message=message, hint=hint)
-            self.render_snapshot(self.snapshot)
-            self.notify(message + (f"\n{hint}" if hint else ""), title="The run could not start", severity="error",
-                        timeout=15)
+            self.render_snapshot(self.snapshot)  # the notes say why, and the hint
+            self.flash("The run could not start: see below", severity="error")
 
     @on(RunLaunched)
     def launched(self, message: RunLaunched) -> None:
@@ -193,8 +212,22 @@ class RunScreen(Screen[None]):
         self.query_one("#status", Label).update(self._status_line(s))
         self._render_rest(s)
 
+    def flash(self, message: Any, severity: str = "information") -> None:
+        """Say ``message`` (text or a Rich renderable) in the line under the status for a few
+        seconds: it covers nothing, where a toast covered what it was about."""
+        line = self.query_one("#flash", Static)
+        line.update(message)
+        line.set_classes(f"-{severity}")
+        line.display = True
+        if self._flash_timer is not None:
+            self._flash_timer.stop()
+        self._flash_timer = self.set_timer(FLASH_S.get(severity, 6.0), self._unflash)
+
+    def _unflash(self) -> None:
+        self.query_one("#flash", Static).display = False
+
     @staticmethod
-    def _status_line(s: RunSnapshot) -> str:
+    def _status_line(s: RunSnapshot) -> PartsLine:
         colour = STATUS_STYLE.get(s.status, "white")
         parts = [f"[{colour} b]● {s.status}[/]"]
         if s.status in ("starting", "running") and s.phase and s.phase_total:
@@ -212,9 +245,9 @@ class RunScreen(Screen[None]):
             parts.append(f"{s.it_per_s:.2f} it/s")
         if s.status == "running" and s.step:
             # the step ETA leaves the passes between steps out: say so while one runs
-            eta = f"ETA\u00a0{human_seconds(s.eta_s)}"  # kept on one line when the status wraps
-            parts.append(eta + ("\u00a0after\u00a0it" if s.phase and s.phase_total else ""))
-        return " · ".join(parts)
+            eta = f"ETA {human_seconds(s.eta_s)}"  # a part: the status wraps between parts only
+            parts.append(eta + (" after it" if s.phase and s.phase_total else ""))
+        return PartsLine(parts)
 
     def _render_rest(self, s: RunSnapshot) -> None:
         bar = self.query_one(ProgressBar)
@@ -236,22 +269,27 @@ class RunScreen(Screen[None]):
             gallery.show(s.samples)
         if not s.ended:
             self._seen_live = True
-        elif self._seen_live and not self._notified_end:  # attaching to an ended run: no toast
+        elif self._seen_live and not self._notified_end:  # attaching to an ended run: nothing to say
             self._notified_end = True
             severity = "information" if s.status == "finished" else "warning" if s.status == "stopped" else "error"
-            self.notify(f"run {s.status}", severity=severity)
+            what = "your LoRA and what to do next" if s.status == "finished" else "what happened"
+            self.flash(f"The run {s.status}: {what} below.", severity=severity)
 
-    def _notes(self, s: RunSnapshot) -> str:
+    def _notes(self, s: RunSnapshot) -> Group:
         lines: list[str] = []
         if s.status == "finished":
             name = s.lora_name
             strength = _usage_strength(s.advice_strength) or "0.7"
-            lines += [
-                "[b green]Done.[/] Your LoRA:",
-                f"  {escape(str(s.lora_file))}",
-                f"Use it in AUTOMATIC1111 / ComfyUI as [b]<lora:{name}:{strength}>[/]"
-                + (f" with the trigger word [b]{s.trigger}[/]." if s.trigger else "."),
-            ]
+            # the path alone, wrapped at its separators to the notes' width: "demo.saf|etensors"
+            # broken mid-name was no path anyone could copy
+            head = Text.from_markup("[b green]Done.[/] Your LoRA:")
+            use = (f"as [b]<lora:{name}:{strength}>[/]"
+                   + (f" with the trigger word [b]{escape(s.trigger)}[/]." if s.trigger else "."))
+            if _is_tiny(s.base_model):  # as `loratui train` says it: no A1111 model has its layers
+                lines += ["It is for loratui's tiny test model: its samples are noise, as expected. Trained "
+                          f"on a real base model, a LoRA is used in AUTOMATIC1111 / ComfyUI {use}"]
+            else:
+                lines += [f"Use it in AUTOMATIC1111 / ComfyUI {use}"]
             if s.advice_step:
                 lines += [
                     f"[b]Recommended:[/] step {s.advice_step} ({escape(Path(s.advice_path).name)}) at strength "
@@ -263,16 +301,19 @@ class RunScreen(Screen[None]):
                 f"  loratui sample {s.run_dir} --prompt \"{s.trigger or 'a photo'}, …\"",
             ]
         elif s.status == "stopped":
-            lines += [f"[b yellow]Stopped.[/] {s.message}", f"Continue with: loratui train --resume {s.run_dir}"]
+            lines += [f"[b yellow]Stopped.[/] {escape(s.message)}", f"Continue with: loratui train --resume {s.run_dir}"]
         elif s.status in ("failed", "stale"):
-            lines += [f"[b red]{'Failed' if s.status == 'failed' else 'Stale'}:[/] {s.message}"]
+            lines += [f"[b red]{'Failed' if s.status == 'failed' else 'Stale'}:[/] {escape(s.message)}"]
             if s.hint:
-                lines.append(f"  {s.hint}")
+                lines.append(f"  {escape(s.hint)}")
         elif s.schedule:
             lines.append(f"[dim]{s.schedule}[/]")
         for warning in s.warnings[-5:]:
-            lines.append(f"[yellow]warning:[/] {warning}")
-        return "\n".join(lines)
+            lines.append(f"[yellow]warning:[/] {escape(warning)}")
+        rest = Text.from_markup("\n".join(lines))
+        if s.status == "finished":
+            return Group(head, PathText(str(s.lora_file), indent=2), rest)
+        return Group(rest)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -342,6 +383,8 @@ class RunScreen(Screen[None]):
             text = f"Your LoRA: {s.lora_file}\n  use it as <lora:{s.lora_name}:{strength}>"
             if s.trigger:
                 text += f" with the trigger word {s.trigger}"
+            if _is_tiny(s.base_model):
+                text += "\n  (it is for loratui's tiny test model, whose samples are noise: train a real --base-model)"
             if s.advice_step:
                 text += f"\n  recommended: step {s.advice_step} at strength {s.advice_strength} ({s.advice_reason})"
             return text
@@ -357,10 +400,11 @@ class RunScreen(Screen[None]):
 
     def action_open_folder(self) -> None:
         if self.run_dir is None:
-            self.notify("the run folder is not made yet")
+            self.flash("The run folder is not made yet.")
             return
-        self.app.copy_to_clipboard(str(self.run_dir))
-        self.notify(f"{self.run_dir}\n(copied to the clipboard where the terminal allows it)", title="Run folder")
+        self.app.copy_to_clipboard(str(self.run_dir.resolve()))
+        self.flash(Group(Text("Run folder (copied to the clipboard where the terminal allows it):"),
+                         PathText(str(self.run_dir.resolve()), indent=2)))
 
     def action_stop(self) -> None:
         from loratui.screens.dialogs import ConfirmDialog
@@ -383,6 +427,6 @@ class RunScreen(Screen[None]):
         from loratui.engine.runs.registry import request_stop
 
         if request_stop(self.run_dir):  # type: ignore[arg-type]
-            self.app.call_from_thread(self.notify, "asked the run to save a checkpoint and stop")
+            self.app.call_from_thread(self.flash, "Asked the run to save a checkpoint and stop.")
         else:
-            self.app.call_from_thread(self.notify, "the run is not running", severity="warning")
+            self.app.call_from_thread(self.flash, "The run is not running.", severity="warning")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from loratui.widgets.path_text import path_tail
+
 STEPS = (("folder", "Folder"), ("captions", "Captions"), ("preset", "Preset"), ("run", "Train"))
 
 
@@ -33,6 +35,6 @@ class StepBar(Widget):
             text.append(f" {n} {label} ", style=style)
         if self.detail:
             room = max(0, self.size.width - text.cell_len - 2)
-            detail = self.detail if len(self.detail) <= room else "…" + self.detail[-(room - 1):] if room > 1 else ""
+            detail = path_tail(self.detail, room)  # a folder's own name, not a word cut in two
             text.append("  " + detail, style="italic")
         return text
