@@ -23,7 +23,7 @@ from textual.widgets import DirectoryTree, Footer, Input, Label, OptionList, Sta
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from loratui.widgets.ordered_keys import Field
+from loratui.widgets.path_text import PathField, PathText
 from loratui.widgets.stepbar import StepBar
 
 # One lint at a time: a thread worker cannot be stopped mid-check, and two first checks at
@@ -90,30 +90,84 @@ class FolderSummary:
     report: Any = None  # a lint CheckReport (None when the folder has no images)
     sizes: tuple[int, int, int, int] | None = None  # min w, min h, max w, max h
     error: str = ""
+    judged: str = ""  # what image sizes were judged for: "the tiny model at 64 px (…)"
+    found_trigger: str = ""  # the first tag every caption shares (the CLI takes it as the trigger)
 
 
 def thresholds_for(resolution: int) -> Any:
-    """The lint thresholds for a run at ``resolution``: an image is too small for *this* run
-    when its short side is under the training resolution (an error under half of it)."""
-    from dataclasses import replace
+    """The lint thresholds for a run at ``resolution`` (the engine's rule, as `loratui check`
+    and the training scan apply it)."""
+    from loratui.engine.data.lint_rules import thresholds_for as engine_thresholds
 
-    from loratui.engine.data.lint_rules import DEFAULT_THRESHOLDS
-
-    return replace(DEFAULT_THRESHOLDS, min_short_side=resolution, min_short_side_error=max(1, resolution // 2))
+    return engine_thresholds(resolution)
 
 
-def training_resolution(state: Any) -> int:
-    """The resolution the wizard's run will train at (an override, else the preset's)."""
+@dataclass(frozen=True)
+class Judged:
+    """The resolution the wizard's run on a folder would train at, and how to say it."""
+
+    resolution: int
+    label: str
+    base_model: str = ""  # "tiny" when the folder is the demo dataset and no model was chosen
+
+
+def judged_for(state: Any, folder: Path | None = None) -> Judged:
+    """What ``loratui check`` judges ``folder`` by, for the wizard's choices so far: the preset's
+    resolution for the base model's family (an override wins); the demo dataset, with no model
+    chosen, for the tiny model it is made for."""
+    from loratui.engine.config import build_config
+    from loratui.engine.data.demo import is_demo_dataset
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.families import FAMILIES
+    from loratui.engine.families.models import resolve_model
     from loratui.engine.planning.presets import PRESETS
 
-    value = state.overrides.get("resolution")
-    return value if isinstance(value, int) else PRESETS[state.preset].resolution
+    folder = folder or state.folder
+    demo_model = "tiny" if not state.base_model and folder is not None and is_demo_dataset(folder) else ""
+    override = state.overrides.get("resolution")
+    try:
+        config = build_config(str(folder or "."), state.preset, overrides={
+            "base_model": state.base_model or demo_model or None,
+            "resolution": override if isinstance(override, int) else None,
+        })
+    except LoratuiError:  # the preset step names what is wrong with the choices
+        return Judged(override if isinstance(override, int) else PRESETS[state.preset].resolution, "")
+    try:
+        spec = resolve_model(config.base_model, allow_pickle=True)
+        family = "the tiny model" if spec.kind == "tiny" else FAMILIES[spec.family].label
+    except (KeyError, LoratuiError):
+        family = config.base_model
+    source = "set in Advanced" if isinstance(override, int) else f"preset {config.preset}"
+    if demo_model and not isinstance(override, int):
+        source = "the demo dataset is made for it"
+    return Judged(config.resolution, f"{family} at {config.resolution} px ({source})", demo_model)
+
+
+def training_resolution(state: Any, folder: Path | None = None) -> int:
+    """The resolution the wizard's run will train at (an override, else the preset's for the
+    base model's family; the tiny model's for the demo dataset)."""
+    return judged_for(state, folder).resolution
+
+
+def found_trigger(folder: Path) -> str:
+    """The first tag every caption of ``folder`` shares, which `loratui train` takes as the
+    trigger word when none is named (the engine's rule); "" when there is none."""
+    from loratui.engine.data.dataset import scan
+    from loratui.engine.errors import LoratuiError
+    from loratui.engine.planning.run_plan import detect_trigger
+
+    try:
+        return detect_trigger(scan(folder)) or ""
+    except LoratuiError:  # the check says what is wrong with the folder
+        return ""
 
 
 def summarise(
-    folder: Path, pixels: bool = False, trigger: str | None = None, on_progress=None, resolution: int = 512
+    folder: Path, pixels: bool = False, trigger: str | None = None, on_progress=None, resolution: int = 512,
+    judged: str = "",
 ) -> FolderSummary:
-    """Count, check (header pass unless ``pixels``) and measure the images of ``folder``."""
+    """Count, check (header pass unless ``pixels``) and measure the images of ``folder``; with
+    no ``trigger``, the one its captions already start with is found and checked for."""
     from loratui.engine.data import lint
     from loratui.engine.data.dataset import iter_image_paths
     from loratui.engine.errors import LoratuiError
@@ -121,10 +175,12 @@ def summarise(
 
     if count_images(folder) == 0:
         return FolderSummary(folder, 0)
+    found = "" if trigger else found_trigger(folder)
     try:
         with LINT_LOCK:
             report = lint.check(
-                folder, trigger=trigger, pixels=pixels, on_progress=on_progress, thresholds=thresholds_for(resolution)
+                folder, trigger=trigger or found or None, pixels=pixels, on_progress=on_progress,
+                thresholds=thresholds_for(resolution),
             )
     except LoratuiError as exc:
         return FolderSummary(folder, 0, error=str(exc))
@@ -138,7 +194,7 @@ def summarise(
     if sizes:
         areas = sorted(sizes, key=lambda s: s[0] * s[1])
         box = (*areas[0], *areas[-1])
-    return FolderSummary(folder, report.images, report, box)
+    return FolderSummary(folder, report.images, report, box, judged=judged, found_trigger=found)
 
 
 def finding_line(finding: Any) -> str:
@@ -154,7 +210,7 @@ def summary_markup(s: FolderSummary | None, checking: str = "") -> str:
 
     if s is None:
         return "[dim]Move to a folder to see what is in it.[/]"
-    lines = [f"[b]{s.folder.name or s.folder}[/]", f"[dim]{s.folder}[/]", ""]
+    lines: list[str] = []  # the folder's path is above, in #summary-path (wrapped at its separators)
     if s.error:
         return "\n".join(lines + [f"[red]{s.error}[/]"])
     if s.images == 0 or s.report is None:
@@ -162,10 +218,14 @@ def summary_markup(s: FolderSummary | None, checking: str = "") -> str:
     r = s.report
     if r.usable_images == r.images:
         lines.append(f"[b]{r.images}[/] images · [b]{r.captioned}[/] captioned")
-    else:  # the check counts the captions of usable images only: say so ("7 images · 0 captioned" lied)
-        lines.append(f"[b]{r.images}[/] images · [b]{r.usable_images}[/] usable, [b]{r.captioned}[/] of them captioned")
+    else:  # every captioned image is counted, usable or not ("7 images · 0 captioned" lied)
+        lines.append(f"[b]{r.images}[/] images · [b]{r.usable_images}[/] usable · [b]{r.captioned}[/] captioned")
     if s.sizes:
         lines.append(f"sizes {s.sizes[0]}×{s.sizes[1]} to {s.sizes[2]}×{s.sizes[3]} px")
+    if s.judged:  # as `loratui check` says it: the sizes are judged for this run
+        lines.append(f"[dim]judged for {escape(s.judged)}[/]")
+    if s.found_trigger:  # as `loratui train` takes it
+        lines.append(f"trigger word [b]{escape(s.found_trigger)}[/]: every caption starts with it")
     lines.append("")
     if checking:
         lines.append(f"[yellow]{checking}[/]")
@@ -219,6 +279,7 @@ class FolderScreen(Screen[None]):
     FolderScreen #recent-label { color: $text-muted; padding: 0 1; }
     FolderScreen ImagesTree { height: 1fr; }
     FolderScreen #summary-box { width: 3fr; }
+    FolderScreen #summary-path { margin-bottom: 1; }
     """
     BINDINGS = [
         Binding("ctrl+n", "next", "Next", id="folder.next"),
@@ -232,6 +293,8 @@ class FolderScreen(Screen[None]):
         self.summary: FolderSummary | None = None
         self._debounce: Timer | None = None
         self._checking = False
+        self._found_trigger = ""  # the trigger this step took from the captions (not typed)
+        self._took_model = ""  # the model this step chose (tiny, for the demo dataset)
 
     def compose(self) -> ComposeResult:
         state = self.app.state  # type: ignore[attr-defined]
@@ -239,13 +302,14 @@ class FolderScreen(Screen[None]):
         yield StepBar("folder")
         with Horizontal(id="columns"):
             with Vertical(id="left"):
-                yield Field(str(state.folder or ""), placeholder="type a folder path, Enter", id="path", compact=True)
+                yield PathField(str(state.folder or ""), placeholder="type a folder path, Enter", id="path", compact=True)
                 recent = recent_folders()
                 if recent:
                     yield Label("recent", id="recent-label")
-                    yield OptionList(*[Option(str(p), id=str(p)) for p in recent], id="recent")
+                    yield OptionList(*[Option(PathText(str(p), tail=True), id=str(p)) for p in recent], id="recent")
                 yield ImagesTree(root, id="tree")
             with VerticalScroll(id="summary-box", classes="panel"):
+                yield Static("", id="summary-path")
                 yield Static(summary_markup(None), id="summary")
         yield Footer()
 
@@ -270,9 +334,25 @@ class FolderScreen(Screen[None]):
         else:
             self.refresh_summary(folder)
 
+    def _run_trigger(self) -> str | None:
+        """The trigger word the user gave (the one found in the captions is not theirs)."""
+        trigger = self.app.state.trigger  # type: ignore[attr-defined]
+        return trigger if trigger and trigger != self._found_trigger else None
+
+    def _judged(self, folder: Path) -> Judged:
+        """``judged_for`` with the user's choices (not the model this step chose for another folder)."""
+        from dataclasses import replace
+
+        state = self.app.state  # type: ignore[attr-defined]
+        if self._took_model and state.base_model == self._took_model:
+            state = replace(state, base_model="")
+        return judged_for(state, folder)
+
     @work(thread=True, exclusive=True, group="summary", exit_on_error=False)
     def refresh_summary(self, folder: Path) -> FolderSummary:
-        summary = summarise(folder, pixels=False, resolution=training_resolution(self.app.state))  # type: ignore[attr-defined]
+        judged = self._judged(folder)
+        summary = summarise(folder, pixels=False, trigger=self._run_trigger(), resolution=judged.resolution,
+                            judged=judged.label)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show, summary)
         return summary
@@ -281,6 +361,8 @@ class FolderScreen(Screen[None]):
         if summary.folder != self.current:
             return
         self.summary = summary
+        self.query_one("#summary-path", Static).update(
+            PathText(str(summary.folder), style="dim", name_style="not dim bold"))
         self.query_one("#summary", Static).update(summary_markup(summary, checking))
 
     @on(DirectoryTree.NodeHighlighted)
@@ -329,7 +411,7 @@ class FolderScreen(Screen[None]):
         if self._checking:
             return
         self._checking = True
-        self.full_check(self.current, self.app.state.trigger or None)  # type: ignore[attr-defined]
+        self.full_check(self.current, self._run_trigger())
 
     @work(thread=True, exclusive=True, group="check", exit_on_error=False)
     def full_check(self, folder: Path, trigger: str | None) -> None:
@@ -342,8 +424,9 @@ class FolderScreen(Screen[None]):
                     self.app.call_from_thread(self._show, self.summary, f"checking: {stage} {done}/{total}")
 
         try:
+            judged = self._judged(folder)
             summary = summarise(folder, pixels=True, trigger=trigger, on_progress=progress,
-                                resolution=training_resolution(self.app.state))  # type: ignore[attr-defined]
+                                resolution=judged.resolution, judged=judged.label)
             if summary.images:
                 remember_folder(folder)
         finally:
@@ -364,7 +447,7 @@ class FolderScreen(Screen[None]):
             if answer is not None and answer.excluded:  # the folder changed: check it again
                 self.summary = None
                 self._checking = True
-                self.full_check(summary.folder, self.app.state.trigger or None)  # type: ignore[attr-defined]
+                self.full_check(summary.folder, self._run_trigger())
             elif answer is not None and answer.accepted and not report.errors:
                 self._go_on(summary)
 
@@ -391,6 +474,11 @@ class FolderScreen(Screen[None]):
         state.folder = summary.folder
         state.report = summary.report
         state.warnings_accepted = bool(summary.report.warnings)
+        if not self._run_trigger():  # as `loratui train` does: the captions' shared first tag
+            state.trigger = self._found_trigger = summary.found_trigger
+        if not state.base_model or state.base_model == self._took_model:
+            # the demo dataset was judged for the tiny model: the run trains that one
+            state.base_model = self._took_model = self._judged(summary.folder).base_model
         self.app.step_after("folder")  # type: ignore[attr-defined]
 
     def on_worker_state_changed(self, event: Any) -> None:
