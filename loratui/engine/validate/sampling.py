@@ -44,27 +44,43 @@ def components_pipeline(comps: Any):
 def render(pipe: Any, prompt: str, seed: int, width: int, height: int, steps: int = SAMPLE_STEPS,
            cross_attention_kwargs: dict | None = None):
     """One image for ``prompt`` at ``seed`` (a PIL image)."""
+    return render_batch(pipe, [prompt], [seed], width, height, steps, cross_attention_kwargs)[0]
+
+
+def render_batch(pipe: Any, prompts: list[str], seeds: list[int], width: int, height: int,
+                 steps: int = SAMPLE_STEPS, cross_attention_kwargs: dict | None = None,
+                 micro_batch: int = 1) -> list:
+    """An image per prompt, each from its own seed (a generator per image, so an image is the
+    one ``render`` gives alone), in as few pipeline calls as ``rows_per_pass`` allows (each
+    prompt is two UNet rows with guidance)."""
     import torch
 
     from loratui.engine.train.noise import sampling_settings
+    from loratui.engine.validate.batching import chunks, rows_per_pass
 
     device = next(pipe.unet.parameters()).device
     extra = sampling_settings(pipe.scheduler.config)["call"]  # guidance rescale for zero terminal SNR
+    scale = getattr(pipe, "vae_scale_factor", 8)
+    rows = rows_per_pass(device, micro_batch, (width // scale) * (height // scale))
+    per_call = max(1, micro_batch if device.type != "cpu" else rows // 2)  # a GPU: the run's micro-batch of prompts
+    images = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        latents = pipe(
-            prompt,
-            negative_prompt=NEGATIVE,
-            num_inference_steps=steps,
-            width=width,
-            height=height,
-            guidance_scale=7.0,
-            generator=generator,
-            cross_attention_kwargs=cross_attention_kwargs,
-            output_type="latent",
-            **extra,
-        ).images
-        return decode(pipe, latents)[0]
+        for part in chunks(list(zip(prompts, seeds)), per_call):
+            latents = pipe(
+                [p for p, _ in part],
+                negative_prompt=[NEGATIVE] * len(part),
+                num_inference_steps=steps,
+                width=width,
+                height=height,
+                guidance_scale=7.0,
+                generator=[torch.Generator(device="cpu").manual_seed(s) for _, s in part],
+                cross_attention_kwargs=cross_attention_kwargs,
+                output_type="latent",
+                **extra,
+            ).images
+            # one image at a time through the VAE: its decoder is a pass's memory peak
+            images += [decode(pipe, latents[i : i + 1])[0] for i in range(len(part))]
+    return images
 
 
 def decode(pipe: Any, latents: Any) -> list:

@@ -16,7 +16,6 @@ from typing import Any
 # Spare images only when the dataset has enough: at 20+ images one in twenty, at most four.
 HOLDOUT_MIN_IMAGES = 20
 HOLDOUT_MAX = 4
-VALIDATION_TIMESTEPS = (100, 250, 400, 550, 700, 850)
 # A rise counts once the loss is this far above its best, so noise does not cry wolf.
 RISE_TOLERANCE = 0.02
 
@@ -35,6 +34,17 @@ def pick_holdout(n_images: int, count: int, seed: int) -> list[int]:
     return sorted(random.Random(f"loratui-holdout-{seed}").sample(range(n_images), count)) if count else []
 
 
+def fixed_timesteps(count: int) -> tuple[int, ...]:
+    """``count`` timesteps at the centres of equal bins over 25..925: a stratified estimate of
+    the same expected loss whatever the count (six give 100, 250, …, 850)."""
+    width = 900 / count
+    return tuple(int(round(25 + width * (i + 0.5))) for i in range(count))
+
+
+# How many: see "Validation: how many UNet passes" in benchmarks/RESULTS.md.
+VALIDATION_TIMESTEPS = fixed_timesteps(6)
+
+
 @dataclass
 class ValidationSet:
     """Latents, caption states and fixed noise for the validation loss."""
@@ -45,35 +55,56 @@ class ValidationSet:
     seed: int
     sizes: Any = None  # (N, 6) size conditioning per image, for families that use it
     masks: list[Any] | None = None  # per image a (1, h, w) uint8 loss mask or None (masked loss)
+    timesteps: tuple[int, ...] = VALIDATION_TIMESTEPS
 
-    def loss(self, model: Any, device: Any, dtype: Any) -> float:
-        """The mean MSE over every image and every fixed timestep (``model``: a Denoiser)."""
+    def noise(self) -> list[list[Any]]:
+        """The fixed noise, per image per timestep: drawn in that order from the set's seed, so
+        the figure does not depend on how the passes are batched."""
         import torch
-        import torch.nn.functional as F
-
-        from loratui.engine.data.masks import as_weights, masked_mean
 
         gen = torch.Generator().manual_seed(self.seed)
+        return [[torch.randn((1, *latent.shape), generator=gen)[0] for _ in self.timesteps] for latent in self.latents]
+
+    def loss(self, model: Any, device: Any, dtype: Any, micro_batch: int = 1) -> float:
+        """The mean MSE over every image and every fixed timestep (``model``: a Denoiser), with
+        as many (image, timestep) rows of one latent size in a UNet pass as ``rows_per_pass``
+        allows; each caption's conditioning is computed once."""
+        import torch
+
+        from loratui.engine.data.masks import as_weights, masked_mean
+        from loratui.engine.validate.batching import chunks, rows_per_pass
+
+        noise = self.noise()
+        rows = [(n, j) for n in range(len(self.latents)) for j in range(len(self.timesteps))]
+        by_shape: dict[tuple, list[tuple[int, int]]] = {}
+        for n, j in rows:  # one pass holds one latent size (aspect buckets differ)
+            by_shape.setdefault(tuple(self.latents[n].shape), []).append((n, j))
         total, count = 0.0, 0
         with torch.no_grad():
-            for n, (latent, caption) in enumerate(zip(self.latents, self.captions)):
-                latents = latent.unsqueeze(0).to(device, dtype)
-                sizes = self.sizes[n : n + 1].to(device) if self.sizes is not None else None
-                text = model.condition([caption])
-                for t in VALIDATION_TIMESTEPS:
-                    noise = torch.randn(latents.shape, generator=gen).to(device, dtype)
-                    steps = torch.tensor([t], device=device)
-                    noisy = model.noise_scheduler.add_noise(latents, noise, steps)
-                    pred = model.predict(noisy, steps, text, sizes)
-                    target = model.target(latents, noise, steps)
-                    mask = self.masks[n] if self.masks else None
-                    if mask is None:
-                        total += F.mse_loss(pred.float(), target.float()).item()
-                    else:  # the subject only, as the run trains it
-                        error = F.mse_loss(pred.float(), target.float(), reduction="none")
-                        total += masked_mean(error, as_weights(mask.unsqueeze(0).to(device))).item()
-                    count += 1
+            text = {c: model.condition([c]) for c in dict.fromkeys(self.captions)}
+            for shape, group in by_shape.items():
+                for part in chunks(group, rows_per_pass(device, micro_batch, shape[-1] * shape[-2])):
+                    latents = torch.stack([self.latents[n] for n, _ in part]).to(device, dtype)
+                    noises = torch.stack([noise[n][j] for n, j in part]).to(device, dtype)
+                    steps = torch.tensor([self.timesteps[j] for _, j in part], device=device)
+                    conditioning = {k: torch.cat([text[self.captions[n]][k] for n, _ in part])
+                                    for k in text[self.captions[part[0][0]]]}
+                    sizes = self.sizes[[n for n, _ in part]].to(device) if self.sizes is not None else None
+                    noisy = model.noise_scheduler.add_noise(latents, noises, steps)
+                    pred = model.predict(noisy, steps, conditioning, sizes)
+                    target = model.target(latents, noises, steps)
+                    error = (pred.float() - target.float()) ** 2
+                    # the subject only where an image has a mask, as the run trains it; else the whole image
+                    weights = torch.stack([self._weights(n, shape) for n, _ in part]).to(device)
+                    total += masked_mean(error, as_weights(weights)).sum().item()
+                    count += len(part)
         return total / max(1, count)
+
+    def _weights(self, n: int, shape: tuple) -> Any:
+        import torch
+
+        mask = self.masks[n] if self.masks else None
+        return mask if mask is not None else torch.full((1, *shape[1:]), 255, dtype=torch.uint8)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""Validation and samples batched (the same figures and images as one at a time), and the CPU
+schedule that keeps sample passes within their share of a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from loratui.engine.families.models import load_components, resolve_model
+
+    return load_components(resolve_model("tiny"))
+
+
+def test_batched_validation_loss_equals_one_row_at_a_time(tiny):
+    from loratui.engine.train.conditioning import TextConditioner
+    from loratui.engine.train.denoiser import Denoiser
+    from loratui.engine.validate.validation import VALIDATION_TIMESTEPS, ValidationSet
+
+    cpu = torch.device("cpu")
+    condition = TextConditioner(tiny.family, tiny.text_encoders, tiny.tokenizers, cpu)
+    model = Denoiser(tiny.family, tiny.unet, condition, tiny.noise_scheduler)
+    gen = torch.Generator().manual_seed(3)
+    # two aspect buckets (two latent sizes), a repeated caption, one image with a loss mask
+    latents = [torch.randn(4, 8, 8, generator=gen), torch.randn(4, 8, 16, generator=gen),
+               torch.randn(4, 8, 8, generator=gen)]
+    captions = ["zxq cat", "zxq dog", "zxq cat"]
+    mask = torch.zeros(1, 8, 16, dtype=torch.uint8)
+    mask[:, :, :6] = 255
+    masks = [None, mask, None]
+    batched = ValidationSet(latents, captions, False, 7, masks=masks).loss(model, cpu, torch.float32)
+
+    noise_gen, losses = torch.Generator().manual_seed(7), []
+    with torch.no_grad():
+        for latent, caption, m in zip(latents, captions, masks):
+            x = latent.unsqueeze(0)
+            for t in VALIDATION_TIMESTEPS:
+                noise = torch.randn(x.shape, generator=noise_gen)
+                steps = torch.tensor([t])
+                pred = tiny.unet(tiny.noise_scheduler.add_noise(x, noise, steps), steps,
+                                 condition([caption])["states"], return_dict=False)[0]
+                error = (pred - noise) ** 2
+                if m is None:
+                    losses.append(error.mean().item())
+                else:
+                    w = m.float().unsqueeze(0) / 255
+                    losses.append(((error * w).sum() / (w.sum() * error.shape[1])).item())
+    assert batched == pytest.approx(sum(losses) / len(losses), rel=1e-5)
+
+
+def test_batched_samples_equal_one_prompt_at_a_time(tiny):
+    from loratui.engine.validate.sampling import NEGATIVE, components_pipeline, decode, render_batch
+
+    pipe = components_pipeline(tiny)
+    prompts, seeds = ["zxq on a beach", "zxq in snow", "a red zxq"], [42, 43, 44]
+    batched = render_batch(pipe, prompts, seeds, 64, 64, steps=3)
+    for prompt, seed, image in zip(prompts, seeds, batched):
+        with torch.no_grad():
+            latents = pipe(prompt, negative_prompt=NEGATIVE, num_inference_steps=3, width=64, height=64,
+                           guidance_scale=7.0, generator=torch.Generator().manual_seed(seed),
+                           output_type="latent").images
+            alone = np.asarray(decode(pipe, latents)[0], dtype=np.int16)
+        assert np.abs(np.asarray(image, dtype=np.int16) - alone).max() <= 1
+    assert not np.array_equal(np.asarray(batched[0]), np.asarray(batched[1]))
