@@ -65,3 +65,41 @@ def test_batched_samples_equal_one_prompt_at_a_time(tiny):
             alone = np.asarray(decode(pipe, latents)[0], dtype=np.int16)
         assert np.abs(np.asarray(image, dtype=np.int16) - alone).max() <= 1
     assert not np.array_equal(np.asarray(batched[0]), np.asarray(batched[1]))
+
+
+def test_the_cpu_budget_spreads_the_sample_passes_it_can_pay_for():
+    from loratui.engine.validate.schedule import SampleSchedule
+
+    # 100 steps of 1 s, a sample pass every 10 steps at 2 s, 11 validations at 0.1 s: a tenth of
+    # the run pays for the final samples, every validation and three passes at saves, spread out
+    schedule = SampleSchedule(total_steps=100, interval=10, adaptive=True)
+    assert schedule.taken(1, 1.0, 2.0, 1.1) == [30, 50, 80]
+    checks = 3 * 2.0 + 2.0 + 1.1
+    assert checks / (100 + checks) <= 0.10
+    schedule.spent = 2.0  # after the pass at 30, the plan from there on is the same
+    assert schedule.taken(31, 1.0, 2.0, 1.1) == [50, 80]
+    assert schedule.taken(1, 1.0, 20.0, 1.1) == []  # dearer than the budget: the final samples only
+    # an explicit --sample-every (or a GPU) is not thinned; the last step is the final pass, not due
+    assert SampleSchedule(100, 10, adaptive=False).taken(1, 1.0, 20.0, 1.1) == list(range(10, 100, 10))
+    assert not schedule.due(100) and schedule.due(90) and not schedule.due(95)
+
+
+def test_on_the_cpu_the_default_schedule_thins_samples_and_keeps_the_final_ones(tmp_path, demo_dataset):
+    import json
+
+    from loratui.engine.train.loop import train
+    from tinyrun import tiny_config
+
+    # a 20-step sample pass is several training steps' work: the default schedule skips the
+    # passes at saves (decided on that estimate before any pass was measured, so not on timing)
+    train(tiny_config(demo_dataset, tmp_path, steps=4, save_every=2, batch_size=2), tmp_path / "auto")
+    events = [json.loads(line) for line in (tmp_path / "auto" / "events.jsonl").read_text().splitlines()]
+    assert {e["step"] for e in events if e["event"] == "sample_saved"} == {4}
+    assert [e["step"] for e in events if e["event"] == "validation"] == [2, 4]  # every validation kept
+    warnings = [e["message"] for e in events if e["event"] == "warning" and "samples at step" in e["message"]]
+    assert len(warnings) == 1 and "samples at step 2 skipped" in warnings[0] and "--sample-every" in warnings[0]
+    # the user's --sample-every is honoured exactly, however dear
+    train(tiny_config(demo_dataset, tmp_path, steps=4, save_every=2, batch_size=2, sample_every=1), tmp_path / "set")
+    events = [json.loads(line) for line in (tmp_path / "set" / "events.jsonl").read_text().splitlines()]
+    assert sorted({e["step"] for e in events if e["event"] == "sample_saved"}) == [1, 2, 3, 4]
+    assert not any("skipped" in e.get("message", "") for e in events if e["event"] == "warning")

@@ -73,7 +73,8 @@ from loratui.engine.train.saving import RunWriter, guard_disk
 from loratui.engine.train.step import MicroBatch, draw_micro, loss_sums, sample_losses, split_losses, take_rows
 from loratui.engine.train.stop import StopSignal, agreed_stop
 from loratui.engine.train.threads import set_run_threads
-from loratui.engine.validate.sampling import build_pipeline, default_prompts, render, save_png
+from loratui.engine.validate.sampling import build_pipeline, default_prompts, render_batch, save_png
+from loratui.engine.validate.schedule import SampleSchedule, estimate_pass_seconds
 from loratui.engine.validate.validation import load_history, overtraining_step, recommend, validation_set
 
 
@@ -326,6 +327,9 @@ class TrainingRun:
         self.masks: dict[int, Any] = {}
         self.sampling = self.config.sample_interval > 0
         config = self.config
+        # the default schedule on a CPU is thinned to a share of the run (validate/schedule.py)
+        self.sample_schedule = SampleSchedule(self.total_steps, config.sample_interval, config.sample_every is None
+                                              and self.device.type == "cpu")
         self.prompts = config.sample_prompts or default_prompts(
             get_preset(config.preset).sample_prompts, config.trigger, self.plan.caption_for(self.plan.items[0]))
         if self.plan.masked:  # first: an image whose mask is empty leaves the plan before its latents are made
@@ -384,6 +388,7 @@ class TrainingRun:
             self.step = self.writer.restore(self.optimizer, self.lr_scheduler)
             # a crash after a validation but before its checkpoint would otherwise count that step twice
             self.history = [h for h in load_history(self.run_dir) if h[0] <= self.step]
+            self.sample_schedule.start = self.step  # samples budget the steps this process trains
         if self.step == 0 and self.config.init_lora:
             from loratui.engine.train.init_lora import start_from
 
@@ -549,31 +554,69 @@ class TrainingRun:
 
     def checks_left_seconds(self) -> float:
         """The time the sample and validation passes still to come will take, at the pace of the
-        ones done so far (they can be half of a short run: an ETA must count them)."""
-        config, total = self.config, self.total_steps
-        ahead = range(self.step + 1, total + 1)
-        counts = {
-            "sampling": sum(1 for s in ahead if s % config.sample_interval == 0 or s == total) if self.sampling else 0,
-            "validating": sum(1 for s in ahead if (config.save_every and s % config.save_every == 0) or s == total)
-            if self.validation is not None and self.main else 0,
-        }
-        return sum(n * (sum(self.pass_seconds[k]) / len(self.pass_seconds[k]))
-                   for k, n in counts.items() if n and self.pass_seconds[k])
+        ones done so far (they can be half of a short run: an ETA must count them), the samples
+        the schedule will thin left out."""
+        if not self.main:
+            return 0.0
+        step, total = self.step, self.total_steps
+        pace, sample_cost, validation_cost = self.check_costs()
+        validations = self.validation_steps(step + 1)
+        samples = 0
+        if self.sampling and step < total:  # the passes at saves the schedule takes, and the final one
+            samples = 1 + len(self.sample_schedule.taken(
+                step + 1, pace, sample_cost, validation_cost * len(self.validation_steps(self.sample_schedule.start + 1))))
+        return len(validations) * validation_cost + samples * sample_cost
+
+    def validation_steps(self, first: int) -> list[int]:
+        """The steps from ``first`` on that validate: every save and the last step."""
+        if self.validation is None:
+            return []
+        every, total = self.config.save_every, self.total_steps
+        return [s for s in range(first, total + 1) if (every and s % every == 0) or s == total]
+
+    def check_costs(self) -> tuple[float, float, float]:
+        """(seconds per training step, per sample pass, per validation pass): the passes as the
+        last ones took, or before any, their UNet forwards at the training step's pace."""
+        pace = sum(s for s, _, _ in self.done) / max(1, len(self.done))
+        images = sum(i for _, i, _ in self.done) / max(1, len(self.done))
+        measured = {k: sum(v) / len(v) for k, v in self.pass_seconds.items() if v}
+        sample = measured.get("sampling") or estimate_pass_seconds(
+            pace, images, 2 * len(self.prompts) * self.config.sample_steps)
+        validation = 0.0
+        if self.validation is not None:
+            validation = measured.get("validating") or estimate_pass_seconds(
+                pace, images, len(self.validation.latents) * len(self.validation.timesteps))
+        return pace, sample, validation
 
     def checks_and_saves(self) -> bool:
-        """Samples, validation and a checkpoint when due; True when the run is to stop here."""
+        """Validation, samples and a checkpoint when due; True when the run is to stop here."""
         config, step, total = self.config, self.step, self.total_steps
         saving = bool(config.save_every) and step % config.save_every == 0 and step < total
-        if self.sampling and step % config.sample_interval == 0 and step < total:
-            self.take_samples()  # the last step's samples come after the final LoRA is safe
         if saving or step == total:
-            self.validate()
+            self.validate()  # first: its measured cost tells the sample schedule what is left
+        if self.sampling and self.samples_here():
+            self.take_samples()  # the last step's samples come after the final LoRA is safe
         stopping = agreed_stop(self.accelerator, self.stop) and step < total
         if saving or stopping:
             if self.main:
                 self.last_lora = self.writer.save(step, self.optimizer, self.lr_scheduler)
             self.guard.remember(step)
         return stopping
+
+    def samples_here(self) -> bool:
+        """Whether a sample pass is due at this step and the schedule takes it; the first one it
+        skips says why."""
+        schedule, step = self.sample_schedule, self.step
+        if not self.main or not schedule.due(step):
+            return False
+        pace, sample_cost, validation_cost = self.check_costs()
+        validations = len(self.validation_steps(schedule.start + 1))
+        if step in schedule.taken(step, pace, sample_cost, validation_cost * validations):
+            return True
+        schedule.thinned += 1
+        if schedule.thinned == 1:
+            self.bus.emit(WarningRaised(schedule.why(step, sample_cost, pace)))
+        return False
 
     def validate(self) -> None:
         """The validation loss at this step, and a warning the first time it says over-training."""
@@ -585,7 +628,7 @@ class TrainingRun:
         model.eval()
         with self.accelerator.autocast(), eval_weights(self.optimizer), in_use(self.ema):
             denoiser = Denoiser(self.family, model, self.condition, self.noise_scheduler)
-            loss = self.validation.loss(denoiser, self.device, self.weight_dtype)
+            loss = self.validation.loss(denoiser, self.device, self.weight_dtype, self.check_batch())
         model.train()
         self.history.append((self.step, loss))
         self.optional("validation.json", lambda: atomic.write_json(
@@ -601,6 +644,7 @@ class TrainingRun:
                 f"{self.name}-step{best:06d}.safetensors is likely the better file"))
 
     def take_samples(self) -> None:
+        """The sample images at this step, all prompts in as few pipeline calls as memory allows."""
         if not self.main:
             return
         tic = time.perf_counter()
@@ -609,10 +653,10 @@ class TrainingRun:
         modules = {**self.comps.modules, **{n: self.accelerator.unwrap_model(m) for n, m in self.trained.items()}}
         pipe = build_pipeline(self.family, modules, self.comps.tokenizers, self.noise_scheduler.config)
         pipe.unet.eval()
-        for n, prompt in enumerate(prompts):
-            with self.accelerator.autocast(), eval_weights(self.optimizer), in_use(self.ema):
-                image = render(pipe, prompt, config.seed + n, config.resolution, config.resolution,
-                               config.sample_steps)
+        with self.accelerator.autocast(), eval_weights(self.optimizer), in_use(self.ema):
+            images = render_batch(pipe, prompts, [config.seed + n for n in range(len(prompts))], config.resolution,
+                                  config.resolution, config.sample_steps, micro_batch=self.check_batch())
+        for n, image in enumerate(images):
             path = self.run_dir / "samples" / f"step{self.step:06d}-{n}.png"
 
             def write(image=image, path=path) -> None:
@@ -623,7 +667,17 @@ class TrainingRun:
                 self.bus.emit(SampleSaved(str(path), self.step))
             self.bus.emit(PhaseProgress("sampling", n + 1, len(prompts)))
         pipe.unet.train()
-        self.pass_seconds["sampling"].append(time.perf_counter() - tic)
+        seconds = time.perf_counter() - tic
+        self.pass_seconds["sampling"].append(seconds)
+        if self.step < self.total_steps:
+            self.sample_schedule.spent += seconds
+
+    def check_batch(self) -> int:
+        """Rows a validation or sample pass may put through the UNet at once on a GPU: as many
+        as a training pass holds now (with gradients, so a pass without them fits)."""
+        import math
+
+        return math.ceil(self.config.batch_size / self.accelerator.num_processes / self.split.split)
 
     # -- the end ---------------------------------------------------------------------------------
 
