@@ -103,3 +103,21 @@ def test_on_the_cpu_the_default_schedule_thins_samples_and_keeps_the_final_ones(
     events = [json.loads(line) for line in (tmp_path / "set" / "events.jsonl").read_text().splitlines()]
     assert sorted({e["step"] for e in events if e["event"] == "sample_saved"}) == [1, 2, 3, 4]
     assert not any("skipped" in e.get("message", "") for e in events if e["event"] == "warning")
+
+
+def test_the_cpu_card_counts_only_the_samples_the_schedule_takes(demo_dataset, tmp_path):
+    from loratui.engine.config import build_config
+    from loratui.engine.planning.preset_plan import Hardware, MemoryNeed, plan_presets, run_flops
+
+    def plan(hw: Hardware, **settings):
+        values = dict(base_model="tiny", trigger="zxq", output_dir=str(tmp_path), resolution=64, steps=60,
+                      save_every=20, batch_size=2) | settings
+        return next(p for p in plan_presets(lambda extra: build_config(
+            str(demo_dataset), extra.get("preset", "pet"), overrides={**values, **extra}), hw) if p.preset == "pet")
+
+    need = MemoryNeed(0, 0, 0, flops_per_image=10**6)
+    cpu, gpu = plan(Hardware(threads=2)), plan(Hardware(gpu="GPU", memory=1 << 34, free=1 << 34))
+    explicit = plan(Hardware(threads=2), sample_every=20)
+    assert cpu.check_forwards == gpu.check_forwards == explicit.check_forwards
+    assert cpu.thinnable_forwards == 2 * 20 * 2 and gpu.thinnable_forwards == explicit.thinnable_forwards == 0
+    assert run_flops(need, cpu) < run_flops(need, gpu) == run_flops(need, explicit)

@@ -29,6 +29,9 @@ class PresetPlan:
     # a training pass recomputes its forward (checkpointing): they are counted in its time
     check_forwards: int = 0
     checkpointing: bool = False
+    # of those, the sample passes at saves that the default schedule may skip on a CPU (planned
+    # for a CPU only: validate/schedule.py)
+    thinnable_forwards: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def plan_presets(build: Callable[[dict], Any], hw: Hardware | None = None) -> li
                                 config.batch_size, config.resolution, s.explain,
                                 images_per_step=per_batch * config.grad_accum, family=_family_label(config),
                                 check_forwards=_check_forwards(config, plan),
+                                thinnable_forwards=_thinnable_forwards(config, plan) if hw and not hw.gpu else 0,
                                 checkpointing=bool(config.gradient_checkpointing)))
     return plans
 
@@ -85,7 +89,6 @@ def plan_presets(build: Callable[[dict], Any], hw: Hardware | None = None) -> li
 def _check_forwards(config: Any, plan: Any) -> int:
     """One-image UNet forwards of the run's sample passes (steps × prompts × 2 for guidance)
     and validation passes (each image at each fixed timestep), as the loop schedules them."""
-    from loratui.engine.planning.presets import get_preset
     from loratui.engine.validate.validation import VALIDATION_TIMESTEPS
 
     total = plan.schedule.total_steps
@@ -95,12 +98,26 @@ def _check_forwards(config: Any, plan: Any) -> int:
 
     forwards = 0
     if config.sample_interval > 0:
-        prompts = len(config.sample_prompts) or (len(get_preset(config.preset).sample_prompts) if config.trigger else 1)
-        forwards += passes(config.sample_interval) * config.sample_steps * max(1, prompts) * 2
+        forwards += passes(config.sample_interval) * config.sample_steps * _prompt_count(config) * 2
     if config.validation != "off":
         images = len(plan.validation_items) or min(8, len(plan.items))
         forwards += passes(config.save_every or 0) * images * len(VALIDATION_TIMESTEPS)
     return forwards
+
+
+def _thinnable_forwards(config: Any, plan: Any) -> int:
+    """The forwards of the sample passes before the last step, when the default schedule holds."""
+    total, interval = plan.schedule.total_steps, config.sample_interval
+    if config.sample_every is not None or interval <= 0:
+        return 0
+    return ((total - 1) // interval) * config.sample_steps * _prompt_count(config) * 2
+
+
+def _prompt_count(config: Any) -> int:
+    """The prompts of a sample pass: the user's, the preset's around a trigger word, or a caption."""
+    from loratui.engine.planning.presets import get_preset
+
+    return max(1, len(config.sample_prompts) or (len(get_preset(config.preset).sample_prompts) if config.trigger else 1))
 
 
 def _family_label(config: Any) -> str:
@@ -196,10 +213,17 @@ def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed |
 def run_flops(need: MemoryNeed, plan: PresetPlan) -> float:
     """The run's UNet work: its training passes, and the forwards of its sample and validation
     passes (a training pass of a frozen model with LoRA is about two forwards, three when
-    checkpointing recomputes one; loading and caching are left out)."""
+    checkpointing recomputes one; loading and caching are left out). On a CPU the default
+    schedule spends on the sample passes it may skip at most what its share of the run leaves."""
+    from loratui.engine.validate.schedule import CHECK_SHARE
+
     training = (need.flops_fixed + need.flops_per_image * plan.images_per_step) * plan.total_steps
     forward = need.flops_per_image / (3 if plan.checkpointing else 2)
-    return training + forward * plan.check_forwards
+    checks = forward * plan.check_forwards
+    if plan.thinnable_forwards:
+        kept = forward * (plan.check_forwards - plan.thinnable_forwards)
+        checks = max(kept, min(checks, CHECK_SHARE / (1 - CHECK_SHARE) * training))
+    return training + checks
 
 
 def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware, base_model: str) -> str:
