@@ -65,8 +65,8 @@ async def test_the_run_view_labels_its_chart_and_memory_marker(tmp_path: Path, p
         assert f"{max(snap.smoothed):.3g}" in text and f"{min(snap.smoothed):.3g}" in text, text  # the scale
         assert "step 1 … 60" in text, text
         assert re.search(r"│ peak \d", text), text
-        row = next(r for r in text.splitlines() if "sample, step 40" in r)
-        assert re.search(r"(^|\S {2,}|^\s*)sample, step 40", row) and "batchsample" not in row, row
+        row = next(r for r in text.splitlines() if "samples (" in r)  # the gallery's label, apart
+        assert re.search(r"(^|\S {2,}|^\s*)samples \(\d+\)", row) and "batchsamples" not in row, row
 
 
 @async_test
