@@ -97,29 +97,16 @@ def class_image_report(report: Any, class_prompt: str | None) -> Any:
 def _judged_resolution(folder: Path, preset: str | None, base_model: str | None,
                        resolution: int | None) -> tuple[int, str]:
     """The resolution `train FOLDER` with these options would train at, and how to say it
-    ("SD-1.5 at 512 px (preset person)"). The demo dataset is judged for the tiny model it
-    is made for, unless a base model is named."""
-    from loratui.engine.config import build_config
-    from loratui.engine.data.demo import is_demo_dataset
-    from loratui.engine.errors import LoratuiError
-    from loratui.engine.families import FAMILIES
-    from loratui.engine.families.models import resolve_model
-
+    ("SD-1.5 at 512 px (preset person)")."""
+    from loratui.engine.planning.judged import judged_resolution
     from loratui.engine.planning.presets import PRESETS
 
-    demo = base_model is None and is_demo_dataset(folder)
-    known = preset if preset in PRESETS else None  # an unknown one is the lint's to name
-    config = build_config(str(folder), known, overrides={"base_model": "tiny" if demo else base_model,
-                                                          "resolution": resolution})
-    try:
-        spec = resolve_model(config.base_model, allow_pickle=True)
-        family = f"the tiny model ({config.base_model})" if spec.kind == "tiny" else FAMILIES[spec.family].label
-    except (KeyError, LoratuiError):
-        family = config.base_model
-    source = "--resolution" if resolution else f"preset {config.preset}"
-    if demo:
+    judged = judged_resolution(folder, preset, base_model, resolution)
+    family = f"the tiny model ({judged.base_model})" if judged.family == "the tiny model" else judged.family
+    source = "--resolution" if resolution else f"preset {preset if preset in PRESETS else 'person'}"
+    if judged.demo:
         source += "; the demo dataset is made for it"
-    return config.resolution, f"{family} at {config.resolution} px ({source})"
+    return judged.resolution, f"{family} at {judged.resolution} px ({source})"
 
 
 class StageProgress:

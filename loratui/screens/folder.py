@@ -115,32 +115,23 @@ def judged_for(state: Any, folder: Path | None = None) -> Judged:
     """What ``loratui check`` judges ``folder`` by, for the wizard's choices so far: the preset's
     resolution for the base model's family (an override wins); the demo dataset, with no model
     chosen, for the tiny model it is made for."""
-    from loratui.engine.config import build_config
-    from loratui.engine.data.demo import is_demo_dataset
     from loratui.engine.errors import LoratuiError
-    from loratui.engine.families import FAMILIES
-    from loratui.engine.families.models import resolve_model
+    from loratui.engine.planning.judged import judged_resolution
     from loratui.engine.planning.presets import PRESETS
 
     folder = folder or state.folder
-    demo_model = "tiny" if not state.base_model and folder is not None and is_demo_dataset(folder) else ""
     override = state.overrides.get("resolution")
+    set_here = isinstance(override, int)
     try:
-        config = build_config(str(folder or "."), state.preset, overrides={
-            "base_model": state.base_model or demo_model or None,
-            "resolution": override if isinstance(override, int) else None,
-        })
+        judged = judged_resolution(folder or ".", state.preset, state.base_model or None,
+                                   override if set_here else None)
     except LoratuiError:  # the preset step names what is wrong with the choices
-        return Judged(override if isinstance(override, int) else PRESETS[state.preset].resolution, "")
-    try:
-        spec = resolve_model(config.base_model, allow_pickle=True)
-        family = "the tiny model" if spec.kind == "tiny" else FAMILIES[spec.family].label
-    except (KeyError, LoratuiError):
-        family = config.base_model
-    source = "set in Advanced" if isinstance(override, int) else f"preset {config.preset}"
-    if demo_model and not isinstance(override, int):
+        return Judged(override if set_here else PRESETS[state.preset].resolution, "")
+    source = "set in Advanced" if set_here else f"preset {state.preset}"
+    if judged.demo and not set_here:
         source = "the demo dataset is made for it"
-    return Judged(config.resolution, f"{family} at {config.resolution} px ({source})", demo_model)
+    return Judged(judged.resolution, f"{judged.family} at {judged.resolution} px ({source})",
+                  "tiny" if judged.demo else "")
 
 
 def training_resolution(state: Any, folder: Path | None = None) -> int:
