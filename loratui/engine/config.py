@@ -269,8 +269,12 @@ def _first_error(exc: ValidationError, sources: dict[str, str], values: dict[str
     key = str(err["loc"][0]) if err["loc"] else "config"
     source = sources.get(key, "config")
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(RunConfig.model_fields)
-        return ConfigError(f"{source}: unknown key {quote(key)}", f"allowed keys: {allowed}")
+        import difflib
+
+        close = difflib.get_close_matches(key, list(RunConfig.model_fields), n=1)
+        hint = (f"did you mean {close[0]}? " if close else "") + \
+            "the keys are train's flag names with _ for -: see loratui train --help"
+        return ConfigError(f"{source}: unknown key {quote(key)}", hint)
     shown = values.get(key)
     msg = UNION_MESSAGES.get(key) or err["msg"].replace("Input should be", "must be")
     if err["type"] == "value_error":  # our own validators: pydantic prefixes "Value error, "

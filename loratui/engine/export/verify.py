@@ -288,7 +288,10 @@ def _claims(meta: dict[str, str]) -> list[tuple[str, str]]:
     claims = []
     for key, prefixes in (("ss_base_model_version", VERSION_PREFIXES), ("modelspec.architecture", ARCHITECTURE_PREFIXES)):
         value = meta.get(key, "")
-        family = next((f for p, f in prefixes.items() if value.startswith(p)), None)
+        # a LoRA of loratui's tiny test model names its family after "loratui_tiny_"/"loratui-tiny-":
+        # its keys are that family's layout
+        layout = value.removeprefix("loratui_tiny_").removeprefix("loratui-tiny-")
+        family = next((f for p, f in prefixes.items() if layout.startswith(p)), None)
         if family:
             claims.append((family, f"{key}={value}"))
     if not claims and meta.get("ss_v2") == "True":
