@@ -177,6 +177,14 @@ class PresetScreen(Screen[None]):
         self.replan()
         self.find_hardware()
         self.check_model_soon(0.01)  # (a Timer of 0 s divides by zero)
+        self.screen_layout_refresh_signal.subscribe(self, self._repaint_after_layout)
+
+    def _repaint_after_layout(self, _screen: Any) -> None:
+        """One whole repaint after each layout pass. When the form moves (the cards or plan lines
+        above it grow as numbers arrive) while a field is being typed in, Textual's layout pass
+        could leave the fields painted at their old rows: in tmux the values sat a row off their
+        labels until something else redrew them. Sending every row again costs one frame."""
+        self.refresh()
 
     def on_screen_resume(self) -> None:
         state = self.app.state  # type: ignore[attr-defined]
