@@ -35,6 +35,12 @@ GROUPS: tuple[tuple[str, tuple[Option, ...]], ...] = (
         Option("sample_every", "sample every", "number", "sample images every N steps (0: off)"),
         Option("seed", "seed", "number", "the same seed gives the same run"),
         Option("output_dir", "output folder", "path", "where run folders go"),
+        Option("lr_scheduler", "lr schedule", "choice", "how the learning rate changes over the run"),
+        Option("warmup_steps", "warmup steps", "number", "steps the learning rate ramps up over (empty: 5%)"),
+        Option("grad_accum", "accumulation", "number", "gradient accumulation: steps of batches per update"),
+        Option("sample_prompts", "sample prompts", "text", "prompts for the samples, separated by | (empty: the preset's)"),
+        Option("sample_steps", "sample steps", "number", "denoising steps per sample image"),
+        Option("validation", "validation", "choice", "auto: held-out images when there are enough"),
     )),
     ("Data", (
         Option("repeats", "repeats", "number", "how often each image is seen per epoch"),
@@ -46,6 +52,9 @@ GROUPS: tuple[tuple[str, tuple[Option, ...]], ...] = (
         Option("prior_loss_weight", "class weight", "number", "the class images' weight in the loss",
                lambda c: bool(c.reg_folder)),
         Option("masked_loss", "masked loss", "bool", "learn only inside NAME.mask.png (auto: when masks exist)"),
+        Option("shuffle_tags", "shuffle tags", "bool", "shuffle caption tags each step (the first ones stay)"),
+        Option("keep_tokens", "keep tags", "number", "tags kept in place at the front", lambda c: c.shuffle_tags),
+        Option("caption_dropout", "caption drop", "number", "how often a caption is left empty (0-1)"),
     )),
     ("Network", (
         Option("network", "network", "choice", "lora; locon adds the convolutions; loha, lokr, dora"),
@@ -66,6 +75,8 @@ GROUPS: tuple[tuple[str, tuple[Option, ...]], ...] = (
                lambda c: c.train_text_encoder),
         Option("ema", "EMA", "choice", "an average of the weights: kept beside the LoRA, or made the LoRA"),
         Option("ema_decay", "EMA decay", "number", "how slowly the average follows", lambda c: c.ema != "off"),
+        Option("mixed_precision", "precision", "choice", "auto: bf16 or fp16 on a GPU, fp32 on a CPU"),
+        Option("gradient_checkpointing", "checkpointing", "bool", "less GPU memory for about 20% more time"),
     )),
     ("Loss", (
         Option("loss_type", "loss", "choice", "l2 (usual), l1, or pseudo-Huber: robust to outliers"),
@@ -76,12 +87,25 @@ GROUPS: tuple[tuple[str, tuple[Option, ...]], ...] = (
         Option("multires_noise_iterations", "multires noise", "number", "pyramid noise levels (0: off; 6-10)"),
         Option("multires_noise_discount", "multires disc.", "number", "each coarser level's weight",
                lambda c: c.multires_noise_iterations > 0),
+        Option("noise_offset", "noise offset", "number", "helps very dark and bright images (0.05-0.1)"),
+        Option("min_snr_gamma", "min-SNR γ", "number", "evens out the timesteps' weights (0: off)"),
+        Option("prediction_type", "prediction", "choice", "auto: what the model says (epsilon or v)"),
     )),
     ("Notify", (
         Option("notify", "notify URL", "text", "ntfy://topic, discord://…, json://host… · ctrl+t: send a test"),
     )),
 )
 OPTIONS: dict[str, Option] = {option.name: option for _, group in GROUPS for option in group}
+LIST_KEYS = frozenset({"sample_prompts"})  # a list in RunConfig: typed as its items joined by " | "
+
+
+def as_text(name: str, value: Any) -> str:
+    """A set value as its field shows it ("" for none)."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " | ".join(map(str, value))
+    return str(value)
 SCHEDULE_KEYS = frozenset({"steps", "epochs", "repeats", "batch_size", "resolution"})  # change the plan
 
 
@@ -100,6 +124,8 @@ def choices(name: str) -> list[str]:
 def parse(name: str, text: str) -> Any:
     """A field's text as the value to hand RunConfig (which says what is wrong with it)."""
     kind = OPTIONS[name].kind
+    if name in LIST_KEYS:
+        return [part.strip() for part in text.split("|") if part.strip()]
     if kind == "bool":
         return text == "on"
     if kind == "number":
@@ -126,8 +152,12 @@ def shown(name: str, config: Any, plan: Any = None) -> str:
     value = derived[name]() if name in derived else getattr(config, name, None)
     if name == "notify" and not value:
         return default_notify()
+    if name == "warmup_steps" and value is None:
+        return "5% of the run"
     if isinstance(value, bool):
         return BOOL_WORDS[value]
+    if isinstance(value, list):
+        return " | ".join(value) if value else "the preset's"
     if value is None:
         return "auto" if OPTIONS[name].kind == "bool" else "none"
     return f"{value:g}" if isinstance(value, float) else str(value)

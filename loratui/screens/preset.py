@@ -27,7 +27,7 @@ from loratui.engine.planning.preset_plan import (
     plan_presets,
 )
 from loratui.screens.advanced import (
-    GROUPS, OPTIONS, SCHEDULE_KEYS, choices, method_line, parse, path_problem, shown,
+    GROUPS, OPTIONS, SCHEDULE_KEYS, as_text, choices, method_line, parse, path_problem, shown,
 )
 from loratui.widgets.choice import Choice
 from loratui.widgets.ordered_keys import Field
@@ -166,7 +166,7 @@ class PresetScreen(Screen[None]):
             chosen = None if value is None else words[bool(value)] if option.kind == "bool" else str(value)
             yield Choice(words, chosen, id=f"adv-{name}")
         else:
-            yield Field("" if value is None else str(value), placeholder="", id=f"adv-{name}", compact=True)
+            yield Field(as_text(name, value), placeholder="", id=f"adv-{name}", compact=True)
         yield Label("", id=f"note-pad-{name}", classes="note")  # (the label column, beside the note)
         yield Static("", id=f"note-{name}", classes="note")
 

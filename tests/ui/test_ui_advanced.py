@@ -166,6 +166,19 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
         assert shown(app, "ema_decay")
         await type_into(pilot, "ema_decay", "0.99")
 
+        # the scheduler, caption handling, samples, precision and noise options
+        await choose(pilot, "lr_scheduler", "constant_with_warmup")
+        assert screen.query_one("#adv-warmup_steps", Input).placeholder == "default: 5% of the run"
+        await type_into(pilot, "warmup_steps", "2")
+        assert not shown(app, "keep_tokens")
+        await choose(pilot, "shuffle_tags", "on")
+        assert shown(app, "keep_tokens")
+        await type_into(pilot, "keep_tokens", "2")
+        await type_into(pilot, "caption_dropout", "0.1")
+        await type_into(pilot, "sample_prompts", "zxq on a beach | zxq in snow")
+        await type_into(pilot, "noise_offset", "0.05")
+        await choose(pilot, "gradient_checkpointing", "on")
+
         # the notify field shows the user's default (not its token); ctrl+t sends a test through the
         # engine's notifier, and it reaches the server
         assert screen.query_one("#adv-notify", Input).placeholder == "default: json://… (your default)"
@@ -187,13 +200,18 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
                                        "train_text_encoder", "text_encoder_lr", "loss_type", "huber_c",
                                        "huber_schedule", "debiased_estimation", "multires_noise_iterations",
                                        "multires_noise_discount", "train_layers", "init_lora", "steps",
-                                       "reg_folder", "class_prompt", "masked_loss", "ema", "ema_decay")} == dict(
+                                       "reg_folder", "class_prompt", "masked_loss", "ema", "ema_decay",
+                                       "lr_scheduler", "warmup_steps", "shuffle_tags", "keep_tokens",
+                                       "caption_dropout", "sample_prompts", "noise_offset",
+                                       "gradient_checkpointing")} == dict(
             network="locon", conv_rank=4, conv_alpha=2.0, optimizer="prodigy", d_coef=2.0, unet_lr=0.0002,
             train_text_encoder=True, text_encoder_lr=5e-5, loss_type="huber", huber_c=0.2,
             huber_schedule="constant", debiased_estimation=True, multires_noise_iterations=6,
             multires_noise_discount=0.4, train_layers="attention-ff", init_lora=str(previous),
             steps=6, reg_folder=str(tmp_path / "dogs"), class_prompt="a photo of a dog", masked_loss=True,
-            ema="keep", ema_decay=0.99)
+            ema="keep", ema_decay=0.99, lr_scheduler="constant_with_warmup", warmup_steps=2, shuffle_tags=True,
+            keep_tokens=2, caption_dropout=0.1, sample_prompts=["zxq on a beach", "zxq in snow"], noise_offset=0.05,
+            gradient_checkpointing=True)
         # the notification URL is kept apart (it may hold a token), not in the listed config
         assert entry.notify == url + "?run=1" and "notify" not in entry.public()["config"]
 

@@ -37,12 +37,12 @@ def test_a_run_survives_the_terminal_and_attach_shows_it(tmp_path: Path, tiny_mo
         tmux.wait_for("wizard", "▼ Advanced", 10)
         # Advanced: steps (schedule) … batch size, resolution (data) … learning rate (optimizer); the
         # options that apply only to another choice (conv rank, class prompt…) are hidden, not tabbed to
-        for tabs, field, value in ((1, "steps", "6"), (7, "batch size", "2"), (1, "resolution", "64"),
-                                   (9, "learning rate", "0.001")):
+        for tabs, field, value in ((1, "steps", "6"), (13, "batch size", "2"), (1, "resolution", "64"),
+                                   (11, "learning rate", "0.001")):
             tmux.keys("wizard", *["Tab"] * tabs)
-            # let the focus move land first: on a busy machine a key typed straight after Tab
-            # reached the field being left (batch size "26", resolution "4")
-            time.sleep(0.5)
+            # let the focus move land first (the help line names the focused field): on a busy
+            # machine a key typed straight after Tab reached the field being left (batch size "26")
+            tmux.wait_for("wizard", f"{field}: ", 20)
             tmux.keys("wizard", value, literal=True)
             tmux.wait_for_line("wizard", field, value)
         screen = tmux.screen("wizard")
