@@ -40,3 +40,22 @@ def small_dataset(tmp_path) -> Path:
 
     folder = make_demo_dataset(tmp_path / "photos", count=4)
     return folder
+
+
+# What `scripts/test` leaves out and `scripts/test --all` (CI) runs: the wizard's walks (tests/ui),
+# the reliability suite (tests/reliability: kills, faults, hostile inputs) and the tests that train
+# for many seconds (``slow``, set per module or test). The folders mark their own tests here, so
+# a new test there is never missed by CI.
+FOLDER_MARKS = {"ui": "ui", "reliability": "reliability"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            first = Path(item.fspath).relative_to(root).parts[0]
+        except ValueError:
+            continue
+        mark = FOLDER_MARKS.get(first)
+        if mark:
+            item.add_marker(getattr(pytest.mark, mark))

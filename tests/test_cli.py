@@ -27,6 +27,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
         assert needle in errors[0], errors[0]
 
 
+@pytest.mark.slow  # a full run in a subprocess
 def test_train_json_end_to_end(tmp_path, small_dataset, tiny_model):
     proc = loratui(
         "train", str(small_dataset), "--preset", "pet", "--base-model", "tiny", "--json",
@@ -134,6 +135,7 @@ def test_presets_with_folder_shows_the_derivation(demo_dataset):
     assert "person" in proc.stdout and "12 images ×" in proc.stdout
 
 
+@pytest.mark.slow  # measures three presets for two families
 def test_presets_plans_for_the_base_model_as_the_wizard_does(demo_dataset):
     """The family, resolution and measured memory the wizard's cards show, on the command line."""
     proc = loratui("presets", str(demo_dataset), "--base-model", "tiny-sdxl")

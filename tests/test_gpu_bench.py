@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the GPU benchmark script run on the CPU
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_bench.py"
 
 

@@ -17,6 +17,8 @@ from loratui.engine.families.shipped import shipped_config_root
 from loratui.engine.families.tiny import UNET_CONFIG
 from tests.tinyrun import tiny_config
 
+pytestmark = pytest.mark.slow  # the memory model measured for several models
+
 GIB = 2**30
 PET_BATCH = get_preset("pet").batch_size
 

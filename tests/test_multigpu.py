@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 from loratui.engine.train.loop import train
 from tinyrun import tiny_config
 
+pytestmark = pytest.mark.slow  # two training processes over gloo
+
 
 @pytest.mark.parametrize("base_model", ["tiny", "tiny-sdxl"])  # SDXL: its pooled text and size conditioning too
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, small_dataset, tiny_model, base_model):

@@ -22,6 +22,8 @@ from safetensors.torch import load_file
 from tinyrun import tiny_config
 from loratui.engine.train.loop import train
 
+pytestmark = pytest.mark.slow  # every network type trained on two families
+
 NETWORKS = ("lora", "locon", "loha", "lokr", "dora")
 # plain LoRA on tiny-sdxl is trained, exported and loaded by test_sdxl: the other types here
 CASES = [("tiny", n) for n in NETWORKS] + [("tiny-sdxl", n) for n in NETWORKS if n != "lora"]

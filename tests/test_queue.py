@@ -100,6 +100,7 @@ def run_dir_of(entry_id: int) -> Path | None:
     return Path(entry.run_dir) if entry.run_dir else None
 
 
+@pytest.mark.slow  # three tiny runs through a killed queue
 def test_queue_survives_its_kill_and_a_reboot_and_runs_nothing_twice(queue_home, started):
     from loratui.engine.runs.queue import RunQueue
 

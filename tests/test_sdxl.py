@@ -17,6 +17,8 @@ from tinyrun import stopped_then_resumed, tiny_config
 from loratui.engine.events import StepLogged
 from loratui.engine.train.loop import train
 
+pytestmark = pytest.mark.slow  # SDXL-shaped runs with samples and a resume
+
 ATTENTION = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)\.weight$")
 CLIP_ATTENTION = re.compile(r"\.self_attn\.(q_proj|k_proj|v_proj|out_proj)\.weight$")
 

@@ -84,6 +84,7 @@ def make_images(folder: Path, n: int) -> list[Path]:
     return [save(pattern(300 + i, (96, 64)), folder / f"img_{i}.png") for i in range(n)]
 
 
+@pytest.mark.slow  # builds and runs a BLIP model
 def test_caption_cli_with_tiny_blip_end_to_end(tiny_blip, tmp_path):
     images = make_images(tmp_path, 4)
     images[0].with_suffix(".txt").write_text("my own words")  # must never be overwritten
