@@ -59,3 +59,28 @@ def pytest_collection_modifyitems(config, items) -> None:
         mark = FOLDER_MARKS.get(first)
         if mark:
             item.add_marker(getattr(pytest.mark, mark))
+
+
+@pytest.fixture
+def webhook():
+    """A local HTTP server that keeps every JSON body posted to it: (its json:// URL, the bodies)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            length = int(self.headers.get("Content-Length", 0))
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"json://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()

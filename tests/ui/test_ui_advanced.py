@@ -4,9 +4,6 @@ field, ctrl+r queues the run instead of starting it, and ctrl+t sends a test not
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,26 +15,6 @@ from loratui.engine.runs.queue import RunQueue
 from loratui.screens.model_picker import LoraPickerDialog
 from loratui.screens.preset import PresetScreen
 from loratui.widgets.choice import Choice
-
-
-@pytest.fixture
-def webhook():
-    """A local HTTP server that keeps every JSON body posted to it (as tests/test_notify.py)."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
 
 
 def shown(app, name: str) -> bool:

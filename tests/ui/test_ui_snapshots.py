@@ -130,18 +130,20 @@ def test_help_screen(snap_compare, fixed: Path) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
 
+async def open_findings(pilot) -> None:
+    """From the folder step, Next: the dialog that lists the check's findings, settled."""
+    app = pilot.app
+    await wait_for(pilot, lambda: "6 images" in str(app.screen.query_one("#summary").render()), 30)
+    await settle(pilot)
+    await pilot.press("ctrl+n")
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "FindingsDialog", 30)
+    await settle(pilot)
+    await pilot.pause(0.2)
+
+
 def test_warnings_dialog(snap_compare, fixed: Path) -> None:
     app = build_app(fixed / "photos", defaults=settings())
-
-    async def ready(pilot) -> None:
-        await wait_for(pilot, lambda: "6 images" in str(app.screen.query_one("#summary").render()), 30)
-        await settle(pilot)
-        await pilot.press("ctrl+n")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "FindingsDialog", 30)
-        await settle(pilot)
-        await pilot.pause(0.2)
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_findings)
 
 
 def test_trigger_dialog(snap_compare, fixed: Path) -> None:

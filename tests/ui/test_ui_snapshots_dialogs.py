@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_ui_snapshots import SIZE, fixed, settings, write_run  # noqa: F401 (fixed: a fixture)
+from test_ui_snapshots import SIZE, fixed, open_findings, settings, write_run  # noqa: F401 (fixed: a fixture)
 from ui_helpers import settle, wait_for
 
 from loratui.app import build_app
@@ -28,16 +28,7 @@ def test_errors_dialog(snap_compare, fixed: Path) -> None:
     picture = fixed / "photos" / "demo_02.png"
     picture.write_bytes(picture.read_bytes()[:200])  # truncated: an error that blocks training
     app = build_app(fixed / "photos", defaults=settings())
-
-    async def ready(pilot) -> None:
-        await wait_for(pilot, lambda: "6 images" in str(app.screen.query_one("#summary").render()), 30)
-        await settle(pilot)
-        await pilot.press("ctrl+n")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "FindingsDialog", 30)
-        await settle(pilot)
-        await pilot.pause(0.2)
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_findings)
 
 
 def test_run_screen_with_validation_and_samples(snap_compare, fixed: Path) -> None:
