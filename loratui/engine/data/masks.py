@@ -138,6 +138,18 @@ def masked_mean(loss: Any, weights: Any) -> Any:
     return (loss * weights).sum(dim=[1, 2, 3]) / area
 
 
+def item_mask(item: Any) -> Any:
+    """A masked item's latent mask, or why it cannot be used (a line: unreadable, or empty at
+    the item's crop, where nothing of the image would be trained)."""
+    try:
+        mask = latent_mask(item.mask, item.record.path, item.bucket)
+    except DatasetError as exc:
+        return exc.message.split(": ", 1)[-1]
+    if int(mask.max()) == 0:
+        return "the mask is empty (all black) at this crop: nothing of this image would be trained"
+    return mask
+
+
 def load_masks(plan: Any, bus: Any, readers: int | None = None) -> dict[int, Any]:
     """Every masked item's latent mask, by item index, read on a pool of threads. An item whose
     mask turns out unusable (empty, unreadable) is taken out of the plan with a warning, as an
@@ -146,18 +158,9 @@ def load_masks(plan: Any, bus: Any, readers: int | None = None) -> dict[int, Any
 
     from loratui.engine.data.latents import drop_unreadable, reader_count
 
-    def read(item) -> Any:
-        try:
-            mask = latent_mask(item.mask, item.record.path, item.bucket)
-        except DatasetError as exc:
-            return exc.message.split(": ", 1)[-1]
-        if int(mask.max()) == 0:
-            return "the mask is empty (all black) at this crop: nothing of this image would be trained"
-        return mask
-
     masked = [item for item in plan.items if item.mask]
     with ThreadPoolExecutor(readers or reader_count(), thread_name_prefix="loratui-mask") as pool:
-        found = dict(zip((item.index for item in masked), pool.map(read, masked)))
+        found = dict(zip((item.index for item in masked), pool.map(item_mask, masked)))
     problems = {index: value for index, value in found.items() if isinstance(value, str)}
     masks = {index: value for index, value in found.items() if not isinstance(value, str)}
     if problems:

@@ -41,15 +41,20 @@ class RunPlan:
         return [i for i in self.items if i.reg]
 
     def caption_for(self, item: TrainItem) -> str:
-        """The stored caption, or the class name of a kohya folder (``10_mycat`` → ``mycat``); a
-        regularisation image without either has the class prompt."""
-        if item.record.caption:
-            return item.record.caption
-        parts = item.record.rel.split("/")
-        match = REPEAT_FOLDER.match(parts[0]) if len(parts) > 1 else None
-        if match:
-            return match.group(2).replace("_", " ")
-        return (self.class_prompt or "") if item.reg else ""
+        """The item's caption (``item_caption``)."""
+        return item_caption(item, self.class_prompt)
+
+
+def item_caption(item: TrainItem, class_prompt: str | None) -> str:
+    """The stored caption, or the class name of a kohya folder (``10_mycat`` → ``mycat``); a
+    regularisation image without either has the class prompt."""
+    if item.record.caption:
+        return item.record.caption
+    parts = item.record.rel.split("/")
+    match = REPEAT_FOLDER.match(parts[0]) if len(parts) > 1 else None
+    if match:
+        return match.group(2).replace("_", " ")
+    return (class_prompt or "") if item.reg else ""
 
 
 def plan_run(config: RunConfig) -> RunPlan:
@@ -167,8 +172,7 @@ def _regularisation(config: RunConfig, buckets, warnings: list[str], masked: boo
     if not reg:
         raise DatasetError(f"{folder.folder}: none of the regularisation images can be trained",
                            "run `loratui check` on it")
-    probe = RunPlan(folder, reg, BatchPlan(reg, 1, 0), None, class_prompt=config.class_prompt)  # type: ignore[arg-type]
-    uncaptioned = [r.record.rel for r in reg if not probe.caption_for(r)]
+    uncaptioned = [r.record.rel for r in reg if not item_caption(r, config.class_prompt)]
     if uncaptioned:
         raise DatasetError(
             f"{folder.folder / uncaptioned[0]}: a regularisation image needs a caption "

@@ -190,16 +190,12 @@ def validation_set(plan: Any, config: Any, vae, device, cache: dict) -> Validati
 
 def validation_mask(item: Any) -> Any:
     """A validation image's latent mask; None (the whole image) when it has none or it is unusable."""
-    from loratui.engine.data.masks import latent_mask
-    from loratui.engine.errors import DatasetError
+    from loratui.engine.data.masks import item_mask
 
     if not item.mask:
         return None
-    try:
-        mask = latent_mask(item.mask, item.record.path, item.bucket)
-    except DatasetError:
-        return None
-    return mask if int(mask.max()) else None
+    mask = item_mask(item)
+    return None if isinstance(mask, str) else mask
 
 
 def load_history(run_dir: Path) -> list[tuple[int, float]]:
