@@ -49,6 +49,11 @@ def test_the_update_follows_the_warm_up_rule_by_hand():
     with ema.applied():
         assert torch.equal(weight.detach(), ema.shadow["w"])
     assert torch.equal(weight.detach(), trained)
+    with pytest.raises(RuntimeError), ema.applied():  # a sample that fails mid-way: still put back
+        with torch.no_grad():
+            weight.mul_(3.0)
+        raise RuntimeError("sampling failed")
+    assert torch.equal(weight.detach(), trained)
     copy = WeightAverage({"w": torch.nn.Parameter(torch.zeros(3))}, decay=0.25)
     copy.load_state_dict(ema.state_dict())
     assert copy.updates == 3 and torch.equal(copy.shadow["w"], ema.shadow["w"])

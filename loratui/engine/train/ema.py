@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
+from loratui.engine.train.kept_weights import restored
+
 MODES = ("off", "keep", "final")
 
 
@@ -65,16 +67,11 @@ class WeightAverage:
         """The average in the model inside the block; the trained weights back, exactly, after."""
         import torch
 
-        kept = [p.detach().clone() for p in self.params.values()]
-        try:
+        with restored(self.params.values()) as params:
             with torch.no_grad():
-                for p, value in zip(self.params.values(), self.shadow.values()):
+                for p, value in zip(params, self.shadow.values()):
                     p.copy_(value)
             yield
-        finally:
-            with torch.no_grad():
-                for p, value in zip(self.params.values(), kept):
-                    p.copy_(value)
 
     def state_dict(self) -> dict[str, Any]:
         """The average and its update count (a checkpoint, a rollback snapshot)."""

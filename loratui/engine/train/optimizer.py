@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from loratui.engine.config import RunConfig
 from loratui.engine.events import EventBus, WarningRaised
+from loratui.engine.train.kept_weights import restored
 
 OPTIMIZERS = ("adamw", "adamw8bit", "prodigy", "adafactor", "lion", "schedulefree")
 WEIGHT_DECAY = 1e-2
@@ -163,21 +164,10 @@ def eval_weights(optimizer: Any) -> Iterator[None]:
         yield
         return
     # eval() then train() moves the weights there and back through floating-point lerps, which do
-    # not return them bit for bit: the trained weights are kept aside and put back exactly, so a
-    # run that samples, validates or saves at a step trains on as one that did not (resume)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    kept = [p.detach().clone() for p in params]
-    optimizer.eval()
-    try:
-        yield
-    finally:
-        optimizer.train()
-        with _no_grad():
-            for p, value in zip(params, kept):
-                p.copy_(value)
-
-
-def _no_grad():
-    import torch
-
-    return torch.no_grad()
+    # not return them bit for bit: the trained weights are put back exactly after the block
+    with restored(p for group in optimizer.param_groups for p in group["params"]):
+        optimizer.eval()
+        try:
+            yield
+        finally:
+            optimizer.train()
