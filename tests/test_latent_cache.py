@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from loratui.engine.data.latent_cache import image_key
 from loratui.engine.train.loop import train
 from tinyrun import tiny_config
 
@@ -47,3 +49,16 @@ def test_second_run_reads_the_disk_cache_and_copies_share_entries(tmp_path, smal
     loss = [e.loss for e in events if e.event == "step"][0]
     ref = [e.loss for e in plain if e.event == "step"][0]
     assert loss != ref
+
+
+def test_an_image_edited_in_place_gets_a_new_key(tmp_path):
+    """Hashes are kept per file version (a run hashes each image for its identity and for this
+    cache): an edit in place, even one of the same size, is a new key, never a stale one."""
+    image = tmp_path / "a.png"
+    image.write_bytes(b"first version")
+    first = image_key(image)
+    assert image_key(image) == first == hashlib.sha256(b"first version").hexdigest()[:32]
+    stat = image.stat()
+    image.write_bytes(b"other version")  # same size
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert image_key(image) == hashlib.sha256(b"other version").hexdigest()[:32]

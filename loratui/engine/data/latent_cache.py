@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from loratui.engine.hashing import file_sha256
 from loratui.engine.paths import cache_dir
 
 # Bump when images.fit_to_bucket/open_rgb/to_tensor change what a latent means.
@@ -33,11 +34,7 @@ def vae_fingerprint(vae: Any) -> str:
 
 def image_key(path: Path) -> str:
     """A content hash of the image file (renames and copies share one entry)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:32]
+    return file_sha256(path)[:32]
 
 
 class LatentDiskCache:
