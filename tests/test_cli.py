@@ -144,6 +144,17 @@ def test_presets_plans_for_the_base_model_as_the_wizard_does(demo_dataset):
     assert text.count("SDXL at 64 px") == 3 and "needs ≈" in text
 
 
+def test_building_a_tiny_model_prints_nothing(tmp_path):
+    """The first command that needs a tiny model builds it: the libraries' save bars ("Writing
+    model shards") and torchvision notes stay out of that command's output."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from loratui.engine.families.tiny import tiny_model_dir; tiny_model_dir('tiny')"],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "LORATUI_CACHE_DIR": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout, proc.stderr) == ("", "")
+
+
 def test_demo_headless(tmp_path, tiny_model):
     proc = loratui("demo", "--headless", "--steps", "6", "--output", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

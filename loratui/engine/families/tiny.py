@@ -88,6 +88,9 @@ def build_tiny(target: Path, build) -> Path:
     weights), save it and rename it into place: a half-built model is never found."""
     import torch
 
+    from loratui.engine.families.base import quiet_libraries
+
+    quiet_libraries()  # no "Writing model shards" bars or torchvision notes in a command's output
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
     try:
