@@ -34,7 +34,7 @@ from loratui.engine.families import FAMILIES, ModelSpec, family_of
 from loratui.engine.families.base import config_family
 from loratui.engine.paths import cache_dir
 
-FOOTPRINT_VERSION = 2  # 2: FLOPs counted too. Bump when the measurement changes, so cached figures are re-measured
+FOOTPRINT_VERSION = 3  # 2: FLOPs counted too; 3: counted without torch's FlopCounterMode. Bump when the measurement changes, so cached figures are re-measured
 CACHE_FILE = "footprints.json"
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 OPTIMIZER_STATE_BYTES = {"adamw": 8, "adamw8bit": 2}  # per trainable parameter (two moments)
@@ -180,22 +180,21 @@ def meta_unet(unet_config: dict[str, Any], rank: int, precision: str, checkpoint
 
 def _measure_pass(unet, unet_config: dict[str, Any], batch: int, latent: int, precision: str) -> tuple[int, int]:
     """(peak bytes, FLOPs) of one forward and backward pass of ``batch`` latents."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        peak = peak_of_pass(unet, unet_config, batch, latent, precision)
-    return peak, int(counter.get_total_flops())
+    meter = _LiveBytes(count_flops=True)
+    peak = peak_of_pass(unet, unet_config, batch, latent, precision, meter=meter)
+    return peak, meter.flops
 
 
 def peak_of_pass(
-    unet, unet_config: dict[str, Any], batch: int, latent: int, precision: str, device: str = "meta"
+    unet, unet_config: dict[str, Any], batch: int, latent: int, precision: str, device: str = "meta",
+    meter: "_LiveBytes | None" = None,
 ) -> int:
     """Peak bytes alive during one forward and backward pass of ``batch`` latents."""
     import torch
     import torch.nn.functional as F
 
     dtype = _torch_dtype(precision)
-    meter = _LiveBytes()
+    meter = meter or _LiveBytes()
     with meter:
         family = FAMILIES[config_family(unet_config)]
         x = torch.randn(batch, unet_config.get("in_channels", 4), latent, latent, device=device, dtype=dtype)
@@ -212,41 +211,53 @@ def peak_of_pass(
 
 
 class _LiveBytes:
-    """A dispatch mode that tracks the bytes of live tensor storages and their peak."""
+    """A dispatch mode that tracks the bytes of live tensor storages and their peak, and with
+    ``count_flops`` the model FLOPs of the ops it sees (torch's per-op formulas; torch's own
+    FlopCounterMode also attributes every op to each module around it, which cost most of a
+    measurement's time and is not needed here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, count_flops: bool = False) -> None:
+        import torch
         from torch.utils._python_dispatch import TorchDispatchMode
 
         meter = self
+        formulas = _flop_formulas() if count_flops else {}
+        Tensor = torch.Tensor
 
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                meter.track(out)
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                if isinstance(out, Tensor):
+                    meter.track(out)
+                elif isinstance(out, (tuple, list)):
+                    for item in out:
+                        if isinstance(item, Tensor):
+                            meter.track(item)
+                formula = formulas.get(func._overloadpacket)
+                if formula is not None:
+                    meter.flops += formula(*args, **kwargs, out_val=out)
                 return out
 
         self.mode = Mode()
         self.refs: dict[int, list[int]] = {}  # storage -> [bytes, live tensors on it]
         self.live = 0
         self.peak = 0
+        self.flops = 0
 
-    def track(self, out: Any) -> None:
-        import torch
-        from torch.utils._pytree import tree_flatten
-
-        for tensor in tree_flatten(out)[0]:
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            storage = tensor.untyped_storage()
-            key = storage._cdata
-            entry = self.refs.get(key)
-            if entry is None:
-                self.refs[key] = [storage.nbytes(), 1]
-                self.live += storage.nbytes()
-                self.peak = max(self.peak, self.live)
-            else:
-                entry[1] += 1
-            weakref.finalize(tensor, self._release, key)
+    def track(self, tensor: Any) -> None:
+        storage = tensor.untyped_storage()
+        key = storage._cdata
+        entry = self.refs.get(key)
+        if entry is None:
+            size = storage.nbytes()
+            self.refs[key] = [size, 1]
+            self.live += size
+            if self.live > self.peak:
+                self.peak = self.live
+        else:
+            entry[1] += 1
+        weakref.finalize(tensor, self._release, key)
 
     def _release(self, key: int) -> None:
         entry = self.refs[key]
@@ -261,6 +272,13 @@ class _LiveBytes:
 
     def __exit__(self, *exc: object) -> None:
         self.mode.__exit__(*exc)
+
+
+def _flop_formulas() -> dict[Any, Any]:
+    """torch's FLOP formula per op (matmuls, convolutions, attention), by op packet."""
+    from torch.utils.flop_counter import flop_registry
+
+    return dict(flop_registry)
 
 
 class _FusedAttention:
