@@ -699,7 +699,6 @@ class TrainingRun:
         if not self.main:
             self.accelerator.wait_for_everyone()
             return RunResult("finished", self.run_dir, None, step, self.total_steps, self.smoothed)
-        self._record_speed()
         final = self.writer.final(step)  # first: what the run is for, before anything optional
         if self.sampling:
             self.take_samples()
@@ -715,6 +714,8 @@ class TrainingRun:
         self.state.update(status="finished", step=step, lora=str(final), final_loss=self.smoothed,
                           finished_at=time.time(), recommendation=recommended, healed=self.healed)
         self.bus.emit(RunFinished(str(final), step))
+        # after "done": the first run of a setting measures the model's FLOPs for it (seconds)
+        self._record_speed()
         self.accelerator.wait_for_everyone()
         return RunResult("finished", self.run_dir, final, step, self.total_steps, self.smoothed)
 
