@@ -1,0 +1,315 @@
+"""loratui against diffusers' OWN LoRA example script, paired: same model, data and settings.
+
+    benchmarks/example_env.sh                       # once: builds .venv-example (see there why)
+    .venv-example/bin/python benchmarks/example_bench.py [--example PATH] [--family sd15|sdxl]
+        [--steps 70] [--warmup 20] [--repeats 3] [--threads 1]
+
+The example is ``examples/text_to_image/train_text_to_image_lora.py`` (``--family sdxl``:
+``train_text_to_image_lora_sdxl.py``) of diffusers. ``--example PATH`` takes a copy by path;
+without it the script is downloaded at benchmark time from raw.githubusercontent.com at the
+pinned commit below into a temporary folder (never kept, never committed). A local git
+snapshot gives a copy with, for example,
+``git -C DIFFUSERS_GIT show 58eb52c:examples/text_to_image/train_text_to_image_lora.py > /tmp/lora.py``.
+The run prints the script's git blob id and whether it is the pinned version.
+
+What runs. The benchmark builds the tiny pipeline (``tiny`` or ``tiny-sdxl``, random weights from
+loratui's configs) as a diffusers folder and a dataset folder of 12 demo images (96-128 px) with
+their captions twice over: ``NAME.txt`` beside each image (loratui) and ``metadata.jsonl``
+(``file_name``, ``text``: the example's imagefolder, ``--caption_column text``). Each side runs
+as its own process, unpatched, in this one venv (one torch): the example as
+``python SCRIPT ...`` (no accelerate launch: one process), loratui as
+``python -m loratui train ... --json`` (headless). Both: resolution 64, batch 2, LoRA rank 4 with
+alpha 4 (the example sets alpha = rank) on to_q/to_k/to_v/to_out.0, AdamW lr 1e-4 constant
+with no warm-up, max grad norm 1, fp32 (``--mixed_precision no``), seed 0, the same number of
+steps, no validation, no samples, no checkpoints before the end, the example's data loader with
+0 workers, and the same torch thread count (``--threads``: OMP_NUM_THREADS, which loratui
+also reads).
+
+Timing. Both sides log every step with a wall-clock time: the example through its default
+tracker (``--report_to tensorboard``: ``train_loss`` per step, whose event wall time this reads
+back), loratui as its ``step`` events (``t``). A run's seconds per step is
+``(t[steps] - t[warmup]) / (steps - warmup)``: start-up, model loading, loratui's latent cache
+and the end-of-run save all fall outside the window. Runs alternate example/loratui, the order
+flipped every repeat; the figure is the median over repeats, the ratio loratui / example of
+the medians (and each pair's own ratio). The 1-minute load average is printed beside every run:
+it counts every process on the machine, the benchmark's own included. Beside the step, each run
+reports its start (process start to step 1's log) and finish (the last step's log to the exit).
+Every run starts cold: its own cache folders (``LORATUI_CACHE_DIR``, ``HF_HOME``), so loratui
+encodes the latents and, at the end, measures the UNet's FLOPs for its speed record (cached per
+model, resolution and rank: a user pays it on the first run of a setting only) every time.
+
+What the two sides do differently (the work each does per step, as shipped):
+- The example decodes, resizes (Resize to 64 on the short side, RandomCrop 64) and normalises
+  every image every step through torchvision and a ``datasets`` imagefolder, VAE-encodes the
+  batch and runs the text encoder(s) every step. loratui encodes every image's latent
+  distribution once before step 1 (sampled per step) and each caption's text-encoder output once
+  (the encoders are frozen), so its step is the UNet's forward and backward and the optimizer.
+- The example's optimizer is ``torch.optim.AdamW`` with its default (foreach) implementation;
+  loratui uses the fused kernel on the CPU. Weight decay: the example's 1e-2; loratui's own.
+- The SD-1.5 example hands ``clip_grad_norm_`` the ``filter`` over the LoRA parameters that the
+  optimizer already consumed, so it clips nothing and computes no norm; the SDXL example clips a
+  list (a real norm). loratui computes the norm and clips every step (it checks it is finite).
+- Per-step logging: the example writes a tensorboard scalar and redraws a tqdm bar; loratui
+  reads memory, emits a ``step`` event to ``events.jsonl`` and stdout (``--json``).
+- loratui resizes with a centre crop to 64 px (``buckets = false``); the example crops at random.
+- The SDXL example adds the size/crop time ids built per batch; loratui builds them from the
+  cached sizes. Both run the UNet with the same added conditioning.
+No runtime patch is applied to the example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+# The diffusers commit the benchmark was written against, and the git blob ids of the two
+# scripts at that commit (so a copy given by path is known to be the same text, or not).
+DIFFUSERS_COMMIT = "58eb52c0803ea9af3abec60841c2a093bdf1f951"
+EXAMPLES = {
+    "sd15": ("examples/text_to_image/train_text_to_image_lora.py", "d33908b28000d0edd76feb761c2fbbfdff916f81"),
+    "sdxl": ("examples/text_to_image/train_text_to_image_lora_sdxl.py", "eafc03d698675c239f09ce4e806a0d033c406f92"),
+}
+RAW_URL = "https://raw.githubusercontent.com/huggingface/diffusers/{commit}/{path}"
+TINY = {"sd15": "tiny", "sdxl": "tiny-sdxl"}
+CAPTION_COLUMN = "text"
+
+
+def fail(message: str) -> None:
+    """Stop with one clear line on stderr."""
+    print(f"example_bench.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a file's content, to compare a copy with the pinned commit's."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def fetch_example(family: str, folder: Path) -> Path:
+    """Download the family's example script at the pinned commit into ``folder``."""
+    path, _ = EXAMPLES[family]
+    url = RAW_URL.format(commit=DIFFUSERS_COMMIT, path=path)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = response.read()
+    except OSError as exc:
+        fail(f"could not download {url} ({getattr(exc, 'reason', exc)}): pass --example PATH, a copy of "
+             f"{path} (diffusers commit {DIFFUSERS_COMMIT[:7]})")
+    target = folder / Path(path).name
+    target.write_bytes(data)
+    return target
+
+
+def check_example(family: str, script: Path) -> str:
+    """The script's blob id, and a note when it is not the pinned version."""
+    if not script.is_file():
+        fail(f"--example {script}: no such file: pass the path of {Path(EXAMPLES[family][0]).name}")
+    blob = git_blob_id(script.read_bytes())
+    pinned = EXAMPLES[family][1]
+    if blob == pinned:
+        return f"{script} (git blob {blob[:10]}: diffusers {DIFFUSERS_COMMIT[:10]})"
+    return f"{script} (git blob {blob[:10]}: NOT the pinned {pinned[:10]} of diffusers {DIFFUSERS_COMMIT[:10]})"
+
+
+def check_python() -> None:
+    """The example imports torchvision and datasets: they must import here, beside this torch."""
+    try:
+        import datasets  # noqa: F401
+        import torchvision  # noqa: F401
+    except Exception as exc:  # an ImportError, or torchvision's RuntimeError beside a foreign torch
+        fail(f"this Python ({sys.executable}) cannot import what the example needs ({type(exc).__name__}: "
+             f"{str(exc).splitlines()[0] if str(exc) else ''}): run it with .venv-example/bin/python "
+             "(benchmarks/example_env.sh builds it)")
+
+
+def make_inputs(family: str, work: Path) -> tuple[Path, Path]:
+    """The tiny pipeline's diffusers folder and the dataset folder both sides read."""
+    os.environ["LORATUI_CACHE_DIR"] = str(work / "model-cache")
+    from loratui.engine.data.demo import DEMO_TRIGGER, make_demo_dataset
+    from loratui.engine.families.tiny import tiny_model_dir
+
+    model = tiny_model_dir(TINY[family])
+    data = make_demo_dataset(work / "data", count=12)
+    rows = []
+    for image in sorted(data.glob("*.png")):
+        caption = image.with_suffix(".txt").read_text(encoding="utf-8").strip()
+        assert caption.startswith(DEMO_TRIGGER)  # so --trigger leaves loratui's captions as they are
+        rows.append(json.dumps({"file_name": image.name, CAPTION_COLUMN: caption}))
+    (data / "metadata.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return model, data
+
+
+def child_env(args, cache: Path) -> dict[str, str]:
+    threads = str(args.threads)
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "LORATUI_THREADS": threads,
+            "LORATUI_CACHE_DIR": str(cache), "HF_HOME": str(cache / "hf"), "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "PYTHONUNBUFFERED": "1"}
+
+
+def example_command(args, script: Path, model: Path, data: Path, out: Path) -> list[str]:
+    return [sys.executable, str(script),
+            "--pretrained_model_name_or_path", str(model), "--train_data_dir", str(data),
+            "--caption_column", CAPTION_COLUMN, "--resolution", str(args.resolution),
+            "--train_batch_size", str(args.batch), "--rank", str(args.rank),
+            "--learning_rate", str(args.lr), "--lr_scheduler", "constant", "--lr_warmup_steps", "0",
+            "--max_train_steps", str(args.steps), "--checkpointing_steps", str(args.steps + 1),
+            "--max_grad_norm", "1.0", "--mixed_precision", "no", "--dataloader_num_workers", "0",
+            "--seed", "0", "--report_to", "tensorboard", "--output_dir", str(out)]
+
+
+def loratui_command(args, model: Path, data: Path, out: Path) -> list[str]:
+    from loratui.engine.data.demo import DEMO_TRIGGER
+
+    config = out.parent / "loratui-bench.toml"
+    # what has no CLI flag: no validation, no min-SNR weighting (the example's default), one fixed
+    # size (no buckets), the example's constant lr with no warm-up and its clip norm
+    config.write_text('validation = "off"\nmin_snr_gamma = 0\nbuckets = false\nlr_scheduler = "constant"\n'
+                      "warmup_steps = 0\nmax_grad_norm = 1.0\n", encoding="utf-8")
+    return [sys.executable, "-m", "loratui", "train", str(data), "--preset", "pet",
+            "--base-model", str(model), "--trigger", DEMO_TRIGGER, "--config", str(config),
+            "--output", str(out), "--steps", str(args.steps), "--rank", str(args.rank),
+            "--alpha", str(float(args.rank)), "--lr", str(args.lr), "--batch-size", str(args.batch),
+            "--resolution", str(args.resolution), "--optimizer", "adamw", "--save-every", "0",
+            "--sample-every", "0", "--mixed-precision", "no", "--seed", "0", "--no-tensorboard", "--json"]
+
+
+def example_step_times(out: Path) -> dict[int, float]:
+    """Wall time of each step's ``train_loss`` scalar in the example's tensorboard log."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(out.glob("logs/**/events.out.tfevents.*"))
+    if not files:
+        raise RuntimeError(f"{out}/logs: no tensorboard event file from the example")
+    times: dict[int, float] = {}
+    for f in files:
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        if "train_loss" in acc.Tags().get("scalars", []):
+            times.update({e.step: e.wall_time for e in acc.Scalars("train_loss")})
+    return times
+
+
+def loratui_step_times(stdout: str) -> dict[int, float]:
+    """Time of each ``step`` event loratui printed (``--json``)."""
+    times: dict[int, float] = {}
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == "step":
+                times[event["step"]] = event["t"]
+    return times
+
+
+def run_side(kind: str, args, script: Path, model: Path, data: Path, work: Path, n: int) -> dict:
+    """One run of one side: its seconds per step over the window, its wall time, the load."""
+    folder = work / f"{kind}-{n}"
+    out = folder / "out"
+    out.mkdir(parents=True)
+    cmd = (example_command(args, script, model, data, out) if kind == "example"
+           else loratui_command(args, model, data, out))
+    log = folder / "output.log"
+    started = time.time()  # wall clock: the step times both sides log are wall-clock times too
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args, folder / "cache"), cwd=folder)
+    ended = time.time()
+    load = os.getloadavg()[0]
+    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr, encoding="utf-8")
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        print(tail, file=sys.stderr)
+        fail(f"the {kind} run failed (exit {proc.returncode}); its whole output: {log}")
+    times = example_step_times(out) if kind == "example" else loratui_step_times(proc.stdout)
+    if args.steps not in times or args.warmup not in times:
+        fail(f"the {kind} run logged steps {min(times, default=0)}-{max(times, default=0)}, not "
+             f"{args.warmup} and {args.steps}; its whole output: {log}")
+    per_step = (times[args.steps] - times[args.warmup]) / (args.steps - args.warmup)
+    # start: process start to the first step's log (imports, loading, caching, step 1);
+    # finish: the last step's log to the process's exit (saving the LoRA and what else each does)
+    return {"kind": kind, "s_per_step": per_step, "wall_s": ended - started, "load": load,
+            "start_s": times[min(times)] - started, "finish_s": ended - times[args.steps]}
+
+
+def machine() -> str:
+    import platform
+
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--example", type=Path, help="the example script (default: download it at the pinned commit)")
+    parser.add_argument("--family", choices=sorted(EXAMPLES), default="sd15")
+    parser.add_argument("--steps", type=int, default=70, help="steps per run (the window ends here)")
+    parser.add_argument("--warmup", type=int, default=20, help="steps before the timed window")
+    parser.add_argument("--repeats", type=int, default=3, help="pairs of runs, alternated")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, outputs)")
+    args = parser.parse_args()
+    if not 0 < args.warmup < args.steps:
+        fail(f"--warmup {args.warmup} --steps {args.steps}: need 0 < warmup < steps")
+    work = Path(tempfile.mkdtemp(prefix="example-bench-"))
+    done = False
+    try:
+        script = args.example.resolve() if args.example else fetch_example(args.family, work)
+        print(f"example: {check_example(args.family, script)}")
+        check_python()
+        print(f"machine: {machine()}; {args.threads} torch thread(s) each side")
+        model, data = make_inputs(args.family, work)
+        runs: list[dict] = []
+        for n in range(args.repeats):
+            order = ("example", "loratui") if n % 2 == 0 else ("loratui", "example")
+            for kind in order:
+                run = run_side(kind, args, script, model, data, work, n)
+                runs.append({**run, "repeat": n})
+                print(f"repeat {n + 1} {kind:<8} {run['s_per_step']:.4f} s/step  run {run['wall_s']:6.1f} s "
+                      f"(start {run['start_s']:5.1f}, finish {run['finish_s']:5.1f})  load {run['load']:.2f}", flush=True)
+        report(args, runs)
+        done = True
+    finally:
+        # a failed run's log is named in the error: its folder stays
+        if args.keep or (not done and any(work.glob("*-[0-9]*/output.log"))):
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def report(args, runs: list[dict]) -> None:
+    def of(kind: str, key: str) -> list[float]:
+        return [r[key] for r in runs if r["kind"] == kind]
+
+    ex, ours = statistics.median(of("example", "s_per_step")), statistics.median(of("loratui", "s_per_step"))
+    pairs = [lo / e for lo, e in zip(of("loratui", "s_per_step"), of("example", "s_per_step"))]
+    loads = [r["load"] for r in runs]
+    timed = args.steps - args.warmup
+    print(f"\n{'SDXL' if args.family == 'sdxl' else 'SD-1.5'} (tiny{'-sdxl' if args.family == 'sdxl' else ''}), CPU, "
+          f"batch {args.batch}, {args.resolution} px, rank {args.rank}: steps {args.warmup}-{args.steps} timed "
+          f"({timed}), {args.repeats} repeats, load {min(loads):.2f}-{max(loads):.2f}")
+    print(f"{'side':<9}{'s/step':>9}{'run s':>8}{'start s':>9}{'finish s':>10}   (medians)")
+    for kind, med in (("example", ex), ("loratui", ours)):
+        wall, start, finish = (statistics.median(of(kind, key)) for key in ("wall_s", "start_s", "finish_s"))
+        print(f"{kind:<9}{med:>9.4f}{wall:>8.1f}{start:>9.1f}{finish:>10.1f}")
+    print(f"ratio loratui / example: {ours / ex:.2f} (pairs: {', '.join(f'{p:.2f}' for p in pairs)})")
+    print(f"| {args.family} | {ex:.4f} | {ours:.4f} | **{ours / ex:.2f}** | {timed} | {args.repeats} | "
+          f"{min(loads):.2f}-{max(loads):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
