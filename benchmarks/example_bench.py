@@ -63,6 +63,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -156,18 +157,18 @@ def child_env(args, cache: Path) -> dict[str, str]:
             "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "PYTHONUNBUFFERED": "1"}
 
 
-def example_command(args, script: Path, model: Path, data: Path, out: Path) -> list[str]:
+def example_command(args, steps: int, script: Path, model: Path, data: Path, out: Path) -> list[str]:
     return [sys.executable, str(script),
             "--pretrained_model_name_or_path", str(model), "--train_data_dir", str(data),
             "--caption_column", CAPTION_COLUMN, "--resolution", str(args.resolution),
             "--train_batch_size", str(args.batch), "--rank", str(args.rank),
             "--learning_rate", str(args.lr), "--lr_scheduler", "constant", "--lr_warmup_steps", "0",
-            "--max_train_steps", str(args.steps), "--checkpointing_steps", str(args.steps + 1),
+            "--max_train_steps", str(steps), "--checkpointing_steps", str(steps + 1),
             "--max_grad_norm", "1.0", "--mixed_precision", "no", "--dataloader_num_workers", "0",
             "--seed", "0", "--report_to", "tensorboard", "--output_dir", str(out)]
 
 
-def loratui_command(args, model: Path, data: Path, out: Path) -> list[str]:
+def loratui_command(args, steps: int, model: Path, data: Path, out: Path) -> list[str]:
     from loratui.engine.data.demo import DEMO_TRIGGER
 
     config = out.parent / "loratui-bench.toml"
@@ -177,7 +178,7 @@ def loratui_command(args, model: Path, data: Path, out: Path) -> list[str]:
                       "warmup_steps = 0\nmax_grad_norm = 1.0\n", encoding="utf-8")
     return [sys.executable, "-m", "loratui", "train", str(data), "--preset", "pet",
             "--base-model", str(model), "--trigger", DEMO_TRIGGER, "--config", str(config),
-            "--output", str(out), "--steps", str(args.steps), "--rank", str(args.rank),
+            "--output", str(out), "--steps", str(steps), "--rank", str(args.rank),
             "--alpha", str(float(args.rank)), "--lr", str(args.lr), "--batch-size", str(args.batch),
             "--resolution", str(args.resolution), "--optimizer", "adamw", "--save-every", "0",
             "--sample-every", "0", "--mixed-precision", "no", "--seed", "0", "--no-tensorboard", "--json"]
@@ -210,32 +211,54 @@ def loratui_step_times(stdout: str) -> dict[int, float]:
     return times
 
 
-def run_side(kind: str, args, script: Path, model: Path, data: Path, work: Path, n: int) -> dict:
-    """One run of one side: its seconds per step over the window, its wall time, the load."""
-    folder = work / f"{kind}-{n}"
+def run_side(kind: str, steps: int, args, script: Path, model: Path, data: Path, folder: Path) -> dict:
+    """One process of one side for ``steps`` steps: each step's logged time, its CPU seconds,
+    when it started and ended, and the load after it."""
     out = folder / "out"
     out.mkdir(parents=True)
-    cmd = (example_command(args, script, model, data, out) if kind == "example"
-           else loratui_command(args, model, data, out))
+    cmd = (example_command(args, steps, script, model, data, out) if kind == "example"
+           else loratui_command(args, steps, model, data, out))
     log = folder / "output.log"
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()  # wall clock: the step times both sides log are wall-clock times too
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args, folder / "cache"), cwd=folder)
     ended = time.time()
-    load = os.getloadavg()[0]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr, encoding="utf-8")
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         print(tail, file=sys.stderr)
         fail(f"the {kind} run failed (exit {proc.returncode}); its whole output: {log}")
     times = example_step_times(out) if kind == "example" else loratui_step_times(proc.stdout)
-    if args.steps not in times or args.warmup not in times:
+    if steps not in times or args.warmup not in times:
         fail(f"the {kind} run logged steps {min(times, default=0)}-{max(times, default=0)}, not "
-             f"{args.warmup} and {args.steps}; its whole output: {log}")
-    per_step = (times[args.steps] - times[args.warmup]) / (args.steps - args.warmup)
-    # start: process start to the first step's log (imports, loading, caching, step 1);
-    # finish: the last step's log to the process's exit (saving the LoRA and what else each does)
-    return {"kind": kind, "s_per_step": per_step, "wall_s": ended - started, "load": load,
-            "start_s": times[min(times)] - started, "finish_s": ended - times[args.steps]}
+             f"{args.warmup} and {steps}; its whole output: {log}")
+    return {"times": times, "started": started, "ended": ended, "load": os.getloadavg()[0],
+            "cpu_s": (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)}
+
+
+def measure(kind: str, args, script: Path, model: Path, data: Path, work: Path, n: int) -> dict:
+    """One repeat of one side: a run of ``--steps`` (its step logs give the wall time per step)
+    and, unless ``--no-cpu``, a run of ``--warmup`` steps, whose CPU time subtracted from the
+    long run's leaves the CPU seconds of the steps between (start-up and the end cancel out)."""
+    timed = args.steps - args.warmup
+    run = run_side(kind, args.steps, args, script, model, data, work / f"{kind}-{n}")
+    times = run["times"]
+    window = [times[s] - times[s - 1] for s in range(args.warmup + 1, args.steps + 1)]
+    result = {
+        "kind": kind, "repeat": n, "load": run["load"], "wall_s": run["ended"] - run["started"],
+        "s_per_step": (times[args.steps] - times[args.warmup]) / timed,
+        "median_step": statistics.median(window),
+        # start: process start to the first step's log (imports, loading, caching, step 1);
+        # finish: the last step's log to the process's exit (saving the LoRA and what else each does)
+        "start_s": times[min(times)] - run["started"], "finish_s": run["ended"] - times[args.steps],
+        "cpu_per_step": None,
+    }
+    if args.cpu:
+        short = run_side(kind, args.warmup, args, script, model, data, work / f"{kind}-{n}-short")
+        result["cpu_per_step"] = (run["cpu_s"] - short["cpu_s"]) / timed
+        result["load"] = max(result["load"], short["load"])
+    return result
 
 
 def machine() -> str:
@@ -261,6 +284,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--no-cpu", dest="cpu", action="store_false",
+                        help="skip the short runs that give CPU seconds per step (half the time)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, outputs)")
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
@@ -277,10 +302,12 @@ def main() -> None:
         for n in range(args.repeats):
             order = ("example", "loratui") if n % 2 == 0 else ("loratui", "example")
             for kind in order:
-                run = run_side(kind, args, script, model, data, work, n)
-                runs.append({**run, "repeat": n})
-                print(f"repeat {n + 1} {kind:<8} {run['s_per_step']:.4f} s/step  run {run['wall_s']:6.1f} s "
-                      f"(start {run['start_s']:5.1f}, finish {run['finish_s']:5.1f})  load {run['load']:.2f}", flush=True)
+                run = measure(kind, args, script, model, data, work, n)
+                runs.append(run)
+                cpu = f"  cpu {run['cpu_per_step']:.4f} s/step" if run["cpu_per_step"] is not None else ""
+                print(f"repeat {n + 1} {kind:<8} {run['s_per_step']:.4f} s/step (median step {run['median_step']:.4f})"
+                      f"{cpu}  run {run['wall_s']:5.1f} s (start {run['start_s']:4.1f}, finish {run['finish_s']:4.1f})"
+                      f"  load {run['load']:.2f}", flush=True)
         report(args, runs)
         done = True
     finally:
@@ -292,23 +319,33 @@ def main() -> None:
 
 
 def report(args, runs: list[dict]) -> None:
+    """Medians per side and the ratios loratui / example, of the window's wall time per step, of
+    the median step, and of CPU seconds per step; the last line is a RESULTS.md table row."""
     def of(kind: str, key: str) -> list[float]:
         return [r[key] for r in runs if r["kind"] == kind]
 
-    ex, ours = statistics.median(of("example", "s_per_step")), statistics.median(of("loratui", "s_per_step"))
-    pairs = [lo / e for lo, e in zip(of("loratui", "s_per_step"), of("example", "s_per_step"))]
+    figures = ["s_per_step", "median_step"] + (["cpu_per_step"] if args.cpu else [])
+    med = {(k, f): statistics.median(of(k, f)) for k in ("example", "loratui") for f in figures}
     loads = [r["load"] for r in runs]
     timed = args.steps - args.warmup
     print(f"\n{'SDXL' if args.family == 'sdxl' else 'SD-1.5'} (tiny{'-sdxl' if args.family == 'sdxl' else ''}), CPU, "
-          f"batch {args.batch}, {args.resolution} px, rank {args.rank}: steps {args.warmup}-{args.steps} timed "
-          f"({timed}), {args.repeats} repeats, load {min(loads):.2f}-{max(loads):.2f}")
-    print(f"{'side':<9}{'s/step':>9}{'run s':>8}{'start s':>9}{'finish s':>10}   (medians)")
-    for kind, med in (("example", ex), ("loratui", ours)):
+          f"batch {args.batch}, {args.resolution} px, rank {args.rank}, {args.threads} thread(s): steps "
+          f"{args.warmup}-{args.steps} timed ({timed}), {args.repeats} repeats, load {min(loads):.2f}-{max(loads):.2f}")
+    print(f"{'side':<9}{'s/step':>9}{'median step':>13}{'cpu s/step':>12}{'run s':>8}{'start s':>9}{'finish s':>10}   (medians)")
+    for kind in ("example", "loratui"):
         wall, start, finish = (statistics.median(of(kind, key)) for key in ("wall_s", "start_s", "finish_s"))
-        print(f"{kind:<9}{med:>9.4f}{wall:>8.1f}{start:>9.1f}{finish:>10.1f}")
-    print(f"ratio loratui / example: {ours / ex:.2f} (pairs: {', '.join(f'{p:.2f}' for p in pairs)})")
-    print(f"| {args.family} | {ex:.4f} | {ours:.4f} | **{ours / ex:.2f}** | {timed} | {args.repeats} | "
-          f"{min(loads):.2f}-{max(loads):.2f} |")
+        cpu = f"{med[kind, 'cpu_per_step']:>12.4f}" if args.cpu else f"{'-':>12}"
+        print(f"{kind:<9}{med[kind, 's_per_step']:>9.4f}{med[kind, 'median_step']:>13.4f}{cpu}{wall:>8.1f}"
+              f"{start:>9.1f}{finish:>10.1f}")
+    ratios = {f: med["loratui", f] / med["example", f] for f in figures}
+    for f in figures:
+        pairs = [lo / e for lo, e in zip(of("loratui", f), of("example", f))]
+        print(f"ratio loratui / example, {f.replace('_', ' ')}: {ratios[f]:.2f} "
+              f"(pairs: {', '.join(f'{p:.2f}' for p in pairs)})")
+    cpu = (f" {med['example', 'cpu_per_step']:.4f} | {med['loratui', 'cpu_per_step']:.4f} | "
+           f"**{ratios['cpu_per_step']:.2f}** |") if args.cpu else " - | - | - |"
+    print(f"| {args.family} | {med['example', 's_per_step']:.4f} | {med['loratui', 's_per_step']:.4f} | "
+          f"**{ratios['s_per_step']:.2f}** |{cpu} {timed} | {args.repeats} | {min(loads):.2f}-{max(loads):.2f} |")
 
 
 if __name__ == "__main__":
