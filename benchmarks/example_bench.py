@@ -2,7 +2,7 @@
 
     benchmarks/example_env.sh                       # once: builds .venv-example (see there why)
     .venv-example/bin/python benchmarks/example_bench.py [--example PATH] [--family sd15|sdxl]
-        [--steps 70] [--warmup 20] [--repeats 3] [--threads 1]
+        [--steps 70] [--warmup 20] [--repeats 3] [--threads 1] [--no-cpu] [--keep]
 
 The example is ``examples/text_to_image/train_text_to_image_lora.py`` (``--family sdxl``:
 ``train_text_to_image_lora_sdxl.py``) of diffusers. ``--example PATH`` takes a copy by path;
@@ -31,7 +31,12 @@ back), loratui as its ``step`` events (``t``). A run's seconds per step is
 ``(t[steps] - t[warmup]) / (steps - warmup)``: start-up, model loading, loratui's latent cache
 and the end-of-run save all fall outside the window. Runs alternate example/loratui, the order
 flipped every repeat; the figure is the median over repeats, the ratio loratui / example of
-the medians (and each pair's own ratio). The 1-minute load average is printed beside every run:
+the medians (and each pair's own ratio). On a shared machine the wall time swings with the
+others' load (pairs from 0.65 to 2.4 in one run here), so each repeat also runs each side for
+``--warmup`` steps alone: the long run's CPU seconds (user + system, all its threads, from the
+kernel's accounting of the child) less the short run's are the CPU seconds of the timed steps;
+start-up and the end of the run are the same in both and cancel out (``--no-cpu`` skips the
+short runs). The 1-minute load average is printed beside every run:
 it counts every process on the machine, the benchmark's own included. Beside the step, each run
 reports its start (process start to step 1's log) and finish (the last step's log to the exit).
 Every run starts cold: its own cache folders (``LORATUI_CACHE_DIR``, ``HF_HOME``), so loratui
@@ -83,6 +88,7 @@ EXAMPLES = {
 RAW_URL = "https://raw.githubusercontent.com/huggingface/diffusers/{commit}/{path}"
 TINY = {"sd15": "tiny", "sdxl": "tiny-sdxl"}
 CAPTION_COLUMN = "text"
+SPEED_RECORD_STEPS = 10  # loratui's end-of-run speed record needs this many steps (train/loop.py)
 
 
 def fail(message: str) -> None:
@@ -290,6 +296,10 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
         fail(f"--warmup {args.warmup} --steps {args.steps}: need 0 < warmup < steps")
+    if args.cpu and args.warmup < SPEED_RECORD_STEPS:
+        # the short run must end as the long one does, and loratui records its speed at the end
+        # of a run of that many steps or more (a FLOP count of the UNet: seconds on the CPU)
+        fail(f"--warmup {args.warmup}: the CPU figure needs --warmup {SPEED_RECORD_STEPS} or more (or pass --no-cpu)")
     work = Path(tempfile.mkdtemp(prefix="example-bench-"))
     done = False
     try:
