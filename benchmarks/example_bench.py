@@ -2,7 +2,7 @@
 
     benchmarks/example_env.sh                       # once: builds .venv-example (see there why)
     .venv-example/bin/python benchmarks/example_bench.py [--example PATH] [--family sd15|sdxl]
-        [--steps 70] [--warmup 20] [--repeats 3] [--threads 1] [--no-cpu] [--keep]
+        [--steps 70] [--warmup 20] [--repeats 3] [--threads 1] [--keep]
 
 The example is ``examples/text_to_image/train_text_to_image_lora.py`` (``--family sdxl``:
 ``train_text_to_image_lora_sdxl.py``) of diffusers. ``--example PATH`` takes a copy by path;
@@ -32,13 +32,15 @@ back), loratui as its ``step`` events (``t``). A run's seconds per step is
 and the end-of-run save all fall outside the window. Runs alternate example/loratui, the order
 flipped every repeat; the figure is the median over repeats, the ratio loratui / example of
 the medians (and each pair's own ratio). On a shared machine the wall time swings with the
-others' load (pairs from 0.65 to 2.4 in one run here), so each repeat also runs each side for
-``--warmup`` steps alone: the long run's CPU seconds (user + system, all its threads, from the
-kernel's accounting of the child) less the short run's are the CPU seconds of the timed steps;
-start-up and the end of the run are the same in both and cancel out (``--no-cpu`` skips the
-short runs). The 1-minute load average is printed beside every run:
-it counts every process on the machine, the benchmark's own included. Beside the step, each run
-reports its start (process start to step 1's log) and finish (the last step's log to the exit).
+others' load (pairs from 0.65 to 2.4 in one run here), so each run's CPU time is read too,
+live: the benchmark reads each side's output as it comes (loratui's ``step`` events, the example's
+tqdm bar, which its ``set_postfix`` redraws every step) and, at each step, the child's user +
+system CPU seconds (all its threads) from /proc; CPU seconds per step over the same window are
+far steadier under load than wall seconds (each side still pays for the cache and memory
+bandwidth the others take, so they are not quiet-machine figures either). The 1-minute load
+average is printed beside every run: it counts every process on the machine, the benchmark's own
+included. Beside the step, each run reports its start (process start to step 1's log) and
+finish (the last step's log to the exit).
 Every run starts cold: its own cache folders (``LORATUI_CACHE_DIR``, ``HF_HOME``), so loratui
 encodes the latents and, at the end, measures the UNet's FLOPs for its speed record (cached per
 model, resolution and rank: a user pays it on the first run of a setting only) every time.
@@ -68,12 +70,13 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import statistics
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -88,7 +91,6 @@ EXAMPLES = {
 RAW_URL = "https://raw.githubusercontent.com/huggingface/diffusers/{commit}/{path}"
 TINY = {"sd15": "tiny", "sdxl": "tiny-sdxl"}
 CAPTION_COLUMN = "text"
-SPEED_RECORD_STEPS = 10  # loratui's end-of-run speed record needs this many steps (train/loop.py)
 
 
 def fail(message: str) -> None:
@@ -217,54 +219,98 @@ def loratui_step_times(stdout: str) -> dict[int, float]:
     return times
 
 
-def run_side(kind: str, steps: int, args, script: Path, model: Path, data: Path, folder: Path) -> dict:
-    """One process of one side for ``steps`` steps: each step's logged time, its CPU seconds,
-    when it started and ended, and the load after it."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, all its threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
+
+# the example's tqdm bar ("Steps:  40%|####      | 28/70 [...]"), redrawn every step by its set_postfix
+TQDM_STEP = re.compile(r"Steps:\s*\d+%\|[^|]*\|\s*(\d+)/\d+")
+
+
+def watch(stream, sink: list[str], pid: int, step_of, cpu: dict[int, float]) -> None:
+    """Read a child's output as it comes; at each step it reports, note the child's CPU time."""
+    pending = ""
+    for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+        text = chunk.decode("utf-8", "replace")
+        sink.append(text)
+        pending += text
+        *lines, pending = re.split(r"[\r\n]", pending)
+        for line in lines:
+            step = step_of(line)
+            if step is not None and step not in cpu:
+                try:
+                    cpu[step] = cpu_seconds(pid)
+                except (OSError, IndexError, ValueError):  # it has exited: no reading
+                    pass
+
+
+def loratui_step_of(line: str) -> int | None:
+    if line.startswith('{"event": "step"'):
+        return json.loads(line)["step"]
+    return None
+
+
+def example_step_of(line: str) -> int | None:
+    match = TQDM_STEP.search(line)
+    return int(match.group(1)) if match else None
+
+
+def run_side(kind: str, args, script: Path, model: Path, data: Path, folder: Path) -> dict:
+    """One process of one side: each step's logged wall time, the CPU time it had used when it
+    reported each step (read live), when it started and ended, and the load after it."""
     out = folder / "out"
     out.mkdir(parents=True)
-    cmd = (example_command(args, steps, script, model, data, out) if kind == "example"
-           else loratui_command(args, steps, model, data, out))
+    cmd = (example_command(args, args.steps, script, model, data, out) if kind == "example"
+           else loratui_command(args, args.steps, model, data, out))
     log = folder / "output.log"
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stdout: list[str] = []
+    stderr: list[str] = []
+    cpu: dict[int, float] = {}
     started = time.time()  # wall clock: the step times both sides log are wall-clock times too
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args, folder / "cache"), cwd=folder)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=child_env(args, folder / "cache"), cwd=folder)
+    step_of = example_step_of if kind == "example" else loratui_step_of
+    readers = [threading.Thread(target=watch, args=(proc.stdout, stdout, proc.pid, step_of, cpu)),
+               threading.Thread(target=watch, args=(proc.stderr, stderr, proc.pid, step_of, cpu))]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    code = proc.wait()
     ended = time.time()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr, encoding="utf-8")
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        print(tail, file=sys.stderr)
-        fail(f"the {kind} run failed (exit {proc.returncode}); its whole output: {log}")
-    times = example_step_times(out) if kind == "example" else loratui_step_times(proc.stdout)
-    if steps not in times or args.warmup not in times:
+    out_text, err_text = "".join(stdout), "".join(stderr)
+    log.write_text(out_text + "\n--- stderr ---\n" + err_text, encoding="utf-8")
+    if code != 0:
+        print("\n".join((err_text or out_text).strip().splitlines()[-15:]), file=sys.stderr)
+        fail(f"the {kind} run failed (exit {code}); its whole output: {log}")
+    times = example_step_times(out) if kind == "example" else loratui_step_times(out_text)
+    if args.steps not in times or args.warmup not in times:
         fail(f"the {kind} run logged steps {min(times, default=0)}-{max(times, default=0)}, not "
-             f"{args.warmup} and {steps}; its whole output: {log}")
-    return {"times": times, "started": started, "ended": ended, "load": os.getloadavg()[0],
-            "cpu_s": (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)}
+             f"{args.warmup} and {args.steps}; its whole output: {log}")
+    return {"times": times, "cpu": cpu, "started": started, "ended": ended, "load": os.getloadavg()[0]}
 
 
 def measure(kind: str, args, script: Path, model: Path, data: Path, work: Path, n: int) -> dict:
-    """One repeat of one side: a run of ``--steps`` (its step logs give the wall time per step)
-    and, unless ``--no-cpu``, a run of ``--warmup`` steps, whose CPU time subtracted from the
-    long run's leaves the CPU seconds of the steps between (start-up and the end cancel out)."""
+    """One repeat of one side: wall seconds per step over the window (from the step logs), the
+    median step in it, and CPU seconds per step over the window (from the live readings)."""
+    run = run_side(kind, args, script, model, data, work / f"{kind}-{n}")
+    times, cpu = run["times"], run["cpu"]
     timed = args.steps - args.warmup
-    run = run_side(kind, args.steps, args, script, model, data, work / f"{kind}-{n}")
-    times = run["times"]
     window = [times[s] - times[s - 1] for s in range(args.warmup + 1, args.steps + 1)]
-    result = {
+    # the readings nearest the window's ends (a bar that skips a redraw skips a reading)
+    seen = [s for s in sorted(cpu) if args.warmup <= s <= args.steps]
+    cpu_per_step = (cpu[seen[-1]] - cpu[seen[0]]) / (seen[-1] - seen[0]) if len(seen) > 1 and \
+        seen[-1] - seen[0] >= timed // 2 else float("nan")
+    return {
         "kind": kind, "repeat": n, "load": run["load"], "wall_s": run["ended"] - run["started"],
         "s_per_step": (times[args.steps] - times[args.warmup]) / timed,
-        "median_step": statistics.median(window),
+        "median_step": statistics.median(window), "cpu_per_step": cpu_per_step,
         # start: process start to the first step's log (imports, loading, caching, step 1);
         # finish: the last step's log to the process's exit (saving the LoRA and what else each does)
         "start_s": times[min(times)] - run["started"], "finish_s": run["ended"] - times[args.steps],
-        "cpu_per_step": None,
     }
-    if args.cpu:
-        short = run_side(kind, args.warmup, args, script, model, data, work / f"{kind}-{n}-short")
-        result["cpu_per_step"] = (run["cpu_s"] - short["cpu_s"]) / timed
-        result["load"] = max(result["load"], short["load"])
-    return result
 
 
 def machine() -> str:
@@ -290,16 +336,10 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--no-cpu", dest="cpu", action="store_false",
-                        help="skip the short runs that give CPU seconds per step (half the time)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, outputs)")
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
         fail(f"--warmup {args.warmup} --steps {args.steps}: need 0 < warmup < steps")
-    if args.cpu and args.warmup < SPEED_RECORD_STEPS:
-        # the short run must end as the long one does, and loratui records its speed at the end
-        # of a run of that many steps or more (a FLOP count of the UNet: seconds on the CPU)
-        fail(f"--warmup {args.warmup}: the CPU figure needs --warmup {SPEED_RECORD_STEPS} or more (or pass --no-cpu)")
     work = Path(tempfile.mkdtemp(prefix="example-bench-"))
     done = False
     try:
@@ -314,7 +354,7 @@ def main() -> None:
             for kind in order:
                 run = measure(kind, args, script, model, data, work, n)
                 runs.append(run)
-                cpu = f"  cpu {run['cpu_per_step']:.4f} s/step" if run["cpu_per_step"] is not None else ""
+                cpu = f"  cpu {run['cpu_per_step']:.4f} s/step"
                 print(f"repeat {n + 1} {kind:<8} {run['s_per_step']:.4f} s/step (median step {run['median_step']:.4f})"
                       f"{cpu}  run {run['wall_s']:5.1f} s (start {run['start_s']:4.1f}, finish {run['finish_s']:4.1f})"
                       f"  load {run['load']:.2f}", flush=True)
@@ -334,7 +374,7 @@ def report(args, runs: list[dict]) -> None:
     def of(kind: str, key: str) -> list[float]:
         return [r[key] for r in runs if r["kind"] == kind]
 
-    figures = ["s_per_step", "median_step"] + (["cpu_per_step"] if args.cpu else [])
+    figures = ["s_per_step", "median_step", "cpu_per_step"]
     med = {(k, f): statistics.median(of(k, f)) for k in ("example", "loratui") for f in figures}
     loads = [r["load"] for r in runs]
     timed = args.steps - args.warmup
@@ -344,7 +384,7 @@ def report(args, runs: list[dict]) -> None:
     print(f"{'side':<9}{'s/step':>9}{'median step':>13}{'cpu s/step':>12}{'run s':>8}{'start s':>9}{'finish s':>10}   (medians)")
     for kind in ("example", "loratui"):
         wall, start, finish = (statistics.median(of(kind, key)) for key in ("wall_s", "start_s", "finish_s"))
-        cpu = f"{med[kind, 'cpu_per_step']:>12.4f}" if args.cpu else f"{'-':>12}"
+        cpu = f"{med[kind, 'cpu_per_step']:>12.4f}"
         print(f"{kind:<9}{med[kind, 's_per_step']:>9.4f}{med[kind, 'median_step']:>13.4f}{cpu}{wall:>8.1f}"
               f"{start:>9.1f}{finish:>10.1f}")
     ratios = {f: med["loratui", f] / med["example", f] for f in figures}
@@ -353,7 +393,7 @@ def report(args, runs: list[dict]) -> None:
         print(f"ratio loratui / example, {f.replace('_', ' ')}: {ratios[f]:.2f} "
               f"(pairs: {', '.join(f'{p:.2f}' for p in pairs)})")
     cpu = (f" {med['example', 'cpu_per_step']:.4f} | {med['loratui', 'cpu_per_step']:.4f} | "
-           f"**{ratios['cpu_per_step']:.2f}** |") if args.cpu else " - | - | - |"
+           f"**{ratios['cpu_per_step']:.2f}** |")
     print(f"| {args.family} | {med['example', 's_per_step']:.4f} | {med['loratui', 's_per_step']:.4f} | "
           f"**{ratios['s_per_step']:.2f}** |{cpu} {timed} | {args.repeats} | {min(loads):.2f}-{max(loads):.2f} |")
 
