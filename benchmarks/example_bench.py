@@ -30,17 +30,18 @@ tracker (``--report_to tensorboard``: ``train_loss`` per step, whose event wall 
 back), loratui as its ``step`` events (``t``). A run's seconds per step is
 ``(t[steps] - t[warmup]) / (steps - warmup)``: start-up, model loading, loratui's latent cache
 and the end-of-run save all fall outside the window. Runs alternate example/loratui, the order
-flipped every repeat; the figure is the median over repeats, the ratio loratui / example of
-the medians (and each pair's own ratio). On a shared machine the wall time swings with the
-others' load (pairs from 0.65 to 2.4 in one run here), so each run's CPU time is read too,
-live: the benchmark reads each side's output as it comes (loratui's ``step`` events, the example's
-tqdm bar, which its ``set_postfix`` redraws every step) and, at each step, the child's user +
-system CPU seconds (all its threads) from /proc; CPU seconds per step over the same window are
-far steadier under load than wall seconds (each side still pays for the cache and memory
-bandwidth the others take, so they are not quiet-machine figures either). The 1-minute load
-average is printed beside every run: it counts every process on the machine, the benchmark's own
-included. Beside the step, each run reports its start (process start to step 1's log) and
-finish (the last step's log to the exit).
+flipped every repeat; each side's figure is its median over repeats, the ratio loratui / example
+the median of the repeats' own ratios (the ratio of the medians is printed beside it).
+
+On a shared machine the wall time swings with the others' load (pairs from 0.65 to 2.4 in one
+run here), so each run's CPU time is read too, live: the benchmark reads each side's output as
+it comes (loratui's ``step`` events, the example's tqdm bar, which its ``set_postfix`` redraws
+every step) and, at each step, the child's user + system CPU seconds (all its threads) from
+/proc; CPU seconds per step over the same window are far steadier under load than wall seconds
+(each side still pays for the cache and memory bandwidth the others take, so they are not
+figures of a quiet machine either). The 1-minute load average is printed beside every run: it
+counts every process on the machine, the benchmark's own included. Beside the step, each run
+reports its start (process start to step 1's log) and finish (the last step's log to the exit).
 Every run starts cold: its own cache folders (``LORATUI_CACHE_DIR``, ``HF_HOME``), so loratui
 encodes the latents and, at the end, measures the UNet's FLOPs for its speed record (cached per
 model, resolution and rank: a user pays it on the first run of a setting only) every time.
@@ -387,11 +388,14 @@ def report(args, runs: list[dict]) -> None:
         cpu = f"{med[kind, 'cpu_per_step']:>12.4f}"
         print(f"{kind:<9}{med[kind, 's_per_step']:>9.4f}{med[kind, 'median_step']:>13.4f}{cpu}{wall:>8.1f}"
               f"{start:>9.1f}{finish:>10.1f}")
-    ratios = {f: med["loratui", f] / med["example", f] for f in figures}
+    # the figure is the median of each repeat's own ratio: a pair ran back to back, under much the
+    # same load, so its ratio is steadier than the ratio of two medians taken apart
+    ratios = {}
     for f in figures:
         pairs = [lo / e for lo, e in zip(of("loratui", f), of("example", f))]
-        print(f"ratio loratui / example, {f.replace('_', ' ')}: {ratios[f]:.2f} "
-              f"(pairs: {', '.join(f'{p:.2f}' for p in pairs)})")
+        ratios[f] = statistics.median(pairs)
+        print(f"ratio loratui / example, {f.replace('_', ' ')}: {ratios[f]:.2f} (median of the pairs: "
+              f"{', '.join(f'{p:.2f}' for p in pairs)}; of the medians {med['loratui', f] / med['example', f]:.2f})")
     cpu = (f" {med['example', 'cpu_per_step']:.4f} | {med['loratui', 'cpu_per_step']:.4f} | "
            f"**{ratios['cpu_per_step']:.2f}** |")
     print(f"| {args.family} | {med['example', 's_per_step']:.4f} | {med['loratui', 's_per_step']:.4f} | "
