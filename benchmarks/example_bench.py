@@ -53,15 +53,16 @@ What the two sides do differently (the work each does per step, as shipped):
   distribution once before step 1 (sampled per step) and each caption's text-encoder output once
   (the encoders are frozen), so its step is the UNet's forward and backward and the optimizer.
 - The example's optimizer is ``torch.optim.AdamW`` with its default (foreach) implementation;
-  loratui uses the fused kernel on the CPU. Weight decay: the example's 1e-2; loratui's own.
+  loratui uses the fused kernel on the CPU. Both decay weights by 1e-2.
 - The SD-1.5 example hands ``clip_grad_norm_`` the ``filter`` over the LoRA parameters that the
   optimizer already consumed, so it clips nothing and computes no norm; the SDXL example clips a
   list (a real norm). loratui computes the norm and clips every step (it checks it is finite).
 - Per-step logging: the example writes a tensorboard scalar and redraws a tqdm bar; loratui
   reads memory, emits a ``step`` event to ``events.jsonl`` and stdout (``--json``).
 - loratui resizes with a centre crop to 64 px (``buckets = false``); the example crops at random.
-- The SDXL example adds the size/crop time ids built per batch; loratui builds them from the
-  cached sizes. Both run the UNet with the same added conditioning.
+- The SDXL example builds the size/crop time ids per batch from what its loader recorded;
+  loratui takes each image's from its planned item per batch. Both give the UNet the same kind of
+  added conditioning (the second encoder's pooled output and the six time ids).
 No runtime patch is applied to the example.
 """
 
