@@ -30,6 +30,7 @@ class ModelPickerDialog(ModalScreen[str | None]):
     ModelPickerDialog > Vertical { width: 76; }
     ModelPickerDialog OptionList { height: auto; max-height: 14; }
     ModelPickerDialog #status { color: $text-muted; margin-top: 1; }
+    ModelPickerDialog #hint { color: $text-muted; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="models.cancel")]
 
@@ -47,6 +48,7 @@ class ModelPickerDialog(ModalScreen[str | None]):
                 id="models",
             )
             yield Label("looking in the usual places…", id="status")
+            yield Label("Enter: use the highlighted one · Esc: keep the field as it is", id="hint")
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
@@ -98,49 +100,77 @@ class ModelTree(DirectoryTree):
                 and (self._safe_is_dir(p) or p.suffix.lower() == ".safetensors")]
 
 
-class FilePickerDialog(ModalScreen[str | None]):
-    """A .safetensors file (Enter), or the highlighted diffusers folder (u)."""
+class FolderTree(DirectoryTree):
+    """Folders only; hidden ones left out."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="FilePickerDialog") + """
-    FilePickerDialog > Vertical { width: 76; height: 90%; }
-    FilePickerDialog ModelTree { height: 1fr; }
-    FilePickerDialog #hint { color: $text-muted; }
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        return [p for p in paths if not p.name.startswith(".") and self._safe_is_dir(p)]
+
+
+def picker_css(name: str) -> str:
+    """A picker's style: a tall dialog, its tree taking the room left by the title and hint."""
+    return DIALOG_CSS.format(name=name) + f"""
+    {name} > Vertical {{ width: 76; height: 90%; }}
+    {name} DirectoryTree {{ height: 1fr; }}
+    {name} #hint {{ color: $text-muted; }}
     """
+
+
+class FilePickerDialog(ModalScreen[str | None]):
+    """A .safetensors file (Enter), or the highlighted diffusers folder (u). Subclasses say
+    what they pick: ``heading``, ``hint``, the tree they show and which folders they take."""
+
+    DEFAULT_CSS = picker_css("FilePickerDialog")
     BINDINGS = [
         Binding("u", "use_folder", "Use folder", id="files.folder"),
         Binding("backspace", "up", "Parent", id="files.up"),
         Binding("escape", "cancel", "Cancel", id="files.cancel"),
     ]
+    heading = "Pick a .safetensors checkpoint or a diffusers folder"
+    hint = "Enter: pick a file · u: use the highlighted folder · Backspace: parent · Esc: cancel"
 
     def __init__(self, start: Path) -> None:
         super().__init__()
-        self.start = start if start.is_dir() else Path.home()
+        # absolute: the tree's root line names it, and "loratui-runs" alone says not where it is
+        self.start = start.resolve() if start.is_dir() else Path.home()
+
+    def make_tree(self) -> DirectoryTree:
+        return ModelTree(self.start, id="files")
+
+    def folder_problem(self, path: Path) -> str | None:
+        """Why the highlighted folder cannot be used (None: it can)."""
+        if not ((path / "model_index.json").is_file() or (path / "unet" / "config.json").is_file()):
+            return "not a diffusers folder (no model_index.json in it)"
+        return None
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Pick a .safetensors checkpoint or a diffusers folder", classes="title")
-            yield ModelTree(self.start, id="files")
+            yield Label(escape(self.heading), classes="title")
+            yield self.make_tree()
             yield Label("", classes="error", id="error")
-            yield Label("Enter: pick a file · u: use the highlighted folder · Backspace: parent · Esc: cancel",
-                        id="hint")
+            yield Label(escape(self.hint), id="hint")
 
     def on_mount(self) -> None:
-        self.query_one(ModelTree).focus()
+        self.query_one("#files").focus()
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
         self.dismiss(str(event.path))
 
     def action_use_folder(self) -> None:
-        node = self.query_one(ModelTree).cursor_node
+        node = self.query_one("#files", DirectoryTree).cursor_node
         path = node.data.path if node is not None and node.data is not None else None
-        if path is None or not ((path / "model_index.json").is_file() or (path / "unet" / "config.json").is_file()):
-            self.query_one("#error", Label).update("not a diffusers folder (no model_index.json in it)")
+        if path is None or not path.is_dir():
+            self.query_one("#error", Label).update("highlight a folder first (or press Enter on a file)")
+            return
+        problem = self.folder_problem(path)
+        if problem is not None:
+            self.query_one("#error", Label).update(escape(problem))
             return
         self.dismiss(str(path))
 
     def action_up(self) -> None:
-        tree = self.query_one(ModelTree)
+        tree = self.query_one("#files", DirectoryTree)
         tree.path = Path(tree.path).parent
 
     def action_cancel(self) -> None:
@@ -150,32 +180,33 @@ class FilePickerDialog(ModalScreen[str | None]):
 class LoraPickerDialog(FilePickerDialog):
     """A LoRA to start from: a .safetensors file (Enter), or a run folder that saved one (u)."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="LoraPickerDialog") + """
-    LoraPickerDialog > Vertical { width: 76; height: 90%; }
-    LoraPickerDialog ModelTree { height: 1fr; }
-    LoraPickerDialog #hint { color: $text-muted; }
-    """
+    DEFAULT_CSS = picker_css("LoraPickerDialog")
+    heading = "Pick a LoRA (.safetensors) or a run folder to start from"
+    hint = "Enter: pick a file · u: use the highlighted run folder · Backspace: parent · Esc: cancel"
 
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label("Pick a LoRA (.safetensors) or a run folder to start from", classes="title")
-            yield ModelTree(self.start, id="files")
-            yield Label("", classes="error", id="error")
-            yield Label("Enter: pick a file · u: use the highlighted run folder · Backspace: parent · Esc: cancel",
-                        id="hint")
-
-    def action_use_folder(self) -> None:
+    def folder_problem(self, path: Path) -> str | None:
         from loratui.engine.errors import LoratuiError
         from loratui.engine.train.init_lora import resolve_init_lora
 
-        node = self.query_one(ModelTree).cursor_node
-        path = node.data.path if node is not None and node.data is not None else None
-        if path is None or not path.is_dir():
-            self.query_one("#error", Label).update("highlight a run folder first (or press Enter on a file)")
-            return
         try:
             resolve_init_lora(str(path))
         except LoratuiError as exc:
-            self.query_one("#error", Label).update(escape(exc.message))
-            return
-        self.dismiss(str(path))
+            return exc.message
+        return None
+
+
+class FolderPickerDialog(FilePickerDialog):
+    """A folder (the class images, where runs go): Enter opens one, u uses the highlighted one."""
+
+    DEFAULT_CSS = picker_css("FolderPickerDialog")
+    hint = "Enter: open a folder · u: use the highlighted folder · Backspace: parent · Esc: cancel"
+
+    def __init__(self, start: Path, heading: str) -> None:
+        super().__init__(start)
+        self.heading = heading
+
+    def make_tree(self) -> DirectoryTree:
+        return FolderTree(self.start, id="files")
+
+    def folder_problem(self, path: Path) -> str | None:
+        return None

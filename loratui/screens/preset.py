@@ -36,6 +36,10 @@ from loratui.widgets.stepbar import StepBar
 PICK = Binding.Group("Preset", compact=True)
 DEPENDENT = tuple(name for name, option in OPTIONS.items() if option.when is not None)
 GENERAL_HELP = "←/→ picks a preset · Tab: the next field · Enter on Advanced opens it"
+# the Advanced path options ctrl+o opens a picker for: the folders (with the picker's heading), a LoRA
+FOLDER_PICKERS = {"reg_folder": "Pick the folder of class images", "output_dir": "Pick the folder run folders go in"}
+PICKERS = frozenset({"init_lora", *FOLDER_PICKERS})
+MODEL_HELP = "base model: a diffusers folder, .safetensors, hub id or tiny · ctrl+o: models found"
 TAGLINES = {"person": "a face or a whole person", "style": "an art style", "pet": "a dog, a cat…"}
 
 
@@ -65,7 +69,9 @@ class PresetScreen(Screen[None]):
         "word and the run's name. Open "
         "**Advanced** to override any value; it is checked as you type (batch size takes a number or "
         "**auto**: the most images that fit the GPU), in groups: schedule, data, network (LoRA, LoCon, LoHa, "
-        "LoKr, DoRA; **start from** an existing LoRA, ctrl+o picks one), optimizer, loss and notify. A choice "
+        "LoKr, DoRA; **start from** an existing LoRA), optimizer, loss and notify. In a path field (**output "
+        "folder**, **class images**, **start from**) **ctrl+o** opens a picker for it; the footer says "
+        "which. A choice "
         "steps with ←/→ (Backspace: back to the default); options that only matter for another choice "
         "(conv rank for LoCon, d_coef for Prodigy, huber c for a Huber loss) show up when it is made. The line "
         "at the bottom says what the focused field does; a bad value is named under its field. **ctrl+t** "
@@ -100,7 +106,9 @@ class PresetScreen(Screen[None]):
         Binding("right", "choose(1)", "Next preset", id="preset.right", priority=True, group=PICK),
         Binding("ctrl+n", "next", "Train", id="preset.next"),
         Binding("ctrl+r", "queue", "Queue", id="preset.queue"),
+        # ctrl+o picks for the field that has the focus: the footer names what it opens
         Binding("ctrl+o", "pick_model", "Models", id="preset.models"),
+        Binding("ctrl+o", "pick_path", "Pick", id="preset.pick_path"),
         Binding("ctrl+t", "test_notify", "Test notify", id="preset.test_notify", show=False),
         Binding("escape", "back", "Back", id="preset.back"),
         Binding("1", "pick('person')", "Person", id="preset.person", show=False),
@@ -123,6 +131,7 @@ class PresetScreen(Screen[None]):
         self._notes: dict[str, tuple[str, str]] = {}  # what each field's note says now, and how
         self.config: Any = None  # the last valid RunConfig: what the dependent fields and defaults follow
         self._heights: tuple[int, int, int] = (0, 0, 0)  # (width, cards, plan): they only grow at one width
+        self._left_with: dict[str, str] = {}  # the fields another step may set, as they were when left
 
     def compose(self) -> ComposeResult:
         from loratui.engine.config import DEFAULT_BASE_MODEL
@@ -186,11 +195,20 @@ class PresetScreen(Screen[None]):
         labels until something else redrew them. Sending every row again costs one frame."""
         self.refresh()
 
+    def on_screen_suspend(self) -> None:
+        state = self.app.state  # type: ignore[attr-defined]
+        self._left_with = {key: getattr(state, key) for key in ("trigger", "base_model")}
+
     def on_screen_resume(self) -> None:
         state = self.app.state  # type: ignore[attr-defined]
-        trigger = self.query_one("#trigger", Input)
-        if trigger.value != state.trigger:  # set on the captions step meanwhile
-            trigger.value = state.trigger
+        # set on another step meanwhile: the trigger on the captions step; the base model on the
+        # folder step (tiny for the demo dataset, let go again for another folder). Compared with
+        # the value this step was left with, not with the field: back from a picker, the field
+        # holds the pick and the state catches up only once its change is handled. The field's
+        # change replans and checks the model as typing would.
+        for key, left in self._left_with.items():
+            if getattr(state, key) != left:
+                self.query_one(f"#{key}", Input).value = getattr(state, key)
         if self._planned_for != state.folder:
             self.replan()
 
@@ -322,13 +340,16 @@ class PresetScreen(Screen[None]):
         # ←/→ move the cursor in a text field; they pick a preset only when a card has focus
         if action in ("choose", "pick") and isinstance(self.focused, (Input, Choice)):
             return False
+        if action in ("pick_model", "pick_path"):  # one ctrl+o: a path field's own picker, else the models
+            return bool(self._path_field()) == (action == "pick_path")
         return True
 
     def on_descendant_focus(self, event: Any) -> None:
         """The line at the bottom says what the focused Advanced field does."""
         name = (getattr(event.widget, "id", None) or "").removeprefix("adv-")
         option = OPTIONS.get(name)
-        line = f"{option.label}: {escape(option.help)}" if option else GENERAL_HELP
+        line = f"{option.label}: {escape(option.help)}" if option else MODEL_HELP if name == "base_model" \
+            else GENERAL_HELP
         self.query_one("#help-line", Static).update(line)
 
     # -- the fields ---------------------------------------------------------------------------
@@ -439,23 +460,14 @@ class PresetScreen(Screen[None]):
         mark = "✓" if result.ok and result.family else "!" if result.ok else "✗"
         line.update(f"{mark} {escape(result.message)}")
 
-    def action_pick_model(self) -> None:
-        from loratui.screens.model_picker import LoraPickerDialog, ModelPickerDialog
-
+    def _path_field(self) -> str:
+        """The path option whose field has the focus ("" for none): ctrl+o picks for it."""
         focused = self.focused
-        if isinstance(focused, Input) and focused.id == "adv-init_lora":  # ctrl+o there: a LoRA to start from
-            def lora_picked(value: str | None) -> None:
-                if value and isinstance(focused, Input):
-                    focused.value = value
-                    focused.cursor_position = len(value)
-                    focused.focus()
+        name = (focused.id or "").removeprefix("adv-") if isinstance(focused, Input) else ""
+        return name if name in PICKERS else ""
 
-            folder = self.app.state.folder  # type: ignore[attr-defined]
-            runs = Path(self.app.state.output_dir).expanduser()  # type: ignore[attr-defined]
-            # start among the runs (a finished run to continue), else beside the dataset
-            start = runs if runs.is_dir() else folder.parent if folder else Path.home()
-            self.app.push_screen(LoraPickerDialog(start), lora_picked)
-            return
+    def action_pick_model(self) -> None:
+        from loratui.screens.model_picker import ModelPickerDialog
 
         def picked(value: str | None) -> None:
             if value:
@@ -465,6 +477,33 @@ class PresetScreen(Screen[None]):
                 field.focus()
 
         self.app.push_screen(ModelPickerDialog(self.app.state.folder), picked)  # type: ignore[attr-defined]
+
+    def action_pick_path(self) -> None:
+        """ctrl+o in a path field of Advanced: a picker for what it takes, starting near what is typed."""
+        from loratui.screens.model_picker import FolderPickerDialog, LoraPickerDialog
+
+        name = self._path_field()
+        if not name:
+            return
+        field = self.query_one(f"#adv-{name}", Input)
+        state = self.app.state  # type: ignore[attr-defined]
+        folder = state.folder
+        beside = folder.parent if folder else Path.home()
+        runs = Path(state.output_dir).expanduser()
+
+        def picked(value: str | None) -> None:
+            if value:
+                field.value = value
+                field.cursor_position = len(value)
+                field.focus()
+
+        if name == "init_lora":  # among the runs (a finished run to continue), else beside the dataset
+            self.app.push_screen(LoraPickerDialog(runs if runs.is_dir() else beside), picked)
+            return
+        typed = Path(field.value.strip()).expanduser() if field.value.strip() else None
+        default = beside if name == "reg_folder" else Path.cwd()
+        start = next((p for p in ([typed, *typed.parents] if typed else []) if p.is_dir()), default)
+        self.app.push_screen(FolderPickerDialog(start, FOLDER_PICKERS[name]), picked)
 
     def _validate(self, field: Widget | None = None) -> Any:
         from loratui.engine.errors import LoratuiError

@@ -12,7 +12,7 @@ from ui_helpers import async_test, screen_text, wait_for
 
 from loratui.app import build_app
 from loratui.engine.runs.queue import RunQueue
-from loratui.screens.model_picker import LoraPickerDialog
+from loratui.screens.model_picker import FolderPickerDialog, LoraPickerDialog
 from loratui.screens.preset import PresetScreen
 from loratui.widgets.choice import Choice
 
@@ -135,7 +135,19 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
         await type_into(pilot, "reg_folder", str(tmp_path / "cats"))
         assert note(app, "reg_folder").endswith("no such folder of class images") and not screen.valid
         (tmp_path / "dogs").mkdir()
-        await type_into(pilot, "reg_folder", str(tmp_path / "dogs"))
+        # ctrl+o there: a folder picker (the footer says so), opened near what is typed
+        await wait_for(pilot, lambda: "^o Pick " in screen_text(app).splitlines()[-1], 5, "the footer's Pick")
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, FolderPickerDialog), 5, "the folder picker")
+        tree = app.screen.query_one("#files")
+        await wait_for(pilot, lambda: any(n.data.path.name == "dogs" for n in tree.root.children), 10, "dogs/")
+        assert tree.path == tmp_path and "Pick the folder of class images" in screen_text(app)
+        tree.move_cursor(next(n for n in tree.root.children if n.data.path.name == "dogs"))
+        await pilot.press("u")
+        await wait_for(pilot, lambda: app.screen is screen, 5, "back on the preset step")
+        assert screen.query_one("#adv-reg_folder", Input).value == str(tmp_path / "dogs")
+        screen.query_one("#base_model").focus()  # elsewhere ctrl+o lists the models
+        await wait_for(pilot, lambda: "^o Models " in screen_text(app).splitlines()[-1], 5, "the footer's Models")
         assert shown(app, "class_prompt") and shown(app, "prior_loss_weight") and screen.valid
         await type_into(pilot, "class_prompt", "a photo of a dog")
         await choose(pilot, "masked_loss", "on")

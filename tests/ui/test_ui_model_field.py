@@ -61,3 +61,44 @@ async def test_ctrl_o_offers_the_models_found_and_fills_the_field(photos: Path, 
         await wait_for(pilot, lambda: isinstance(app.screen, PresetScreen), 5, "back on the preset step")
         assert app.state.base_model == str(models / "my-sd15")
         await wait_for(pilot, lambda: "SD-1.5 · diffusers folder" in check_line(app), 10, "the check")
+
+
+@async_test
+async def test_the_field_shows_the_model_the_folder_step_chose_after_going_back(tmp_path: Path,
+                                                                                photos: Path) -> None:
+    """The folder step takes the tiny model for the demo dataset, and lets it go for another
+    folder; the preset step, made once and kept, must show the model the run will use, not the
+    one it was first shown with (it showed `tiny` and would have trained the default model)."""
+    from loratui.engine.data.demo import make_demo_dataset
+    from loratui.screens.captions import CaptionsScreen
+    from loratui.screens.findings import FindingsDialog
+    from loratui.screens.folder import FolderScreen
+
+    demo = make_demo_dataset(tmp_path / "demo", count=8)
+    app = build_app(demo, output_dir=tmp_path / "runs", defaults=dict(resolution=64, steps=6))
+
+    async def to_preset(pilot, folder: Path) -> Input:
+        screen = app.screen
+        assert isinstance(screen, FolderScreen)
+        screen.look_at(folder)
+        await wait_for(pilot, lambda: screen.summary is not None and screen.summary.folder == folder, 30, "summary")
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, (FindingsDialog, CaptionsScreen)), 30, "the check")
+        if isinstance(app.screen, FindingsDialog):  # warnings only (few images): accepted
+            await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CaptionsScreen), 10, "the captions step")
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresetScreen), 10, "the preset step")
+        await pilot.pause(0.1)
+        return app.screen.query_one("#base_model", Input)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = await to_preset(pilot, demo)
+        assert app.state.base_model == "tiny" and field.value == "tiny"
+        await pilot.press("escape")  # back to the captions, back to the folder: another one
+        await wait_for(pilot, lambda: isinstance(app.screen, CaptionsScreen), 10, "the captions step")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, FolderScreen), 10, "the folder step")
+        field = await to_preset(pilot, photos)
+        assert app.state.base_model == "" and field.value == "", field.value  # the default model, shown as such
+        await wait_for(pilot, lambda: "tiny" not in check_line(app), 10, "the model's check")
