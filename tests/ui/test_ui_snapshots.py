@@ -16,17 +16,24 @@ ROOT = Path("/tmp/loratui-snapshots")  # fixed, so the paths on screen never cha
 SIZE = (80, 24)
 
 
-@pytest.fixture
-def fixed(monkeypatch: pytest.MonkeyPatch, demo_dataset: Path) -> Path:
-    shutil.rmtree(ROOT, ignore_errors=True)
-    (ROOT / "state").mkdir(parents=True)
-    monkeypatch.setenv("LORATUI_STATE_DIR", str(ROOT / "state"))  # no recent folders
-    photos = ROOT / "photos"
+def fixed_root(root: Path, monkeypatch: pytest.MonkeyPatch, demo_dataset: Path) -> Path:
+    """``root`` made afresh: an empty state dir (no recent folders) and six photos, one without
+    a caption. (Each snapshot module has a root of its own: two test runs at once on one
+    machine must not clear each other's.)"""
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "state").mkdir(parents=True)
+    monkeypatch.setenv("LORATUI_STATE_DIR", str(root / "state"))
+    photos = root / "photos"
     photos.mkdir()
     for src in sorted(demo_dataset.glob("demo_0[0-5].*")):
         shutil.copy2(src, photos / src.name)
     (photos / "demo_05.txt").unlink()  # one image without a caption
-    yield ROOT
+    return root
+
+
+@pytest.fixture
+def fixed(monkeypatch: pytest.MonkeyPatch, demo_dataset: Path) -> Path:
+    yield fixed_root(ROOT, monkeypatch, demo_dataset)
     shutil.rmtree(ROOT, ignore_errors=True)
 
 
