@@ -276,44 +276,46 @@ class RunScreen(Screen[None]):
             self.flash(f"The run {s.status}: {what} below.", severity=severity)
 
     def _notes(self, s: RunSnapshot) -> Group:
-        lines: list[str] = []
+        parts: list[Any] = []  # Rich renderables, one or more rows each
+
+        def say(*lines: str) -> None:
+            parts.extend(Text.from_markup(line) for line in lines)
+
+        # a command's path is shown absolute (the terminal that uses it may be anywhere) and wraps
+        # only after a separator: "loratui sample /…/runs/de" | "mo" broken mid-name was no
+        # command anyone could copy
+        run_dir = str(s.run_dir.resolve())
         if s.status == "finished":
             name = s.lora_name
             strength = _usage_strength(s.advice_strength) or "0.7"
-            # the path alone, wrapped at its separators to the notes' width: "demo.saf|etensors"
-            # broken mid-name was no path anyone could copy
-            head = Text.from_markup("[b green]Done.[/] Your LoRA:")
+            say("[b green]Done.[/] Your LoRA:")
+            parts.append(PathText(str(s.lora_file), indent=2))
             use = (f"as [b]<lora:{name}:{strength}>[/]"
                    + (f" with the trigger word [b]{escape(s.trigger)}[/]." if s.trigger else "."))
             if _is_tiny(s.base_model):  # as `loratui train` says it: no A1111 model has its layers
-                lines += ["It is for loratui's tiny test model: its samples are noise, as expected. Trained "
-                          f"on a real base model, a LoRA is used in AUTOMATIC1111 / ComfyUI {use}"]
+                say("It is for loratui's tiny test model: its samples are noise, as expected. Trained "
+                    f"on a real base model, a LoRA is used in AUTOMATIC1111 / ComfyUI {use}")
             else:
-                lines += [f"Use it in AUTOMATIC1111 / ComfyUI {use}"]
+                say(f"Use it in AUTOMATIC1111 / ComfyUI {use}")
             if s.advice_step:
-                lines += [
-                    f"[b]Recommended:[/] step {s.advice_step} ({escape(Path(s.advice_path).name)}) at strength "
+                say(f"[b]Recommended:[/] step {s.advice_step} ({escape(Path(s.advice_path).name)}) at strength "
                     f"[b]{escape(s.advice_strength)}[/]",
-                    f"  {escape(s.advice_reason)}",
-                ]
-            lines += [
-                "Next: compare checkpoints and strengths with",
-                f"  loratui sample {s.run_dir} --prompt \"{s.trigger or 'a photo'}, …\"",
-            ]
+                    f"  {escape(s.advice_reason)}")
+            say("Next: compare checkpoints and strengths with")
+            parts.append(PathText(run_dir, indent=2, before="loratui sample",
+                                  after=f"--prompt \"{s.trigger or 'a photo'}, …\""))
         elif s.status == "stopped":
-            lines += [f"[b yellow]Stopped.[/] {escape(s.message)}", f"Continue with: loratui train --resume {s.run_dir}"]
+            say(f"[b yellow]Stopped.[/] {escape(s.message)}", "Continue with:")
+            parts.append(PathText(run_dir, indent=2, before="loratui train --resume"))
         elif s.status in ("failed", "stale"):
-            lines += [f"[b red]{'Failed' if s.status == 'failed' else 'Stale'}:[/] {escape(s.message)}"]
+            say(f"[b red]{'Failed' if s.status == 'failed' else 'Stale'}:[/] {escape(s.message)}")
             if s.hint:
-                lines.append(f"  {escape(s.hint)}")
+                say(f"  {escape(s.hint)}")
         elif s.schedule:
-            lines.append(f"[dim]{s.schedule}[/]")
+            say(f"[dim]{escape(s.schedule)}[/]")
         for warning in s.warnings[-5:]:
-            lines.append(f"[yellow]warning:[/] {escape(warning)}")
-        rest = Text.from_markup("\n".join(lines))
-        if s.status == "finished":
-            return Group(head, PathText(str(s.lora_file), indent=2), rest)
-        return Group(rest)
+            say(f"[yellow]warning:[/] {escape(warning)}")
+        return Group(*parts)
 
     # -- keys ---------------------------------------------------------------------------------
 

@@ -58,45 +58,63 @@ def path_tail(path: str, width: int) -> str:
     return ELLIPSIS + name
 
 
-def wrap_path(path: str, width: int) -> list[str]:
-    """``path`` in lines of at most ``width`` cells, broken after separators (a name longer
-    than a line is the only thing cut)."""
+def wrap_pieces(pieces: list[tuple[str, str]], width: int) -> list[str]:
+    """``pieces`` — (joiner, text) pairs, each text kept whole, its joiner put before it only
+    where it continues a line — in lines of at most ``width`` cells. A text wider than a line
+    is the only thing cut."""
     width = max(1, width)
     lines: list[str] = []
     line = ""
-    for piece in _pieces(path):
-        while cell_len(piece) > width:  # one name wider than the line: no better place to cut
-            if line:
-                lines.append(line)
-                line = ""
-            lines.append(piece[:width])
-            piece = piece[width:]
-        if cell_len(line + piece) > width:
+    for joiner, piece in pieces:
+        if line and cell_len(line + joiner + piece) <= width:
+            line += joiner + piece
+            continue
+        if line:
             lines.append(line)
             line = ""
-        line += piece
+        while cell_len(piece) > width:  # one name wider than the line: no better place to cut
+            lines.append(piece[:width])
+            piece = piece[width:]
+        line = piece
     if line or not lines:
         lines.append(line)
     return lines
 
 
+def wrap_path(path: str, width: int) -> list[str]:
+    """``path`` in lines of at most ``width`` cells, broken after separators (a name longer
+    than a line is the only thing cut)."""
+    return wrap_pieces([("", piece) for piece in _pieces(path)], width)
+
+
 class PathText:
     """A Rich renderable: ``path`` (after ``indent`` spaces) wrapped at its separators to the
     width it is drawn at, so it stays right when the terminal is resized; with ``tail``, one line
-    that keeps the path's end. ``name_style`` sets the last name apart (the folder's own)."""
+    that keeps the path's end. ``name_style`` sets the last name apart (the folder's own).
+    ``before`` and ``after`` make it a command (``loratui sample`` PATH ``--prompt …``): each is
+    kept whole, on the path's line where it fits, else on a line of its own."""
 
     def __init__(self, path: str, indent: int = 0, style: str | Style = "", name_style: str | Style = "",
-                 tail: bool = False) -> None:
+                 tail: bool = False, before: str = "", after: str = "") -> None:
         self.path = path
         self.indent = indent
         self.style = style
         self.name_style = name_style
         self.tail = tail
+        self.before = before
+        self.after = after
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         pad = " " * min(self.indent, max(0, options.max_width - 8))
         width = options.max_width - len(pad)
-        lines = [path_tail(self.path, width)] if self.tail else wrap_path(self.path, width)
+        if self.tail:
+            lines = [path_tail(self.path, width)]
+        else:
+            pieces = [("", piece) for piece in _pieces(self.path)]
+            if pieces and self.before:
+                pieces[0] = (" ", pieces[0][1])
+            lines = wrap_pieces(([("", self.before)] if self.before else []) + pieces
+                                + ([(" ", self.after)] if self.after else []), width)
         name = _pieces(self.path)[-1] if self.path else ""
         for n, line in enumerate(lines):
             text = Text(pad + line, style=self.style, no_wrap=True, overflow="crop", end="\n")

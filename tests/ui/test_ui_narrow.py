@@ -72,6 +72,16 @@ async def test_a_live_run_ends_on_a_line_of_its_own_and_its_status_keeps_eta_who
         text = " ".join(" ".join(notes).split())
         assert "tiny test model: its samples are noise" in text, text  # as `loratui train` says it
 
+        # what to do next: a command whose run folder wraps after a separator, never mid-name
+        app.screen.query_one("#notes").scroll_end(animate=False)
+        await pilot.pause(0.2)
+        notes = [r.strip() for r in _rows(app, "#notes")]
+        first = next(n for n, r in enumerate(notes) if r.startswith("loratui sample"))
+        last = next(n for n, r in enumerate(notes) if "--prompt" in r)
+        command = "".join(r if r.endswith("/") else r + " " for r in notes[first:last + 1]).strip()
+        assert command == f'loratui sample {run_dir.resolve()} --prompt "zxq, …"', notes[first:last + 1]
+        assert last > first + 1, notes  # (the long run folder did wrap: the test tests something)
+
 
 @async_test
 async def test_the_folder_step_judges_the_demo_dataset_as_check_does_and_takes_its_trigger(
