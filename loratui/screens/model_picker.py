@@ -14,10 +14,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DirectoryTree, Label, OptionList
+from textual.widgets import DirectoryTree, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from loratui.screens.dialogs import DIALOG_CSS
+from loratui.widgets.path_text import PathText
 
 BROWSE = "browse"
 TINY = "tiny"
@@ -111,6 +112,8 @@ def picker_css(name: str) -> str:
     """A picker's style: a tall dialog, its tree taking the room left by the title and hint."""
     return DIALOG_CSS.format(name=name) + f"""
     {name} > Vertical {{ width: 76; height: 90%; }}
+    {name} .title {{ margin-bottom: 0; }}
+    {name} #where {{ margin-bottom: 1; }}
     {name} DirectoryTree {{ height: 1fr; }}
     {name} #hint {{ color: $text-muted; }}
     """
@@ -140,18 +143,22 @@ class FilePickerDialog(ModalScreen[str | None]):
     def folder_problem(self, path: Path) -> str | None:
         """Why the highlighted folder cannot be used (None: it can)."""
         if not ((path / "model_index.json").is_file() or (path / "unet" / "config.json").is_file()):
-            return "not a diffusers folder (no model_index.json in it)"
+            return f"{path.name}/: not a diffusers folder (no model_index.json in it)"
         return None
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(escape(self.heading), classes="title")
+            yield Static(self._where(self.start), id="where")  # the tree's root line names only the folder
             yield self.make_tree()
             yield Label("", classes="error", id="error")
             yield Label(escape(self.hint), id="hint")
 
     def on_mount(self) -> None:
         self.query_one("#files").focus()
+
+    def on_tree_node_highlighted(self, _event: DirectoryTree.NodeHighlighted) -> None:
+        self.query_one("#error", Label).update("")  # it was about the entry the cursor left
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
@@ -169,9 +176,14 @@ class FilePickerDialog(ModalScreen[str | None]):
             return
         self.dismiss(str(path))
 
+    @staticmethod
+    def _where(path: Path) -> PathText:
+        return PathText(str(path), tail=True, style="dim")
+
     def action_up(self) -> None:
         tree = self.query_one("#files", DirectoryTree)
         tree.path = Path(tree.path).parent
+        self.query_one("#where", Static).update(self._where(Path(tree.path)))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -39,7 +39,7 @@ GENERAL_HELP = "←/→ picks a preset · Tab: the next field · Enter on Advanc
 # the Advanced path options ctrl+o opens a picker for: the folders (with the picker's heading), a LoRA
 FOLDER_PICKERS = {"reg_folder": "Pick the folder of class images", "output_dir": "Pick the folder run folders go in"}
 PICKERS = frozenset({"init_lora", *FOLDER_PICKERS})
-MODEL_HELP = "base model: a diffusers folder, .safetensors, hub id or tiny · ctrl+o: models found"
+MODEL_HELP = "base model: a diffusers folder, .safetensors or hub id · ctrl+o: models found"
 TAGLINES = {"person": "a face or a whole person", "style": "an art style", "pet": "a dog, a cat…"}
 
 
@@ -450,15 +450,16 @@ class PresetScreen(Screen[None]):
 
         text = self.app.state.base_model or DEFAULT_BASE_MODEL  # type: ignore[attr-defined]
         result = check_model(text)
-        self.app.call_from_thread(self._model_checked, generation, result)
+        self.app.call_from_thread(self._model_checked, generation, result, text)
 
-    def _model_checked(self, generation: int, result: Any) -> None:
+    def _model_checked(self, generation: int, result: Any, text: str) -> None:
         if generation != self._model_checks:
             return
         line = self.query_one("#model-check", Static)
         line.set_class(not result.ok, "-bad")
         mark = "✓" if result.ok and result.family else "!" if result.ok else "✗"
-        line.update(f"{mark} {escape(result.message)}")
+        # the field above names the model: its name again left the reason past the line's end
+        line.update(f"{mark} {escape(result.message.removeprefix(f'{text}: '))}")
 
     def _path_field(self) -> str:
         """The path option whose field has the focus ("" for none): ctrl+o picks for it."""

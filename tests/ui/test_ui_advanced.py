@@ -44,6 +44,18 @@ async def type_into(pilot, name: str, text: str) -> None:
     await pilot.pause()
 
 
+def test_every_help_line_fits_80_columns() -> None:
+    """The line under the form says what the focused field does in one row of an 80-column
+    terminal (78 inside its padding); a longer one ended in '…' where it named ctrl+o."""
+    from rich.cells import cell_len
+
+    from loratui.screens.advanced import OPTIONS
+    from loratui.screens.preset import GENERAL_HELP, MODEL_HELP
+
+    lines = [GENERAL_HELP, MODEL_HELP] + [f"{o.label}: {o.help}" for o in OPTIONS.values()]
+    assert not [line for line in lines if cell_len(line) > 78]
+
+
 @async_test
 async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp_path: Path, monkeypatch,
                                                                 webhook) -> None:
@@ -120,7 +132,9 @@ async def test_every_advanced_option_reaches_the_queued_config(photos: Path, tmp
         await wait_for(pilot, lambda: "previous" in screen_text(app), 10, "the run folders")
         await pilot.press("down", "u")  # empty/
         assert "holds no LoRA" in screen_text(app) and isinstance(app.screen, LoraPickerDialog)
-        await pilot.press("down", "u")  # previous/
+        await pilot.press("down")  # previous/: what was said about empty/ goes with the cursor
+        await wait_for(pilot, lambda: "holds no LoRA" not in screen_text(app), 5, "the note cleared")
+        await pilot.press("u")
         await wait_for(pilot, lambda: app.screen is screen, 5, "back on the preset step")
         assert screen.query_one("#adv-init_lora", Input).value == str(previous) and note(app, "init_lora") == ""
         assert shown(app, "multires_noise_discount")
