@@ -38,6 +38,12 @@ async def test_the_field_checks_the_model_as_it_is_typed(photos: Path, tmp_path:
             field.value = value
             await wait_for(pilot, lambda: expected in check_line(app), 10, expected)
         assert "✓" in check_line(app)
+        # a hub id not downloaded, offline (as the tests run): why it cannot train is on screen,
+        # not past the line's end after the id the field already shows
+        field.value = "someone/not-here"
+        region = app.screen.query_one("#model-check").region
+        await wait_for(pilot, lambda: screen_text(app).splitlines()[region.y].rstrip().endswith(
+            "✗ not downloaded, and HF_HUB_OFFLINE is set"), 10, "the offline hub id's reason")
 
 
 @async_test

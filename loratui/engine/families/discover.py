@@ -87,8 +87,9 @@ def check_model(text: str) -> ModelCheck:
         snapshot = cached_hub_model(text)
         if snapshot is None:  # said now, not after a minute of retries that end in a misleading error
             offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-            why = "offline (HF_HUB_OFFLINE is set)" if offline else "the run downloads it"
-            return ModelCheck(not offline, f"{text}: not downloaded; needs the network ({why})")
+            # short: the wizard shows it on one line of ~60 columns, beside the field that names the id
+            why = "and HF_HUB_OFFLINE is set" if offline else "the run downloads it"
+            return ModelCheck(not offline, f"{text}: not downloaded, {why}")
         from loratui.engine.families import folder_family
 
         family = FAMILIES.get(folder_family(snapshot))
