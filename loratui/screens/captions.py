@@ -544,6 +544,6 @@ class CaptionsScreen(Screen[None]):
 
         self.app.push_screen(
             ConfirmDialog(f"{missing} image(s) have no caption", "They train on the trigger word alone. "
-                          "Continue anyway? (a auto-captions them)", yes="Continue", no="Stay"),
+                          "Continue anyway, or Stay and press a to auto-caption them?", yes="Continue", no="Stay"),
             answered,
         )
