@@ -18,7 +18,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Static
@@ -86,7 +86,8 @@ class RunScreen(Screen[None]):
         "**s** asks it to save a checkpoint and stop (continue later with `loratui train --resume RUN_DIR`).\n\n"
         "The chart is the smoothed training loss; each ◆ on it is a validation loss, on the same scale. "
         "The samples list (newest first) shows the highlighted image under it: **↑/↓** pick one, "
-        "**Enter** opens it large, where **←/→** page through every sample of the run."
+        "**Enter** opens it large, where **←/→** page through every sample of the run. Notes longer than "
+        "the screen (what to do next, warnings) scroll with **PgDn**/**PgUp**."
     )
     DEFAULT_CSS = """
     RunScreen #body { height: 1fr; padding: 0 1; }
@@ -100,7 +101,8 @@ class RunScreen(Screen[None]):
     RunScreen ProgressBar Bar { width: 1fr; }
     RunScreen #checkpoint, RunScreen #schedule { height: 1; color: $text-muted; }
     RunScreen #lower { height: 1fr; }
-    RunScreen #notes { width: 1fr; height: 1fr; overflow-y: auto; }
+    RunScreen #notes-box { width: 1fr; height: 1fr; }
+    RunScreen #notes { width: 1fr; height: auto; }
     RunScreen SampleGallery { width: 34; height: 1fr; display: none; margin-left: 2; }
     """
     BINDINGS = [
@@ -110,6 +112,10 @@ class RunScreen(Screen[None]):
         Binding("escape", "back", "Back", id="run.back"),
         Binding("q", "quit_view", "Close", id="run.quit"),
         Binding("enter", "open_sample", "Open sample", id="run.sample", show=False),
+        # the notes (what to do next, warnings) outgrow an 80x24 terminal (a Static that overflowed
+        # was cut, unscrollable); the gallery's list holds the focus: these keys reach past it
+        Binding("pagedown", "notes(1)", "More below", id="run.notes_down", priority=True),
+        Binding("pageup", "notes(-1)", "Back up", id="run.notes_up", priority=True, show=False),
     ]
 
     def __init__(self, run_dir: Path | None = None, config: Any = None) -> None:
@@ -123,6 +129,7 @@ class RunScreen(Screen[None]):
         self._reaping = False
         self.redraws = 0  # how many snapshots were drawn (the lag harness checks the rate)
         self._flash_timer: Any = None
+        self._more_notes = False  # the notes go on below the screen's edge (the footer says so)
 
     def compose(self) -> ComposeResult:
         yield StepBar("run", str(self.run_dir.name) if self.run_dir else "")
@@ -134,7 +141,9 @@ class RunScreen(Screen[None]):
             yield MemoryMeter(id="memory")
             yield Label("", id="checkpoint")
             with Horizontal(id="lower"):
-                yield Static("", id="notes")
+                # not focusable: the gallery's list keeps ↑/↓; PgDn/PgUp scroll the notes past it
+                with VerticalScroll(id="notes-box", can_focus=False):
+                    yield Static("", id="notes")
                 yield SampleGallery(id="samples")
         yield Footer()
 
@@ -263,6 +272,7 @@ class RunScreen(Screen[None]):
             checkpoint += f" · lr {s.lr:.2e}"
         self.query_one("#checkpoint", Label).update(checkpoint)
         self.query_one("#notes", Static).update(self._notes(s))
+        self.call_after_refresh(self._notes_scrolled)
         if s.samples:
             gallery = self.query_one(SampleGallery)
             gallery.display = True
@@ -326,7 +336,23 @@ class RunScreen(Screen[None]):
             return live
         if action == "back":
             return not live and self.config is not None
+        if action == "notes":  # shown only while the notes go on below the screen's edge
+            box = self.query_one("#notes-box")
+            return box.scroll_y < box.max_scroll_y if parameters == (1,) else box.scroll_y > 0
         return True
+
+    def action_notes(self, pages: int) -> None:
+        box = self.query_one("#notes-box")
+        box.scroll_to(y=box.scroll_y + pages * max(1, box.size.height - 1), animate=False)
+        self.call_after_refresh(self._notes_scrolled)
+
+    def _notes_scrolled(self) -> None:
+        """The footer's "More below" follows the notes: there while they go on past the edge."""
+        box = self.query_one("#notes-box")
+        more = box.scroll_y < box.max_scroll_y
+        if more != self._more_notes:
+            self._more_notes = more
+            self.refresh_bindings()
 
     def _detach_message(self) -> str:
         # absolute: the terminal that comes back may be anywhere by the time it is used

@@ -73,8 +73,7 @@ async def test_a_live_run_ends_on_a_line_of_its_own_and_its_status_keeps_eta_who
         assert "tiny test model: its samples are noise" in text, text  # as `loratui train` says it
 
         # what to do next: a command whose run folder wraps after a separator, never mid-name
-        app.screen.query_one("#notes").scroll_end(animate=False)
-        await pilot.pause(0.2)
+        assert "More below" not in screen_text(app).splitlines()[-1]  # all the notes fit
         notes = [r.strip() for r in _rows(app, "#notes")]
         first = next(n for n, r in enumerate(notes) if r.startswith("loratui sample"))
         last = next(n for n, r in enumerate(notes) if "--prompt" in r)
@@ -111,3 +110,24 @@ async def test_the_folder_step_judges_the_demo_dataset_as_check_does_and_takes_i
         assert app.state.base_model == "tiny" and app.state.trigger == "zxq"
         config = app.state.build_config()
         assert (config.base_model, config.resolution, config.trigger) == ("tiny", 64, "zxq")
+
+
+@async_test
+async def test_notes_longer_than_the_screen_say_so_and_scroll_with_page_down(tmp_path: Path, photos: Path) -> None:
+    """A finished run's notes (the LoRA, its advice, what to do next, the warnings) outgrow 80x24,
+    and nothing on screen could scroll them from the keyboard: what to do next was never seen."""
+    from test_ui_run_end import finished_with_advice
+
+    app = build_app(start="run", run_dir=finished_with_advice(tmp_path, photos))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.snapshot.ended, 20, "the replay")
+        await wait_for(pilot, lambda: "pgdn More below" in screen_text(app).splitlines()[-1], 5, "the footer")
+        assert "--prompt" not in screen_text(app)
+        for _ in range(5):
+            await pilot.press("pagedown")
+            await pilot.pause(0.1)
+            if "More below" not in screen_text(app).splitlines()[-1]:
+                break
+        assert "--prompt" in screen_text(app) and "warning: 3 images are under 64 px" in screen_text(app)
+        await pilot.press("pageup")
+        await wait_for(pilot, lambda: "pgdn More below" in screen_text(app).splitlines()[-1], 5, "back up")
