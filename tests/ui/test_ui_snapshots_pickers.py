@@ -19,10 +19,14 @@ ROOT = Path("/tmp/loratui-pickers")  # fixed: the trees show it
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache of their own for these tests (the tiny model built once for all of them): the
-    cards behind the dialogs time the run from the speed a cache has recorded."""
-    return tmp_path_factory.mktemp("picker-cache")
+def cache(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A cache of their own for these tests: the cards behind the dialogs time the run from the
+    speeds and footprints a cache has recorded, so it starts with none of those; only the
+    session's tiny model (and its tokenizer) is copied in, not built again."""
+    cache = tmp_path_factory.mktemp("picker-cache")
+    for folder in (tiny_model, *tiny_model.parent.glob("clip-*-tokenizer-*")):
+        shutil.copytree(folder, cache / folder.name)
+    return cache
 
 
 @pytest.fixture
