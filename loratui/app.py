@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textual import events
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -106,6 +106,7 @@ class LoratuiApp(App[str | None]):
         self.run_dir = run_dir
         self.browse_root = browse_root or Path.cwd()
         self.exit_message: str | None = None  # printed by the CLI once the terminal is back
+        self.found_trigger = ""  # the trigger taken from the captions at start (not the user's)
         self._steps: set[str] = set()
 
     def on_mount(self) -> None:
@@ -119,6 +120,22 @@ class LoratuiApp(App[str | None]):
             self.push_screen(RunScreen(run_dir=self.run_dir))
         else:
             self.goto(self.start)
+        if self.start == "captions" and self.state.folder is not None and not self.state.trigger:
+            self.find_trigger(self.state.folder)  # the folder step, skipped, would have found it
+
+    @work(thread=True, exit_on_error=False, group="trigger")
+    def find_trigger(self, folder: Path) -> None:
+        """As `loratui train` and the folder step do: with no trigger word named, the first tag
+        every caption shares is the trigger (`loratui review FOLDER` trained without one)."""
+        from loratui.screens.folder import found_trigger
+
+        found = found_trigger(folder)
+        if found:
+            self.call_from_thread(self._trigger_found, found)
+
+    def _trigger_found(self, found: str) -> None:
+        if not self.state.trigger:  # unless one was set meanwhile (t on the captions step)
+            self.state.trigger = self.found_trigger = found
 
     # -- keys that arrive while the focus moves ------------------------------------------------
 

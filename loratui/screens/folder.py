@@ -328,7 +328,8 @@ class FolderScreen(Screen[None]):
     def _run_trigger(self) -> str | None:
         """The trigger word the user gave (the one found in the captions is not theirs)."""
         trigger = self.app.state.trigger  # type: ignore[attr-defined]
-        return trigger if trigger and trigger != self._found_trigger else None
+        found = (self._found_trigger, self.app.found_trigger)  # type: ignore[attr-defined]
+        return trigger if trigger and trigger not in found else None
 
     def _judged(self, folder: Path) -> Judged:
         """``judged_for`` with the user's choices (not the model this step chose for another folder)."""

@@ -108,3 +108,13 @@ async def test_the_field_shows_the_model_the_folder_step_chose_after_going_back(
         field = await to_preset(pilot, photos)
         assert app.state.base_model == "" and field.value == "", field.value  # the default model, shown as such
         await wait_for(pilot, lambda: "tiny" not in check_line(app), 10, "the model's check")
+
+
+@async_test
+async def test_review_takes_the_captions_trigger_as_the_folder_step_does(photos: Path, tmp_path: Path) -> None:
+    """`loratui review FOLDER` skips the folder step, which takes the captions' shared first tag
+    as the trigger word (as `loratui train` does): the run trained without one."""
+    app = build_app(photos, start="captions", output_dir=tmp_path / "runs", defaults=dict(resolution=64))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state.trigger == "zxq", 20, "the trigger from the captions")
+        assert app.state.build_config().trigger == "zxq"  # what the run trains with (the preset field shows it)

@@ -175,6 +175,7 @@ async def test_auto_caption_fills_the_uncaptioned_from_the_review(photos: Path) 
         await wait_for(pilot, lambda: "Auto-caption 1 image" in screen_text(app), 5, "the captioner choice")
         await pilot.press("down", "down", "enter")  # filename: needs no model
         await wait_for(pilot, lambda: (photos / "red_fox_in_snow.txt").is_file(), 20, "the caption")
-        assert (photos / "red_fox_in_snow.txt").read_text() == "red fox in snow"
+        # led by the trigger word the other captions share (review takes it, as the folder step does)
+        assert (photos / "red_fox_in_snow.txt").read_text() == "zxq, red fox in snow"
         await pilot.press("u")  # one undoable operation
         await wait_for(pilot, lambda: not (photos / "red_fox_in_snow.txt").exists(), 10, "the undo")
