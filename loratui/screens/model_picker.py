@@ -1,6 +1,7 @@
-"""Pick a base model: the models found in the usual places (looked for in a worker, in a
-bounded set of folders), the built-in tiny model, or a file picker for a .safetensors file or
-a diffusers folder."""
+"""The preset step's pickers (ctrl+o). A base model: the models found in the usual places
+(looked for in a worker, in a bounded set of folders), the built-in tiny model, or a file
+picker for a .safetensors file or a diffusers folder. And for the Advanced path fields: a LoRA
+or run folder to start from, and a folder (the class images, where runs go)."""
 
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ class FilePickerDialog(ModalScreen[str | None]):
 
     def __init__(self, start: Path) -> None:
         super().__init__()
-        # absolute: the tree's root line names it, and "loratui-runs" alone says not where it is
+        # absolute: shown above the tree, whose root line names only the last folder
         self.start = start.resolve() if start.is_dir() else Path.home()
 
     def make_tree(self) -> DirectoryTree:
