@@ -134,6 +134,7 @@ class CaptionsScreen(Screen[None]):
         self.findings: dict[str, list[Any]] = {}  # image rel -> findings
         self.filter_mode = "all"
         self.tags: list[tuple[str, int]] = []
+        self._shown: Any = None  # the entry on display beside the list
 
     def compose(self) -> ComposeResult:
         yield StepBar("captions")
@@ -297,7 +298,8 @@ class CaptionsScreen(Screen[None]):
 
     @on(OptionList.OptionHighlighted, "#images")
     def _moved(self, event: OptionList.OptionHighlighted) -> None:
-        self._show_current()
+        if self.current is not self._shown:  # a click or a list key; j/k showed it already
+            self._show_current()
 
     @on(OptionList.OptionSelected, "#images")
     def _selected(self, event: OptionList.OptionSelected) -> None:
@@ -308,6 +310,7 @@ class CaptionsScreen(Screen[None]):
         editor = self.query_one(CaptionEditor)
         if not editor.read_only:
             return  # never swap the text out from under the user mid-edit
+        self._shown = entry
         name = self.query_one("#image-name", Label)
         findings = self.query_one("#findings", Static)
         if entry is None:
@@ -335,6 +338,11 @@ class CaptionsScreen(Screen[None]):
             images.action_cursor_down()
         else:
             images.action_cursor_up()
+        # Show it now, not when the list's OptionHighlighted message arrives: then the list and
+        # the caption change before the same screen update, and a key costs one paint, not two
+        # (the second waited up to a frame, 1/60 s, behind the first).
+        if self.current is not self._shown:
+            self._show_current()
 
     # -- editing ------------------------------------------------------------------------------
 
