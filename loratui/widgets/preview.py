@@ -4,6 +4,10 @@ and half-block colour cells everywhere else (tmux, most SSH terminals, tests).
 textual-image asks the terminal what it can draw when it is first imported, which must happen
 before Textual takes the terminal over: ``prepare_graphics()`` does that, and the CLI calls it
 before the app starts. Decoding happens in a thread worker, so a big JPEG never blocks a key.
+
+Colour cells are made in that worker too, as ready lines for a widget of fixed size
+(``CellPicture``): one picture replaces another by repainting its cells, with no layout pass and
+no per-pixel work on the UI thread, which a key pressed meanwhile would wait behind.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Center, Middle
+from textual.geometry import Size
+from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label
@@ -36,6 +42,74 @@ def prepare_graphics() -> type[Widget]:
     return HalfcellImage
 
 
+def draws_pixels() -> bool:
+    """True where the terminal draws real pixels (Kitty graphics or Sixel), not colour cells."""
+    from textual_image.widget import HalfcellImage
+
+    return prepare_graphics() is not HalfcellImage
+
+
+def half_cells(image: Any, size: Size) -> tuple[list[Strip], int, int]:
+    """``image`` in half-cell colour blocks fitted into a ``size`` area, its aspect kept: the
+    lines, and the column and row the first line starts at (centred). Runs in any thread."""
+    import io
+
+    from rich.console import Console
+    from rich.measure import Measurement
+    from textual_image.renderable.halfcell import Image as HalfcellRenderable
+
+    width, height = size
+    if width <= 0 or height <= 0:
+        return [], 0, 0
+    console = Console(file=io.StringIO(), width=width, height=height, color_system="truecolor",
+                      force_terminal=True, legacy_windows=False)
+    unbounded = console.options.update(width=10 * width + 1000)
+
+    def natural_width(rows: int) -> int:
+        return Measurement.get(console, unbounded, HalfcellRenderable(image, "auto", rows)).maximum
+
+    rows = height
+    while rows > 1 and natural_width(rows) > width:  # too wide at full height: shorter, not squashed
+        rows -= 1
+    cells = max(1, min(width, natural_width(rows)))
+    picture = HalfcellRenderable(image, "auto", rows)
+    lines = console.render_lines(picture, console.options.update(width=cells, height=rows), pad=True)
+    return [Strip(line, cells) for line in lines[:rows]], (width - cells) // 2, (height - rows) // 2
+
+
+class CellPicture(Widget):
+    """Ready lines of colour cells, drawn as they are: a fixed-size widget whose new picture
+    repaints its own cells and nothing else."""
+
+    DEFAULT_CSS = "CellPicture { width: 1fr; height: 1fr; }"
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._lines: list[Strip] = []
+        self._left = self._top = 0
+        self._drawn: tuple[Any, list[Strip]] = (None, [])  # (background style, the lines padded in it)
+
+    def set_lines(self, lines: list[Strip], left: int, top: int) -> None:
+        """Draw ``lines`` from column ``left`` and row ``top`` (the background elsewhere)."""
+        self._lines, self._left, self._top = lines, left, top
+        self._drawn = (None, [])
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        style = self.rich_style  # the background around the picture, as the screen's
+        if self._drawn[0] != style:
+            width = self.size.width
+            self._drawn = (style, [
+                Strip.join([Strip.blank(self._left, style), line,
+                            Strip.blank(max(0, width - self._left - line.cell_length), style)])
+                for line in self._lines
+            ])
+        row = y - self._top
+        if 0 <= row < len(self._drawn[1]):
+            return self._drawn[1][row]
+        return Strip.blank(self.size.width, style)
+
+
 def load_thumbnail(path: Path) -> Any:
     """The image at ``path`` decoded small and in RGB (JPEGs decode straight to a small size)."""
     from PIL import Image as PILImage
@@ -55,15 +129,20 @@ class ImagePreview(Widget):
     ImagePreview Center, ImagePreview Middle { height: 1fr; width: 1fr; }
     ImagePreview .picture { width: auto; height: 1fr; max-width: 100%; }
     ImagePreview Label { color: $text-muted; }
+    ImagePreview CellPicture { display: none; }
     """
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
         self.path: Path | None = None
-        self._picture: Widget | None = None
+        self.drawn: Path | None = None  # the image on screen now (None: a note, or still loading)
+        self._picture: Widget | None = None  # the graphics widget, where the terminal draws pixels
+        self._cells: bool | None = None  # colour cells (made in the worker) or terminal graphics
+        self._image: Any = None  # the decoded thumbnail, kept to redraw at a new size
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
+        yield CellPicture()
         with Middle():
             with Center():
                 yield Label("no image", id="preview-note")
@@ -78,7 +157,7 @@ class ImagePreview(Widget):
             self._timer.stop()
             self._timer = None
         if path is None:
-            self._set(None, "no image")
+            self._set(None, None, "no image")
             return
         if delay:
             self._timer = self.set_timer(delay, lambda: self._start(path))
@@ -87,12 +166,25 @@ class ImagePreview(Widget):
 
     def _start(self, path: Path) -> None:
         self._timer = None
+        if self._cells is None:
+            self._cells = not draws_pixels()
         if path == self.path:
+            size = self.size if self._cells else None
             self.run_worker(
-                lambda: self._load(path), thread=True, exclusive=True, group="preview", exit_on_error=False
+                lambda: self._load(path, size), thread=True, exclusive=True, group="preview", exit_on_error=False
             )
 
-    def _load(self, path: Path) -> None:
+    def on_resize(self) -> None:
+        if not self._cells or self.path is None or self._timer is not None:
+            return  # nothing drawn in cells, or the picture is still waiting for the keys to rest
+        if self.drawn == self.path and self._image is not None:
+            image, path, size = self._image, self.path, self.size
+            self.run_worker(lambda: self._draw(image, path, size), thread=True, exclusive=True,
+                            group="preview", exit_on_error=False)
+        else:  # still loading, at the old size: load again for this one
+            self._start(self.path)
+
+    def _load(self, path: Path, size: Size | None) -> None:
         try:
             image = load_thumbnail(path)
         except Exception as exc:  # any unreadable file: say so in place of the picture
@@ -101,11 +193,34 @@ class ImagePreview(Widget):
             note = ""
         if get_current_worker().is_cancelled or path != self.path:
             return
-        self.app.call_from_thread(self._set, image, note)
+        if image is not None and size is not None:
+            self._draw(image, path, size)
+        else:
+            self.app.call_from_thread(self._set, path if image is not None else None, image, note)
 
-    def _set(self, image: Any, note: str) -> None:
+    def _draw(self, image: Any, path: Path, size: Size) -> None:
+        """Colour cells for ``image`` at ``size``, made here in the worker."""
+        lines, left, top = half_cells(image, size)
+        if get_current_worker().is_cancelled or path != self.path:
+            return
+        self.app.call_from_thread(self._set_cells, path, image, lines, left, top)
+
+    def _set_cells(self, path: Path, image: Any, lines: list[Strip], left: int, top: int) -> None:
+        if path != self.path:
+            return
+        picture = self.query_one(CellPicture)
+        picture.set_lines(lines, left, top)
+        if not picture.display:  # from a note to a picture: the one layout pass, not one per image
+            picture.display = True
+            self.query_one(Middle).display = False
+        self._image, self.drawn = image, path
+
+    def _set(self, path: Path | None, image: Any, note: str) -> None:
         label = self.query_one("#preview-note", Label)
+        self._image, self.drawn = image, path
         if image is None:
+            self.query_one(CellPicture).display = False
+            self.query_one(Middle).display = True
             if self._picture is not None:
                 self._picture.display = False
             label.update(note)

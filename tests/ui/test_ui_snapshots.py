@@ -87,7 +87,7 @@ def test_captions_screen(snap_compare, fixed: Path) -> None:
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: app.screen.current is not None and app.state.report is not None, 30)
         await pilot.press("j")
-        await wait_for(pilot, lambda: app.screen.query_one("#preview")._picture is not None, 10)
+        await wait_for(pilot, lambda: app.screen.query_one("#preview").drawn is not None, 10)
         await settle(pilot)
         await pilot.pause(0.2)
 
@@ -118,7 +118,7 @@ def test_run_screen(snap_compare, fixed: Path) -> None:
 
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: app.screen.snapshot.ended, 30)
-        await wait_for(pilot, lambda: app.screen.query_one("#sample")._picture is not None, 10)
+        await wait_for(pilot, lambda: app.screen.query_one("#sample").drawn is not None, 10)
         await settle(pilot)
         await pilot.pause(0.2)
 
@@ -175,7 +175,7 @@ def test_stop_dialog(snap_compare, fixed: Path) -> None:
 
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: app.screen.snapshot.ended, 30)
-        await wait_for(pilot, lambda: app.screen.query_one("#sample")._picture is not None, 10)
+        await wait_for(pilot, lambda: app.screen.query_one("#sample").drawn is not None, 10)
         await settle(pilot)
         # the dialog `s` opens on a live run, with its own words
         app.push_screen(ConfirmDialog("Stop this run?", "It saves a checkpoint first; `loratui train --resume` "

@@ -38,11 +38,11 @@ def test_run_screen_with_validation_and_samples(snap_compare, fixed: Path) -> No
 
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: app.screen.snapshot.ended, 30)
-        await wait_for(pilot, lambda: app.screen.query_one("#sample")._picture is not None, 10)
+        await wait_for(pilot, lambda: app.screen.query_one("#sample").drawn is not None, 10)
         await settle(pilot)
         await pilot.press("down", "enter")  # the older sample, opened large
         await wait_for(pilot, lambda: type(app.screen).__name__ == "SampleViewer", 10)
-        await wait_for(pilot, lambda: app.screen.query_one("#viewer-image")._picture is not None, 10)
+        await wait_for(pilot, lambda: app.screen.query_one("#viewer-image").drawn is not None, 10)
         await settle(pilot)
         await pilot.pause(0.2)
 
