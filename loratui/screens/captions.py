@@ -45,6 +45,20 @@ TAG = Binding.Group("Remove/replace tag", compact=True)
 PREVIEW_DELAY_S = 0.06  # the picture follows once j/k rests this long; the text at once
 
 
+def settle_gc() -> None:
+    """Keep the cyclic GC's passes from landing between a key and its paint.
+
+    Thousands of long-lived list entries made its full passes the slowest thing between two
+    keystrokes: what exists now moves out of its way (``gc.freeze``). And each key allocates
+    tens of thousands of short-lived objects (strips, segments, styles), so at Python's default
+    thresholds (700, 10, 10) a full pass over everything since the freeze came every hundred
+    keys or so, 50-150 ms under load; rarer, larger young collections cost ~1 ms each instead.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 class CaptionEditor(OrderedKeys, TextArea):
     """The caption, edited in place: Enter saves, Esc cancels (captions are one line).
 
@@ -201,7 +215,12 @@ class CaptionsScreen(Screen[None]):
         state = self.app.state  # type: ignore[attr-defined]
         thresholds = thresholds_for(training_resolution(state))
         with LINT_LOCK:
-            report = lint.check(folder, trigger=state.trigger or None, pixels=pixels, thresholds=thresholds)
+            if pixels:  # every image decoded: in a child process, away from the keys' GIL
+                from loratui.check_process import check_apart
+
+                report = check_apart(folder, state.trigger or None, thresholds)
+            else:
+                report = lint.check(folder, trigger=state.trigger or None, pixels=False, thresholds=thresholds)
         self.app.call_from_thread(self._checked, folder, report, pixels)
 
     def _checked(self, folder: Path, report: Any, full: bool) -> None:
@@ -279,10 +298,7 @@ class CaptionsScreen(Screen[None]):
         if tags:
             tag_list.highlighted = min(tag_index or 0, len(tag_list.options) - 1)
         self._show_current()
-        # thousands of long-lived list entries make the cyclic GC's full passes the slowest
-        # thing between two keystrokes; move what exists now out of its way
-        gc.collect()
-        gc.freeze()
+        settle_gc()
 
     @property
     def current(self) -> Any:

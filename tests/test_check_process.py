@@ -1,0 +1,22 @@
+"""The wizard's full check in a child process gives the report the check gives in process, and
+the same error for a folder it cannot use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loratui.check_process import check_apart
+from loratui.engine.data import lint
+from loratui.engine.data.lint_rules import thresholds_for
+from loratui.engine.errors import DatasetError
+
+
+def test_the_check_apart_reports_what_the_check_in_process_reports(demo_dataset: Path, tmp_path: Path) -> None:
+    thresholds = thresholds_for(512)
+    apart = check_apart(demo_dataset, "zxq", thresholds)
+    here = lint.check(demo_dataset, trigger="zxq", pixels=True, thresholds=thresholds)
+    assert apart.findings == here.findings and apart.findings
+    with pytest.raises(DatasetError, match="no such folder"):
+        check_apart(tmp_path / "missing", None, thresholds)
