@@ -20,3 +20,11 @@ def test_the_check_apart_reports_what_the_check_in_process_reports(demo_dataset:
     assert apart.findings == here.findings and apart.findings
     with pytest.raises(DatasetError, match="no such folder"):
         check_apart(tmp_path / "missing", None, thresholds)
+
+
+def test_a_cancelled_check_stops_its_process_at_once(demo_dataset: Path) -> None:
+    import time
+
+    start = time.perf_counter()
+    assert check_apart(demo_dataset, None, thresholds_for(512), cancelled=lambda: True) is None
+    assert time.perf_counter() - start < 5  # stopped, not waited for

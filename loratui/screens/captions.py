@@ -208,6 +208,8 @@ class CaptionsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="check", exit_on_error=False)
     def recheck(self, pixels: bool = False) -> None:
         """Re-run the lint (header pass after edits; the full one when no report came along)."""
+        from textual.worker import get_current_worker
+
         from loratui.engine.data import lint
         from loratui.screens.folder import LINT_LOCK, thresholds_for, training_resolution
 
@@ -218,7 +220,11 @@ class CaptionsScreen(Screen[None]):
             if pixels:  # every image decoded: in a child process, away from the keys' GIL
                 from loratui.check_process import check_apart
 
-                report = check_apart(folder, state.trigger or None, thresholds)
+                worker = get_current_worker()
+                report = check_apart(folder, state.trigger or None, thresholds,
+                                     cancelled=lambda: worker.is_cancelled)
+                if report is None:  # cancelled: the app is closing or the folder changed
+                    return
             else:
                 report = lint.check(folder, trigger=state.trigger or None, pixels=False, thresholds=thresholds)
         self.app.call_from_thread(self._checked, folder, report, pixels)
