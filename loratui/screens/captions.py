@@ -343,15 +343,19 @@ class CaptionsScreen(Screen[None]):
             return
         source = {"metadata": " · from metadata.csv", "unreadable": " · unreadable caption"}.get(entry.source, "")
         repeats = f" · ×{entry.repeats}" if entry.repeats != 1 else ""
-        name.update(f"[b]{entry.rel}[/]{repeats}{source}", layout=False)  # fixed size: no layout pass
+        # Text, not markup: nothing to parse per key, and a name or message with [brackets]
+        # shows as it is; fixed sizes, so no layout pass
+        name.update(Text.assemble((entry.rel, "bold"), repeats + source), layout=False)
         editor.load_text(entry.caption or "")
-        lines = []
-        for f in self.findings.get(entry.rel, [])[:4]:
-            colour = "red" if f.severity == "error" else "yellow"
-            lines.append(f"[{colour}]{f.severity}:[/] {f.message}")
+        lines = Text()
         if not entry.caption:
-            lines.insert(0, "[dim]no caption yet: e to write one, a to auto-caption[/]")
-        findings.update("\n".join(lines), layout=False)
+            lines.append("no caption yet: e to write one, a to auto-caption", style="dim")
+        for f in self.findings.get(entry.rel, [])[:4]:
+            if lines:
+                lines.append("\n")
+            lines.append(f"{f.severity}:", style="red" if f.severity == "error" else "yellow")
+            lines.append(f" {f.message}")
+        findings.update(lines, layout=False)
         self.query_one(ImagePreview).show(entry.image, delay=PREVIEW_DELAY_S)
 
     def action_move(self, delta: int) -> None:
