@@ -32,3 +32,12 @@ def test_buckets_round_up_per_bucket_and_accumulation_divides():
     s = derive_schedule([5, 3], batch_size=4, target_steps=10, repeats=1, epochs=2, grad_accum=2)
     # 2 + 1 = 3 micro-batches per epoch → 2 optimizer steps
     assert s.steps_per_epoch == 2 and s.total_steps == 4
+
+
+def test_short_batches_per_bucket_are_named_where_they_add_steps():
+    """12 images at batch 2 read '= 7 steps' with no word on why; the buckets are named then."""
+    s = derive_schedule([5, 4, 3], batch_size=2, target_steps=100, repeats=1)
+    assert s.steps_per_epoch == 3 + 2 + 2
+    assert "÷ batch 2 in 3 aspect buckets = 7 steps" in s.explain
+    even = derive_schedule([6, 6], batch_size=2, target_steps=100, repeats=1)
+    assert "bucket" not in even.explain and "÷ batch 2 = 6 steps" in even.explain

@@ -141,6 +141,10 @@ def derive_schedule(
         f"{images} images × {repeats} repeats = {views} per epoch ÷ batch {batch_size}"
         + (f" × accumulation {grad_accum}" if grad_accum > 1 else "")
     )
+    buckets = sum(1 for v in bucket_views if v)
+    if buckets > 1 and spe > math.ceil(math.ceil(views / batch_size) / grad_accum):
+        # a batch never mixes aspect buckets: each bucket's last batch may be short
+        per += f" in {buckets} aspect buckets"
     if steps is not None:
         explain = f"{per} = {spe} steps per epoch; {total} steps as set ≈ {epochs} epochs"
     else:
