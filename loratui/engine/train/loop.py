@@ -52,7 +52,7 @@ from loratui.engine.runs.notify import attach_notifier
 from loratui.engine.runs.reserve import SpaceReserve, is_disk_error
 from loratui.engine.runs.registry import CONFIG, EVENTS, STOP_REQUEST, RunLock, StateWriter, read_state, register_run
 from loratui.engine.train import checkpoint as ckpt
-from loratui.engine.train import lora
+from loratui.engine.train import gradients, lora
 from loratui.engine.train.conditioning import TextConditioner
 from loratui.engine.train.denoiser import Denoiser
 from loratui.engine.train.divergence import DivergenceGuard
@@ -487,19 +487,22 @@ class TrainingRun:
         return total / torch.tensor([count, 1, 1, 1, 1][: len(total)], device=device), images, passes
 
     def loss_and_gradient_check(self, losses) -> tuple[float, bool]:
-        """Clip the gradient; the step's loss, and whether loss and gradient norm are finite.
-        ``losses`` is [mean loss] or, with class images, [mean loss, instance sum, instances,
-        prior sum, priors]: read with the norm in one sync, the two kinds kept for the step's event."""
+        """Clip the gradient (train/gradients.py); the step's loss, and whether loss and gradient
+        norm are finite. ``losses`` is [mean loss] or, with class images, [mean loss, instance
+        sum, instances, prior sum, priors]: read with the norm in one sync, the two kinds kept
+        for the step's event."""
         import math
 
         import torch
 
-        norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm or float("inf"))
-        values = torch.cat([losses.float(), norm.float().view(1)]).tolist() if norm is not None \
-            else losses.float().tolist() + [0.0]
-        loss, norm_value = values[0], values[-1]
-        self.kinds = split_losses(values[1:-1])
-        return loss, math.isfinite(loss) and math.isfinite(norm_value)
+        norm = gradients.gradient_norm(self.accelerator, self.params, self.config.max_grad_norm)
+        values = torch.cat([losses.float(), norm.to(losses.device)]).tolist()
+        loss, (norm_value, factor) = values[0], values[-2:]
+        self.kinds = split_losses(values[1:-2])
+        finite = math.isfinite(loss) and math.isfinite(norm_value)
+        if finite:
+            gradients.clip(self.params, self.config.max_grad_norm, norm[0], factor)
+        return loss, finite
 
     def _draw(self, micro: int) -> MicroBatch:
         def latents_of(indices: list[int], gen):
