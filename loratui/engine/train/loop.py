@@ -70,7 +70,9 @@ from loratui.engine.train.optimizer import (
     use_8bit,
 )
 from loratui.engine.train.saving import RunWriter, guard_disk
-from loratui.engine.train.step import MicroBatch, draw_micro, loss_sums, sample_losses, split_losses, take_rows
+from loratui.engine.train.step import (
+    MicroBatch, draw_micro, fixed_captions, loss_sums, sample_losses, split_losses, take_rows,
+)
 from loratui.engine.train.stop import StopSignal, agreed_stop
 from loratui.engine.train.threads import set_run_threads
 from loratui.engine.validate.sampling import build_pipeline, default_prompts, render_batch, save_png
@@ -403,6 +405,9 @@ class TrainingRun:
         # captions into text conditioning: each distinct caption encoded once while the encoders are frozen
         self.condition = TextConditioner(self.family, self.text_encoders, self.comps.tokenizers, self.device,
                                          self.config.train_text_encoder, cache=not self.config.shuffle_tags)
+        if not self.config.shuffle_tags:  # before step 1, as the latents: no step waits for the text encoder
+            self.condition.encode_ahead(fixed_captions(self.plan, self.config), lambda done, total: self.bus.emit(
+                PhaseProgress("encoding captions", done, total)))
         self.denoiser = Denoiser(self.family, self.unet, self.condition, self.noise_scheduler)
         self.guard = DivergenceGuard(self.accelerator, self.trained, self.optimizer, self.lr_scheduler,
                                      self.run_dir, fp16=self.precision == "fp16", ema=self.ema)

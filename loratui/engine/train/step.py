@@ -85,6 +85,16 @@ def draw_micro(
     return batch
 
 
+def fixed_captions(plan: RunPlan, config: RunConfig) -> list[str]:
+    """Every caption ``draw_micro`` can give when tags are not shuffled (with shuffled tags there
+    is no fixed set): each image's with the trigger, a class image's own, and "" with caption
+    dropout."""
+    rng = random.Random(0)  # unused without shuffling: the caption is the same for any draw
+    captions = [training_caption(plan.caption_for(item), None if item.reg else config.trigger, rng,
+                                 keep_tokens=config.keep_tokens) for item in plan.items]
+    return captions + ([""] if config.caption_dropout > 0 else [])
+
+
 def sample_losses(
     model: Denoiser,
     batch: MicroBatch,
