@@ -12,6 +12,7 @@
 - ``kill@save:4``    SIGKILL half way through writing the step-4 checkpoint
 - ``kill@export``    SIGKILL half way through writing the final LoRA
 - ``slow@cache``     every image takes 0.5 s longer to cache (kept, not fired once)
+- ``slow@state``     every write of state.json takes 0.5 s longer (kept)
 
 Unset (the normal case) every check is a dictionary lookup that finds nothing.
 """

@@ -172,6 +172,7 @@ def train(
         raise
     finally:
         reserve.release()
+        state.close()
         jsonl.close()
         lock.release()
 
