@@ -422,7 +422,11 @@ class TrainingRun:
         import torch
 
         accum = self.config.grad_accum
-        fetch = Prefetcher(self._draw, self.total_steps * accum, self.device, ahead=self.config.cache_latents)
+        # drawn ahead on a thread for a GPU, which must not wait for the CPU; on a CPU the step's
+        # own threads are the cores, and a draw beside them only waits for the GIL and the
+        # scheduler: the same median, with the step's slow tail under load (benchmarks/RESULTS.md)
+        ahead = self.config.cache_latents and self.device.type != "cpu"
+        fetch = Prefetcher(self._draw, self.total_steps * accum, self.device, ahead=ahead)
         self.stop.install_handlers()
         try:
             while self.step < self.total_steps:
