@@ -2,7 +2,8 @@
 
 A dialog never cuts off its own words: every line wraps inside it, the box is as wide as its
 longest line needs (within 40 to 76 columns, never wider than the terminal), and what it talks
-about (the warnings before "Continue?") is listed inside it, not behind it.
+about (the warnings before "Continue?") is listed inside it, not behind it. Each dialog has a
+footer of its own keys: the step's footer below it listed keys (`^n Next`) that do nothing there.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList
+from textual.screen import ModalScreen, ScreenResultType
+from textual.widgets import Button, Footer, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from loratui.widgets.ordered_keys import Field
@@ -46,7 +47,15 @@ def fit_width(*texts: str, buttons: Sequence[str] = ()) -> int:
     return max(MIN_WIDTH, min(MAX_WIDTH, max(longest, row) + FRAME))
 
 
-class ConfirmDialog(ModalScreen[bool]):
+class Dialog(ModalScreen[ScreenResultType]):
+    """A modal screen whose footer shows its own keys, over the footer of the screen below (whose
+    keys it takes away while it is up)."""
+
+    def on_mount(self) -> None:  # Textual calls this as well as a subclass's own on_mount
+        self.mount(Footer(show_command_palette=False))
+
+
+class ConfirmDialog(Dialog[bool]):
     """Yes or no; Enter/y confirms, Esc/n cancels. ``items`` (the warnings it asks about) are
     listed inside it; with ``no=None`` it has one button (an acknowledgement)."""
 
@@ -89,7 +98,7 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(value)
 
 
-class InputDialog(ModalScreen[str | None]):
+class InputDialog(Dialog[str | None]):
     """One line of text, checked by ``validate`` (returns an error message or None)."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="InputDialog")
@@ -128,7 +137,7 @@ class InputDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ChoiceDialog(ModalScreen[str | None]):
+class ChoiceDialog(Dialog[str | None]):
     """Pick one of a few named choices (id, text)."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ChoiceDialog") + "ChoiceDialog OptionList { height: auto; max-height: 12; }"

@@ -15,11 +15,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList
 from textual.widgets.option_list import Option
 
-from loratui.screens.dialogs import DIALOG_CSS, fit_width
+from loratui.screens.dialogs import DIALOG_CSS, Dialog, fit_width
 
 
 def fix_for(code: str) -> str:
@@ -46,7 +45,7 @@ class FindingsAnswer:
     excluded: list[str] = field(default_factory=list)
 
 
-class FindingsDialog(ModalScreen[FindingsAnswer]):
+class FindingsDialog(Dialog[FindingsAnswer]):
     """The findings, each with its fix; `x` excludes the highlighted finding's image."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="FindingsDialog") + """

@@ -5,8 +5,10 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Label, Markdown, Static
+
+from loratui.screens.dialogs import Dialog
 
 GENERAL = """\
 **Everywhere:** `ctrl+n` next step · `escape` back · `?` this help · `ctrl+p` command palette ·
@@ -15,7 +17,7 @@ GENERAL = """\
 """
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Dialog[None]):
     """Lists the keys of the screen below it, with a paragraph on what that screen does."""
 
     DEFAULT_CSS = """

@@ -14,18 +14,17 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from loratui.screens.dialogs import DIALOG_CSS
+from loratui.screens.dialogs import DIALOG_CSS, Dialog
 from loratui.widgets.path_text import PathText
 
 BROWSE = "browse"
 TINY = "tiny"
 
 
-class ModelPickerDialog(ModalScreen[str | None]):
+class ModelPickerDialog(Dialog[str | None]):
     """The models on this machine; Enter picks one, Esc keeps the field as it is."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ModelPickerDialog") + """
@@ -120,7 +119,7 @@ def picker_css(name: str) -> str:
     """
 
 
-class FilePickerDialog(ModalScreen[str | None]):
+class FilePickerDialog(Dialog[str | None]):
     """A .safetensors file (Enter), or the highlighted diffusers folder (u). Subclasses say
     what they pick: ``heading``, ``hint``, the tree they show and which folders they take."""
 

@@ -60,6 +60,8 @@ async def test_every_dialog_fits_its_longest_line_at_80_columns() -> None:
             app.push_screen(dialog)
             await pilot.pause(0.2)
             assert " ".join(words(text)) in shown_words(app), shown_words(app)
+            footer = screen_text(app).splitlines()[-1]  # its own keys at the bottom
+            assert ("y Yes" in footer) if isinstance(dialog, ConfirmDialog) else ("esc Cancel" in footer), footer
             app.pop_screen()
             await pilot.pause(0.05)
 
@@ -84,6 +86,8 @@ async def test_the_findings_dialog_lists_the_findings_itself(photos: Path, resol
         first = " ".join(words(findings[0].message))
         assert first in shown_words(app)  # on screen, inside the dialog
         assert "listed on the right" not in screen_text(app) and not app._notifications
+        footer = screen_text(app).splitlines()[-1]  # the dialog's keys, not the step's under it
+        assert "Exclude image" in footer and "Close" in footer and "Next" not in footer, footer
         if resolution == 512:
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.screen is folder_screen, 5, "OK")
