@@ -264,10 +264,14 @@ class RunScreen(Screen[None]):
             bar.update(total=s.total_steps, progress=s.step)
         self.query_one(LossChart).show(s.loss, s.smoothed, s.step, s.validation, s.validation_held_out)
         self.query_one(MemoryMeter).show(s.mem_used, s.mem_peak, s.mem_total, s.mem_kind)
-        checkpoint = (
-            f"last checkpoint: step {s.last_checkpoint_step} → {Path(s.last_checkpoint).name}"
-            if s.last_checkpoint else "no checkpoint yet"
-        )
+        if s.status == "finished" and s.lora_path:
+            # the final save is no checkpoint event (the run ends there): "last checkpoint: step
+            # 40" stood beside a LoRA saved at step 60
+            checkpoint = f"final LoRA: step {s.step} → {Path(s.lora_path).name}"
+        elif s.last_checkpoint:
+            checkpoint = f"last checkpoint: step {s.last_checkpoint_step} → {Path(s.last_checkpoint).name}"
+        else:
+            checkpoint = "no checkpoint yet"
         if s.lr:
             checkpoint += f" · lr {s.lr:.2e}"
         self.query_one("#checkpoint", Label).update(checkpoint)

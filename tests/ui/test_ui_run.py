@@ -30,6 +30,8 @@ async def test_attach_to_a_finished_run_replays_its_history(finished_run: Path) 
         assert list(app.screen.query_one(LossChart).plot.line) == list(snap.smoothed)
         text = screen_text(app)
         assert "finished" in text and "<lora:finished:0.7>" in text and "zxq" in text
+        # saved every 4 steps: the last checkpoint is step 4, the LoRA of step 8 is the final one
+        assert "final LoRA: step 8 → finished.safetensors" in text and "last checkpoint" not in text, text
         assert Path(snap.lora_path).is_file()
         # a finished run offers Close, not Stop or Detach
         keys = {b.binding.action for b in screen.active_bindings.values() if screen.check_action(b.binding.action, ())}
