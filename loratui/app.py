@@ -33,8 +33,15 @@ class WizardState:
     name: str = ""
     output_dir: str = "loratui-runs"
     overrides: dict[str, Any] = field(default_factory=dict)  # "advanced" values the user typed
+    # overrides the user did not type (the demo's): key → (value, who set it)
+    given: dict[str, tuple[Any, str]] = field(default_factory=dict)
     report: Any = None  # the lint CheckReport of ``folder`` (set by the folder step)
     warnings_accepted: bool = False
+
+    def origin(self, key: str) -> str:
+        """Who set the override ``key``: "set in Advanced", or who gave it (while unchanged)."""
+        value, by = self.given.get(key, (None, ""))
+        return by if by and self.overrides.get(key) == value else "set in Advanced"
 
     def build_config(self, extra: dict[str, Any] | None = None):
         """The validated RunConfig for the choices so far (ConfigError: one line)."""
@@ -239,7 +246,9 @@ def build_app(
 
         state.folder = make_demo_dataset(cache_dir() / "demo-dataset").resolve()
         state.preset, state.trigger, state.base_model, state.name = "pet", DEMO_TRIGGER, "tiny", "demo"
-        state.overrides.update(resolution=64, steps=60, save_every=20, batch_size=2)
+        demo_settings = dict(resolution=64, steps=60, save_every=20, batch_size=2)
+        state.overrides.update(demo_settings)
+        state.given.update({k: (v, "the demo's setting for its tiny model") for k, v in demo_settings.items()})
     if defaults:
         defaults = dict(defaults)
         for key in ("preset", "trigger", "base_model", "name", "output_dir"):

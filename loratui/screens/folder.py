@@ -127,7 +127,7 @@ def judged_for(state: Any, folder: Path | None = None) -> Judged:
                                    override if set_here else None)
     except LoratuiError:  # the preset step names what is wrong with the choices
         return Judged(override if set_here else PRESETS[state.preset].resolution, "")
-    source = "set in Advanced" if set_here else f"preset {state.preset}"
+    source = state.origin("resolution") if set_here else f"preset {state.preset}"
     if judged.demo and not set_here:
         source = "the demo dataset is made for it"
     return Judged(judged.resolution, f"{judged.family} at {judged.resolution} px ({source})",
