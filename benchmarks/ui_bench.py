@@ -2,10 +2,12 @@
 event-loop lag while following a run that writes 100 events a second.
 
     LORATUI_CACHE_DIR=/tmp/lt-cache-ui .venv/bin/python benchmarks/ui_bench.py [--json]
-        [--only paint|review|lag ...] [--load N] [--profile FILE]
+        [--only paint|review|lag|check|exit ...] [--load N] [--profile FILE]
 
 ``--only review`` runs the caption review's key-to-paint part alone (about 15 s); ``--load N``
 adds N busy processes to every part that runs; ``--profile FILE`` writes a cProfile of the keys.
+``check``: the event loop's lag while the folder step's full check runs; ``exit``: how long the
+caption review takes to return after ``exit()``.
 
 Goals (issue 4): first paint < 1 s, review latency < 50 ms, lag p99 < 50 ms.
 """
@@ -77,7 +79,58 @@ def first_paints(small: Path, run_dir: Path) -> dict:
     }
 
 
-PARTS = ("paint", "review", "lag")
+async def check_lag(folder: Path, interval: float = 0.005) -> dict:
+    """The folder step's full check (ctrl+n) on ``folder``: how late the UI's event loop wakes
+    (every ``interval`` s) while the pixel pass runs, from the key to the check's answer."""
+    from loratui.app import build_app
+
+    app = build_app(folder, defaults={"resolution": 64})
+    lags: list[float] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        while screen.summary is None or screen.summary.folder != folder:
+            await pilot.pause(0.05)
+        await pilot.pause(0.5)
+        start = time.perf_counter()
+        await pilot.press("ctrl+n")
+        while app.screen is screen and (screen._checking or screen.summary is None
+                                        or not screen.summary.report.pixels_checked):
+            t0 = time.perf_counter()
+            await asyncio.sleep(interval)
+            lags.append(max(0.0, time.perf_counter() - t0 - interval))
+        seconds = time.perf_counter() - start
+    from ui_lag import percentile
+
+    return {"images": len(list(folder.glob("*.png"))), "check_s": seconds, "samples": len(lags),
+            "lag_p50_ms": 1000 * percentile(lags, 50), "lag_p99_ms": 1000 * percentile(lags, 99),
+            "lag_max_ms": 1000 * max(lags, default=0.0)}
+
+
+def exit_time(folder: Path) -> dict:
+    """The caption review on ``folder``, quit as soon as its first caption shows: the seconds
+    from ``exit()`` until ``asyncio.run`` has returned, as ``app.run()`` does: it waits for the
+    thread workers still running (asyncio shuts its default executor down)."""
+    result = asyncio.run(_quit_review(folder))
+    result["exit_s"] = time.perf_counter() - result.pop("exit_at")
+    return result
+
+
+async def _quit_review(folder: Path) -> dict:
+    from loratui.app import build_app
+
+    app = build_app(folder, start="captions", defaults={"resolution": 64})
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        while screen.current is None:
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        running = sorted(w.name for w in app.workers if not w.is_finished)
+        start = time.perf_counter()
+        app.exit()
+    return {"images": len(screen.entries), "exit_at": start, "workers_running": running}
+
+
+PARTS = ("paint", "review", "lag", "check", "exit")
 
 
 class Load:
@@ -177,6 +230,14 @@ def main() -> None:
                 folder = make_folder(work / "photos", args.images)
                 results["folder_build_s"] = time.perf_counter() - t
                 results["review"] = asyncio.run(review_latency(folder, args.keys, args.profile))
+            if "check" in parts or "exit" in parts:
+                photos = work / "photos"
+                if not photos.exists():
+                    make_folder(photos, args.images)
+                if "check" in parts:
+                    results["check"] = asyncio.run(check_lag(photos))
+                if "exit" in parts:
+                    results["exit"] = exit_time(photos)
             if "lag" in parts:
                 results["lag"] = asyncio.run(measure_follow_lag(work / "run", rate=100, seconds=5))
             results["load"] = {"busy_processes": args.load, "loadavg": os.getloadavg()}
@@ -195,6 +256,14 @@ def main() -> None:
         print(f"caption review on {rv['images']} images: opened in {rv['open_s']:.2f} s; j → next caption "
               f"p50 {rv['p50_ms']:.1f} ms, p99 {rv['p99_ms']:.1f} ms, max {rv['max_ms']:.1f} ms ({rv['keys']} keys; "
               f"UI thread CPU {rv['cpu_ms_per_key']:.1f} ms a key)")
+    if "check" in results:
+        ck = results["check"]
+        print(f"folder step's full check on {ck['images']} images: {ck['check_s']:.2f} s; loop lag meanwhile "
+              f"p50 {ck['lag_p50_ms']:.1f} ms, p99 {ck['lag_p99_ms']:.1f} ms, max {ck['lag_max_ms']:.1f} ms")
+    if "exit" in results:
+        ex = results["exit"]
+        print(f"caption review on {ex['images']} images, quit once open: returned {ex['exit_s']:.2f} s after exit() "
+              f"(workers running then: {', '.join(ex['workers_running']) or 'none'})")
     if "lag" in results:
         lag = results["lag"]
         print(f"following {lag['rate']:.0f} events/s for {lag['seconds']:.1f} s: loop lag p50 {lag['lag_p50_ms']:.1f} ms, "

@@ -15,9 +15,13 @@ from loratui.engine.errors import DatasetError
 
 def test_the_check_apart_reports_what_the_check_in_process_reports(demo_dataset: Path, tmp_path: Path) -> None:
     thresholds = thresholds_for(512)
-    apart = check_apart(demo_dataset, "zxq", thresholds)
+    told: list[tuple[str, int, int]] = []
+    apart = check_apart(demo_dataset, "zxq", thresholds, on_progress=lambda *report: told.append(report))
     here = lint.check(demo_dataset, trigger="zxq", pixels=True, thresholds=thresholds)
     assert apart.findings == here.findings and apart.findings
+    # the child's progress reaches the caller (the folder step shows it), the end included
+    assert told and all(done <= total for _stage, done, total in told), told
+    assert told[-1][1] == told[-1][2], told
     with pytest.raises(DatasetError, match="no such folder"):
         check_apart(tmp_path / "missing", None, thresholds)
 

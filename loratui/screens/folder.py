@@ -155,10 +155,14 @@ def found_trigger(folder: Path) -> str:
 
 def summarise(
     folder: Path, pixels: bool = False, trigger: str | None = None, on_progress=None, resolution: int = 512,
-    judged: str = "",
-) -> FolderSummary:
+    judged: str = "", cancelled=None,
+) -> FolderSummary | None:
     """Count, check (header pass unless ``pixels``) and measure the images of ``folder``; with
-    no ``trigger``, the one its captions already start with is found and checked for."""
+    no ``trigger``, the one its captions already start with is found and checked for.
+
+    With ``pixels`` the check decodes every image in a child process (``check_apart``): in a
+    thread of the UI process it held the GIL between keystrokes. None when ``cancelled()``
+    turned true first."""
     from loratui.engine.data import lint
     from loratui.engine.data.dataset import iter_image_paths
     from loratui.engine.errors import LoratuiError
@@ -169,10 +173,16 @@ def summarise(
     found = "" if trigger else found_trigger(folder)
     try:
         with LINT_LOCK:
-            report = lint.check(
-                folder, trigger=trigger or found or None, pixels=pixels, on_progress=on_progress,
-                thresholds=thresholds_for(resolution),
-            )
+            if pixels:
+                from loratui.check_process import check_apart
+
+                report = check_apart(folder, trigger or found or None, thresholds_for(resolution),
+                                     cancelled=cancelled or (lambda: False), on_progress=on_progress)
+                if report is None:
+                    return None
+            else:
+                report = lint.check(folder, trigger=trigger or found or None, pixels=False,
+                                    thresholds=thresholds_for(resolution))
     except LoratuiError as exc:
         return FolderSummary(folder, 0, error=str(exc))
     sizes = []
@@ -415,14 +425,19 @@ class FolderScreen(Screen[None]):
                 if self.summary is not None and self.summary.folder == folder:
                     self.app.call_from_thread(self._show, self.summary, f"checking: {stage} {done}/{total}")
 
+        worker = get_current_worker()
         try:
             judged = self._judged(folder)
             summary = summarise(folder, pixels=True, trigger=trigger, on_progress=progress,
-                                resolution=judged.resolution, judged=judged.label)
+                                resolution=judged.resolution, judged=judged.label,
+                                cancelled=lambda: worker.is_cancelled)
+            if summary is None:  # cancelled: the app is closing
+                return
             if summary.images:
                 remember_folder(folder)
         finally:
-            self.app.call_from_thread(setattr, self, "_checking", False)
+            if not worker.is_cancelled:
+                self.app.call_from_thread(setattr, self, "_checking", False)
         self.app.call_from_thread(self._checked, summary)
 
     def _checked(self, summary: FolderSummary) -> None:

@@ -17,16 +17,28 @@ def marks(app) -> list[str]:
     return [r[1] for r in rows if len(r) > 2 and r[1] in "✓·!✗" and r[2].endswith(".png")]
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's ended child processes."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @async_test
 async def test_marks_follow_the_check_not_the_saves(photos: Path) -> None:
     # review opens without a report: the check comes after the list is drawn. At the default
     # 512 px every 96-128 px demo image is too small, an error (✗) for each.
     app = build_app(photos, start="captions")
+    children = children_cpu()
     async with app.run_test(size=(80, 24)) as pilot:
         captions = app.screen
         await wait_for(pilot, lambda: captions.store is not None and bool(captions.findings), 30, "the check")
         await settle(pilot)
         await pilot.pause(0.2)
+        # the full check ran in a child process (inside Textual its start used to fail, and the
+        # check ran in a thread that held the keys' GIL and that quitting waited ~2 s for)
+        assert children_cpu() > children + 0.05
         before = marks(app)
         assert before == ["✗"] * 6, screen_text(app)
         assert LEGEND in screen_text(app)
