@@ -23,6 +23,14 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 6
                                  + screen_text(pilot.app))
         await pilot.pause(0.05)
     await asyncio.sleep(0)
+    try:
+        blank = not screen_text(pilot.app).strip()
+    except Exception:  # no screen (the app has ended): nothing to draw
+        blank = False
+    if blank:
+        # a screen switched to while the pilot slept has not been drawn yet: a test that reads
+        # the screen next would read nothing (seen once the full check left the UI process)
+        await pilot.pause()
 
 
 def async_test(fn: Callable[..., Any]) -> Callable[..., Any]:
