@@ -84,6 +84,19 @@ async def tree_loaded(pilot, names: int) -> None:
     await pilot.pause(0.3)
 
 
+async def pick_for(pilot, field: str, dialog: str, names: int) -> None:
+    """ctrl+o on the Advanced field ``field``: its picker ``dialog`` open, ``names`` top entries listed."""
+    app = pilot.app
+    await open_preset(pilot)
+    app.screen.query_one("#advanced").collapsed = False
+    await pilot.pause(0.1)
+    app.screen.query_one(f"#adv-{field}").focus()
+    await pilot.pause(0.1)
+    await pilot.press("ctrl+o")
+    await wait_for(pilot, lambda: type(app.screen).__name__ == dialog, 10)
+    await tree_loaded(pilot, names)
+
+
 def test_model_picker(snap_compare, machine: Path) -> None:
     app = build_app(machine / "photos", start="preset", defaults=settings())
 
@@ -119,14 +132,7 @@ def test_lora_picker(snap_compare, machine: Path) -> None:
     app = build_app(machine / "photos", start="preset", defaults=settings())
 
     async def ready(pilot) -> None:
-        await open_preset(pilot)
-        app.screen.query_one("#advanced").collapsed = False
-        await pilot.pause(0.1)
-        app.screen.query_one("#adv-init_lora").focus()
-        await pilot.pause(0.1)
-        await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "LoraPickerDialog", 10)
-        await tree_loaded(pilot, 1)  # demo/
+        await pick_for(pilot, "init_lora", "LoraPickerDialog", 1)  # demo/
         await pilot.press("down", "enter")
         tree = app.screen.query_one("#files")
         await wait_for(pilot, lambda: len(tree.cursor_node.children) == 2, 10)
@@ -139,14 +145,8 @@ def test_folder_picker(snap_compare, machine: Path) -> None:
     app = build_app(machine / "photos", start="preset", defaults=settings())
 
     async def ready(pilot) -> None:
-        await open_preset(pilot)
-        app.screen.query_one("#advanced").collapsed = False
-        await pilot.pause(0.1)
-        app.screen.query_one("#adv-reg_folder").focus()  # class images: a folder beside the dataset
-        await pilot.pause(0.1)
-        await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "FolderPickerDialog", 10)
-        await tree_loaded(pilot, 4)  # loratui-runs, models, photos, state: folders only
+        # class images: a folder beside the dataset; loratui-runs, models, photos, state: folders only
+        await pick_for(pilot, "reg_folder", "FolderPickerDialog", 4)
         await pilot.press("down", "down", "enter")  # models/: its diffusers folder, not its files
         tree = app.screen.query_one("#files")
         await wait_for(pilot, lambda: len(tree.cursor_node.children) == 1, 10)
