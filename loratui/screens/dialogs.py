@@ -8,6 +8,7 @@ footer of its own keys: the step's footer below it listed keys (`^n Next`) that 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from rich.markup import escape
@@ -54,6 +55,15 @@ class Dialog(ModalScreen[ScreenResultType]):
     def on_mount(self) -> None:  # Textual calls this as well as a subclass's own on_mount
         self.mount(Footer(show_command_palette=False))
 
+    def name_answers(self, yes: str, no: str | None) -> None:
+        """The footer names y and n by the buttons they press ("y Accept and continue"), not a
+        generic Yes/No; with one button n is not shown (it and Esc still close the dialog)."""
+        for key, label in (("y", yes), ("n", no or "")):
+            self._bindings.key_to_bindings[key] = [
+                dataclasses.replace(binding, description=label, show=bool(label))
+                for binding in self._bindings.key_to_bindings.get(key, [])
+            ]
+
 
 class ConfirmDialog(Dialog[bool]):
     """Yes or no; Enter/y confirms, Esc/n cancels. ``items`` (the warnings it asks about) are
@@ -70,6 +80,7 @@ class ConfirmDialog(Dialog[bool]):
     ) -> None:
         super().__init__()
         self.title_text, self.body, self.yes, self.no, self.items = title, body, yes, no, list(items)
+        self.name_answers(yes, no)
 
     def compose(self) -> ComposeResult:
         with Vertical():

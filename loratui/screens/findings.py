@@ -67,6 +67,7 @@ class FindingsDialog(Dialog[FindingsAnswer]):
         self.findings = list(findings)
         self.yes, self.no = yes, no
         self.excluded: list[str] = []
+        self.name_answers(yes, no or "Close")
 
     def _prompt(self, finding: Any) -> Text:
         where = f"{finding.path}: " if finding.path not in ("", ".") else ""
@@ -114,14 +115,25 @@ class FindingsDialog(Dialog[FindingsAnswer]):
             keys.append("x: exclude that image (moved with its caption to .excluded/ in the folder; it will not train)")
         return " · ".join(keys)
 
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self._show_hint()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`x` is offered (footer and key) only while the highlighted finding names an image."""
+        if action != "exclude":
+            return True
+        try:
+            finding = self._highlighted()
+        except Exception:  # not composed yet
+            return False
+        return finding is not None and can_exclude(finding)
+
     def _show_hint(self) -> None:
         hint = self.query_one("#hint", Label)
         text = self.hint()
         hint.update(text)
         hint.display = bool(text)
-
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        self._show_hint()
+        self.refresh_bindings()
 
     @property
     def items(self) -> list[str]:

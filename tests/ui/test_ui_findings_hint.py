@@ -1,5 +1,5 @@
-"""The findings dialog offers `x` only for a finding that names an image: a dataset-level
-warning (too few images) has nothing to exclude, and the hint said it had."""
+"""The findings dialog offers `x` (its hint and its footer) only for a finding that names an
+image: a dataset-level warning (too few images) has nothing to exclude, and the hint said it had."""
 
 from __future__ import annotations
 
@@ -26,13 +26,20 @@ async def test_x_is_offered_only_when_the_highlighted_finding_names_an_image(tmp
         await wait_for(pilot, lambda: isinstance(app.screen, FindingsDialog), 5, "the dialog")
         dialog = app.screen
         await pilot.pause(0.05)
+        def footer() -> str:
+            return screen_text(app).splitlines()[-1]
+
         assert EXCLUDE not in screen_text(app) and "↑/↓ pick" in screen_text(app)
+        assert "x Exclude" not in footer() and "y Accept" in footer() and "n Stay" in footer(), footer()
         await pilot.press("down")  # the blurry image
         await wait_for(pilot, lambda: EXCLUDE in screen_text(app), 5, "the x hint")
+        await wait_for(pilot, lambda: "x Exclude image" in footer(), 5, "x in the footer")
         await pilot.press("up")
         await wait_for(pilot, lambda: EXCLUDE not in screen_text(app), 5, "the hint without x")
-        await pilot.press("x")  # on the folder-level finding: said why, nothing moved
-        assert "only an image can be excluded" in screen_text(app)
+        await wait_for(pilot, lambda: "x Exclude" not in footer(), 5, "x gone from the footer")
+        await pilot.press("x")  # on the folder-level finding: not offered, nothing moved
+        await pilot.pause(0.05)
+        assert len(dialog.items) == 2 and not (tmp_path / ".excluded").exists()
 
         # one dataset-level warning alone: no keys to explain at all
         dialog.dismiss(None)
