@@ -56,12 +56,16 @@ class Dialog(ModalScreen[ScreenResultType]):
         self.mount(Footer(show_command_palette=False))
 
     def name_answers(self, yes: str, no: str | None) -> None:
-        """The footer names y and n by the buttons they press ("y Accept and continue"), not a
-        generic Yes/No; with one button n is not shown (it and Esc still close the dialog)."""
-        for key, label in (("y", yes), ("n", no or "")):
+        """The footer names the answer keys by the buttons they press ("y Accept and continue  n
+        Stay here"), not a generic Yes/No; with one button only y is shown (n and Esc still close
+        the dialog)."""
+        labels = {"answer(True)": yes, "answer(False)": no or ""}
+        for key, bindings in self._bindings.key_to_bindings.items():
             self._bindings.key_to_bindings[key] = [
-                dataclasses.replace(binding, description=label, show=bool(label))
-                for binding in self._bindings.key_to_bindings.get(key, [])
+                dataclasses.replace(binding, description=labels[binding.action],
+                                    show=bool(labels[binding.action]) and binding.show)
+                if binding.action in labels else binding
+                for binding in bindings
             ]
 
 

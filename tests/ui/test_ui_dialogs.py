@@ -70,6 +70,20 @@ async def test_every_dialog_fits_its_longest_line_at_80_columns() -> None:
             await pilot.pause(0.05)
 
 
+@async_test
+async def test_a_one_button_dialog_offers_only_its_button_and_still_closes_on_esc() -> None:
+    app = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        answers: list[bool | None] = []
+        app.push_screen(ConfirmDialog("Saved", "The run folder is open.", yes="OK", no=None), answers.append)
+        await pilot.pause(0.2)
+        footer = screen_text(app).splitlines()[-1]
+        assert "y OK" in footer and "No" not in footer and "esc" not in footer, footer
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert answers == [False]
+
+
 @pytest.mark.parametrize("resolution", [64, 512])
 @async_test
 async def test_the_findings_dialog_lists_the_findings_itself(photos: Path, resolution: int) -> None:
