@@ -41,19 +41,23 @@ class TextConditioner:
         """Encode ``captions`` now (before the first step, as latents are cached), so no training
         step waits for the text encoder; each alone, exactly as a step would encode it. Only for
         a frozen encoder with the cache, and only as many as the cache keeps."""
-        import torch
-
         todo = [c for c in dict.fromkeys(captions) if c not in self._cache]
         if self.trainable or not self.cache or len(self._cache) + len(todo) > CACHE_LIMIT:
             return
         if progress is not None and todo:
             progress(0, len(todo))
         for n, caption in enumerate(todo, 1):
-            with torch.no_grad():
-                encoded = self.family.encode_text(self.encoders, self.tokenizers, [caption], self.device)
-            self._cache[caption] = {name: value[0].detach() for name, value in encoded.items()}
+            self._keep(caption)
             if progress is not None:
                 progress(n, len(todo))
+
+    def _keep(self, caption: str) -> None:
+        """Encode ``caption`` alone (its rows never depend on what else is in a batch) and keep it."""
+        import torch
+
+        with torch.no_grad():
+            encoded = self.family.encode_text(self.encoders, self.tokenizers, [caption], self.device)
+        self._cache[caption] = {name: value[0].detach() for name, value in encoded.items()}
 
     def __call__(self, captions: list[str]) -> dict[str, Any]:
         import torch
@@ -67,8 +71,6 @@ class TextConditioner:
             self._cache.clear()  # before looking up: a caption found now must still be here below
         for caption in dict.fromkeys(captions):
             if caption not in self._cache:
-                with torch.no_grad():
-                    encoded = self.family.encode_text(self.encoders, self.tokenizers, [caption], self.device)
-                self._cache[caption] = {name: value[0].detach() for name, value in encoded.items()}
+                self._keep(caption)
         first = self._cache[captions[0]]
         return {name: torch.stack([self._cache[c][name] for c in captions]) for name in first}
