@@ -23,10 +23,20 @@ POLL_S = 0.1  # how often the waiting thread looks for a cancel
 PROGRESS_S = 0.1  # the child's progress reports, at most this often
 
 
-def _check(folder: Path, trigger: str | None, thresholds: Any, on_progress: Any = None) -> Any:
+def _check(folder: Path, trigger: str | None, thresholds: Any, on_progress: Any = None, pixels: bool = True) -> Any:
     from loratui.engine.data import lint
 
-    return lint.check(folder, trigger=trigger, pixels=True, thresholds=thresholds, on_progress=on_progress)
+    return lint.check(folder, trigger=trigger, pixels=pixels, thresholds=thresholds, on_progress=on_progress)
+
+
+def check_folder(folder: Path, trigger: str | None, thresholds: Any, pixels: bool,
+                 cancelled: Callable[[], bool] = lambda: False,
+                 on_progress: Callable[[str, int, int], None] | None = None) -> Any:
+    """The wizard's check of ``folder``: the header pass right here (it reads no pixels), the full
+    pixel pass apart (``check_apart``; None when ``cancelled()`` turned true first)."""
+    if not pixels:
+        return _check(folder, trigger, thresholds, on_progress, pixels=False)
+    return check_apart(folder, trigger, thresholds, cancelled=cancelled, on_progress=on_progress)
 
 
 def _child(send: Any, folder: Path, trigger: str | None, thresholds: Any, progress: bool) -> None:

@@ -210,23 +210,18 @@ class CaptionsScreen(Screen[None]):
         """Re-run the lint (header pass after edits; the full one when no report came along)."""
         from textual.worker import get_current_worker
 
-        from loratui.engine.data import lint
+        from loratui.check_process import check_folder
         from loratui.screens.folder import LINT_LOCK, thresholds_for, training_resolution
 
         folder = self.folder
         state = self.app.state  # type: ignore[attr-defined]
         thresholds = thresholds_for(training_resolution(state))
-        with LINT_LOCK:
-            if pixels:  # every image decoded: in a child process, away from the keys' GIL
-                from loratui.check_process import check_apart
-
-                worker = get_current_worker()
-                report = check_apart(folder, state.trigger or None, thresholds,
-                                     cancelled=lambda: worker.is_cancelled)
-                if report is None:  # cancelled: the app is closing or the folder changed
-                    return
-            else:
-                report = lint.check(folder, trigger=state.trigger or None, pixels=False, thresholds=thresholds)
+        worker = get_current_worker()
+        with LINT_LOCK:  # the pixel pass in a child process, away from the keys' GIL
+            report = check_folder(folder, state.trigger or None, thresholds, pixels,
+                                  cancelled=lambda: worker.is_cancelled)
+        if report is None:  # cancelled: the app is closing or the folder changed
+            return
         self.app.call_from_thread(self._checked, folder, report, pixels)
 
     def _checked(self, folder: Path, report: Any, full: bool) -> None:

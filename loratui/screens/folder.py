@@ -163,7 +163,7 @@ def summarise(
     With ``pixels`` the check decodes every image in a child process (``check_apart``): in a
     thread of the UI process it held the GIL between keystrokes. None when ``cancelled()``
     turned true first."""
-    from loratui.engine.data import lint
+    from loratui.check_process import check_folder
     from loratui.engine.data.dataset import iter_image_paths
     from loratui.engine.errors import LoratuiError
     from loratui.engine.data.images import image_size
@@ -173,16 +173,10 @@ def summarise(
     found = "" if trigger else found_trigger(folder)
     try:
         with LINT_LOCK:
-            if pixels:
-                from loratui.check_process import check_apart
-
-                report = check_apart(folder, trigger or found or None, thresholds_for(resolution),
-                                     cancelled=cancelled or (lambda: False), on_progress=on_progress)
-                if report is None:
-                    return None
-            else:
-                report = lint.check(folder, trigger=trigger or found or None, pixels=False,
-                                    thresholds=thresholds_for(resolution))
+            report = check_folder(folder, trigger or found or None, thresholds_for(resolution), pixels,
+                                  cancelled=cancelled or (lambda: False), on_progress=on_progress)
+        if report is None:
+            return None
     except LoratuiError as exc:
         return FolderSummary(folder, 0, error=str(exc))
     sizes = []
