@@ -89,9 +89,16 @@ async def pick_for(pilot, field: str, dialog: str, names: int) -> None:
     app = pilot.app
     await open_preset(pilot)
     app.screen.query_one("#advanced").collapsed = False
-    await pilot.pause(0.1)
-    app.screen.query_one(f"#adv-{field}").focus()
-    await pilot.pause(0.1)
+    target = app.screen.query_one(f"#adv-{field}")
+    # the screen scrolls the focused field into view from where the layout has put it: focused
+    # before the opened Advanced section is laid out (a loaded machine), it scrolls to a place
+    # the snapshot does not show
+    await wait_for(pilot, lambda: target.size.height > 0, 10, "the Advanced section laid out")
+    target.focus()
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await wait_for(pilot, lambda: target.region.height > 0
+                   and app.screen.region.contains_region(target.region), 10, f"#adv-{field} in view")
     await pilot.press("ctrl+o")
     await wait_for(pilot, lambda: type(app.screen).__name__ == dialog, 10)
     await tree_loaded(pilot, names)
