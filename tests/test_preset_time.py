@@ -39,7 +39,7 @@ def own_speeds(tmp_path: Path, monkeypatch) -> None:
 
 def test_the_cpu_time_grows_with_steps_resolution_and_samples(demo_dataset, tmp_path, tiny_model, own_speeds):
     base, text = card_minutes(demo_dataset, tmp_path)
-    assert re.fullmatch(r"~\d+ min on this CPU \(est\.\) · no GPU", text), text
+    assert re.fullmatch(r"~\d+ (s|min) on this CPU \(est\.\) · no GPU", text), text
     longer, _ = card_minutes(demo_dataset, tmp_path, steps=300)
     sharper, _ = card_minutes(demo_dataset, tmp_path, resolution=128)
     no_checks, _ = card_minutes(demo_dataset, tmp_path, sample_every=0, validation="off")
@@ -63,3 +63,18 @@ def test_durations_read_in_hours_past_90_minutes(demo_dataset, tmp_path, tiny_mo
     flops, _ = card_minutes(demo_dataset, tmp_path)
     speed.record_speed(speed.cpu_key(run_threads(tiny=True), tiny=True), "fp32", flops / (150 * 60))
     assert card_minutes(demo_dataset, tmp_path)[1].startswith("~2 h 30 min on this CPU")
+
+
+def test_a_short_run_reads_in_seconds_with_its_measured_setup(demo_dataset, tmp_path, tiny_model, own_speeds):
+    """The demo trains in seconds: its card says so ("~10 s"), not a minute, and counts the time
+    earlier runs of the model took to their first step (loading it, caching the latents)."""
+    key = speed.cpu_key(run_threads(tiny=True), tiny=True)
+    flops, _ = card_minutes(demo_dataset, tmp_path)
+    speed.record_speed(key, "fp32", flops / 12)
+    assert card_minutes(demo_dataset, tmp_path)[1] == "~10 s on this CPU · no GPU"
+    longer = card_minutes(demo_dataset, tmp_path, steps=300)[1]  # 5× the steps, the same passes
+    assert re.fullmatch(r"~(4\d|5\d) s on this CPU · no GPU|~1 min on this CPU · no GPU", longer), longer
+    speed.record_setup(key, "tiny", 20.0)
+    assert card_minutes(demo_dataset, tmp_path)[1] == "~30 s on this CPU · no GPU"
+    speed.record_setup(key, "tiny-sdxl", 500.0)  # another model's setup is not this one's
+    assert card_minutes(demo_dataset, tmp_path)[1] == "~30 s on this CPU · no GPU"

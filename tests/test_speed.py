@@ -64,9 +64,24 @@ def test_a_run_records_the_flops_it_trained_per_second(demo_dataset, tmp_path, t
                          validation="off")
     events: list = []
     train(config, tmp_path / "run", [events.append])
-    last = [e for e in events if e.event == "step"][-1]
+    steps = [e for e in events if e.event == "step"]
+    last = steps[-1]
     per_image = memory_model(config, resolve_model("tiny"), "fp32").unet.flops_per_image
     batches = plan_run(config).batches
     images = sum(len(batches.batch_at(m)[1]) for m in range(4, 24))  # the last 20 steps
     assert images < 20 * 5  # short batches among them
     assert speed.measured_speed(H100, "fp32") == pytest.approx(per_image * images / 20 * last.it_per_s, rel=1e-6)
+    # and the time it took to its first step (loading, caching): a small run's time is mostly that
+    setup = speed.measured_setup(H100, "tiny")
+    assert setup is not None and 0 < setup < steps[0].t - events[0].t + 1
+    assert speed.measured_setup(H100, "tiny-sdxl") is None  # another model, another setup
+
+
+def test_a_model_file_is_set_up_under_its_full_path(tmp_path, monkeypatch):
+    model = tmp_path / "models" / "pony.safetensors"
+    model.parent.mkdir()
+    model.write_bytes(b"0")
+    monkeypatch.chdir(tmp_path)
+    speed.record_setup(H100, "models/pony.safetensors", 40.0)
+    assert speed.measured_setup(H100, str(model)) == 40.0
+    assert speed.measured_setup(H100, "pony.safetensors") is None  # no such file here: another model

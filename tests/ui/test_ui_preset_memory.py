@@ -73,7 +73,7 @@ async def test_cards_time_the_run_from_its_flops_and_this_gpus_speed(
         config = app.state.build_config({"preset": "pet"})
         per_image = memory_model(config, resolve_model(str(tiny_model)), "bf16").unet.flops_per_image
         assert screen.needs["pet"].flops_per_image == per_image > 0
-        assert "~1 min on this GPU (est.)" in text  # the tiny model's work is nothing to an H100's peak
+        assert "~5 s on this GPU (est.)" in text  # the tiny model's work is nothing to an H100's peak
 
         speed.record_speed("NVIDIA H100 80GB HBM3", "bf16", 1e6)  # as if a run had reached 1 MFLOP/s
         plan = screen.plans["pet"]

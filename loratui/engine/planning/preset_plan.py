@@ -195,7 +195,8 @@ def estimate(plan: PresetPlan, hw: Hardware, base_model: str, need: MemoryNeed |
     """Time and GPU memory for ``plan`` on ``hw``, both from the measured model; ``need`` is
     MEASURING until measured, None where it cannot be. The time is the plan's FLOPs (training
     steps, sample and validation passes) over the speed this GPU or CPU reached in earlier runs,
-    or "est." from a GPU's data-sheet peak or a conservative CPU figure."""
+    or "est." from a GPU's data-sheet peak or a conservative CPU figure, plus the time earlier
+    runs of this base model here took to their first step."""
     if not hw.gpu:
         if need is MEASURING:
             return "timing…"
@@ -227,7 +228,7 @@ def run_flops(need: MemoryNeed, plan: PresetPlan) -> float:
 
 
 def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware, base_model: str) -> str:
-    from loratui.engine.planning.speed import cpu_key, run_time
+    from loratui.engine.planning.speed import cpu_key, measured_setup, run_time
 
     from loratui.engine.families.tiny import TINY_NAMES
 
@@ -236,10 +237,14 @@ def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware, base_model: str)
     time = run_time(run_flops(need, plan), 1, device, hw.precision if hw.gpu else "fp32")
     if time is None:
         return "time n/a"
-    return f"~{_minutes(time.seconds)} on this {'GPU' if hw.gpu else 'CPU'}" + ("" if time.measured else " (est.)")
+    seconds = time.seconds + (measured_setup(device, base_model) or 0.0)  # loading, caching: measured
+    return f"~{_length(seconds)} on this {'GPU' if hw.gpu else 'CPU'}" + ("" if time.measured else " (est.)")
 
 
-def _minutes(seconds: float) -> str:
+def _length(seconds: float) -> str:
+    """"~15 s" under a minute (to 5 s), then minutes, and hours past 90 minutes."""
+    if seconds < 57.5:
+        return f"{max(5, 5 * round(seconds / 5))} s"
     minutes = max(1, round(seconds / 60))
     return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
 

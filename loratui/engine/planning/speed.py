@@ -89,21 +89,53 @@ def cpu_model() -> str:
 
 def record_speed(gpu: str, precision: str, flop_per_s: float) -> None:
     """Remember what a run reached on ``gpu`` (a bad or full cache only costs the record)."""
-    if not gpu or not flop_per_s > 0:
+    if gpu:
+        _remember(_key(gpu, precision), flop_per_s)
+
+
+def measured_speed(gpu: str, precision: str) -> float | None:
+    """FLOP/s earlier runs reached on ``gpu`` in ``precision`` (their median), or None."""
+    return _median(_key(gpu, precision))
+
+
+def record_setup(device: str, base_model: str, seconds: float) -> None:
+    """Remember how long a run of ``base_model`` on ``device`` (a GPU's name or a ``cpu_key``)
+    took from its start to its first step: loading the model, caching latents, encoding
+    captions. For a small run that is most of its time, which FLOPs alone leave out."""
+    if device:
+        _remember(_setup_key(device, base_model), seconds)
+
+
+def measured_setup(device: str, base_model: str) -> float | None:
+    """Seconds earlier runs of ``base_model`` on ``device`` took to their first step (median)."""
+    return _median(_setup_key(device, base_model))
+
+
+def _remember(key: str, value: float) -> None:
+    if not value > 0:
         return
     book = _read()
-    key = _key(gpu, precision)
-    book[key] = ([*book.get(key, []), flop_per_s])[-KEEP:]
+    book[key] = ([*book.get(key, []), value])[-KEEP:]
     try:
         atomic.write_json(cache_dir() / SPEED_FILE, book)
     except OSError:
         pass
 
 
-def measured_speed(gpu: str, precision: str) -> float | None:
-    """FLOP/s earlier runs reached on ``gpu`` in ``precision`` (their median), or None."""
-    speeds = [v for v in _read().get(_key(gpu, precision), []) if isinstance(v, (int, float)) and v > 0]
-    return statistics.median(speeds) if speeds else None
+def _median(key: str) -> float | None:
+    values = [v for v in _read().get(key, []) if isinstance(v, (int, float)) and v > 0]
+    return statistics.median(values) if values else None
+
+
+def _setup_key(device: str, base_model: str) -> str:
+    """A model as given (a hub id, a built-in name) or, for a file or folder, its full path."""
+    from pathlib import Path
+
+    model = base_model.strip()
+    path = Path(model).expanduser()
+    if path.exists():
+        model = str(path.resolve())
+    return f"{device}|setup|{model}"
 
 
 def run_time(flops_per_step: float, steps: int, gpu: str, precision: str) -> RunTime | None:

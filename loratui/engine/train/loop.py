@@ -227,7 +227,9 @@ class TrainingRun:
         self.kinds: tuple[float | None, float | None] = (None, None)  # the step's instance and prior loss
 
     def run(self) -> RunResult:
+        began = time.monotonic()
         self.setup()
+        self.setup_seconds = time.monotonic() - began  # for the wizard's time estimates
         return self.loop()
 
     # -- setup, top to bottom ----------------------------------------------------------------
@@ -750,6 +752,8 @@ class TrainingRun:
             return
         flops = sum(unet.flops_per_image * images + unet.flops_fixed * passes for _, images, passes in self.done)
         speed.record_speed(device, self.precision, flops / sum(seconds for seconds, _, _ in self.done))
+        if not self.resume:  # a resume's setup restores a checkpoint too: not what a new run waits for
+            speed.record_setup(device, self.config.base_model, self.setup_seconds)
 
 
 def _free_memory(device) -> None:
