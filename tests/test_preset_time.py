@@ -70,10 +70,10 @@ def test_a_short_run_reads_in_seconds_with_its_measured_setup(demo_dataset, tmp_
     earlier runs of the model took to their first step (loading it, caching the latents)."""
     key = speed.cpu_key(run_threads(tiny=True), tiny=True)
     flops, _ = card_minutes(demo_dataset, tmp_path)
-    speed.record_speed(key, "fp32", flops / 12)
+    speed.record_speed(key, "fp32", flops / 9)
     assert card_minutes(demo_dataset, tmp_path)[1] == "~10 s on this CPU · no GPU"
     longer = card_minutes(demo_dataset, tmp_path, steps=300)[1]  # 5× the steps, the same passes
-    assert re.fullmatch(r"~(4\d|5\d) s on this CPU · no GPU|~1 min on this CPU · no GPU", longer), longer
+    assert re.fullmatch(r"~([3-5]\d s|1 min) on this CPU · no GPU", longer), longer
     speed.record_setup(key, "tiny", 20.0)
     assert card_minutes(demo_dataset, tmp_path)[1] == "~30 s on this CPU · no GPU"
     speed.record_setup(key, "tiny-sdxl", 500.0)  # another model's setup is not this one's

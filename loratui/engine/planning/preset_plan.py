@@ -4,6 +4,7 @@ preset cards show these figures; the engine owns them so every front end shows t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -242,9 +243,10 @@ def _duration(need: MemoryNeed, plan: PresetPlan, hw: Hardware, base_model: str)
 
 
 def _length(seconds: float) -> str:
-    """"~15 s" under a minute (to 5 s), then minutes, and hours past 90 minutes."""
-    if seconds < 57.5:
-        return f"{max(5, 5 * round(seconds / 5))} s"
+    """"~15 s" under a minute (up to the next 5 s: what the count leaves out, as starting the
+    process and saving, only adds), then minutes, and hours past 90 minutes."""
+    if seconds < 55:
+        return f"{max(5, 5 * math.ceil(seconds / 5))} s"
     minutes = max(1, round(seconds / 60))
     return f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60:02d} min"
 
