@@ -137,8 +137,12 @@ async def test_notes_longer_than_the_screen_say_so_and_scroll_with_page_down(tmp
 async def test_the_demo_says_its_resolution_is_the_demos_own_not_the_users() -> None:
     app = build_app(demo=True)  # `loratui demo`: 64 px, set by the demo, nothing typed in Advanced
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "images" in str(app.screen.query_one("#summary").render()), 30, "the summary")
-        summary = " ".join(" ".join(r.strip("│ ") for r in _rows(app, "#summary")).split())
+        # the count is drawn first, what the sizes were judged for once the header pass is done
+        def drawn() -> str:
+            return " ".join(" ".join(r.strip("│ ") for r in _rows(app, "#summary")).split())
+
+        await wait_for(pilot, lambda: "judged for" in drawn(), 30, "the summary")
+        summary = drawn()
         assert "64 px (the demo's setting for its tiny model)" in summary and "Advanced" not in summary, summary
         app.state.overrides["resolution"] = 96  # typed in Advanced: then it says so
         assert app.state.origin("resolution") == "set in Advanced"
