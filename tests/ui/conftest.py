@@ -9,6 +9,27 @@ import pytest
 
 
 @pytest.fixture
+def snap_compare(snap_compare):
+    """The snapshot plugin's compare, which shoots once ``run_before`` is done and the screen is
+    steady (ui_helpers.steady): a blinking cursor, or a frame still to come, is not caught
+    half drawn by how busy the machine is."""
+    import inspect
+
+    from ui_helpers import steady
+
+    def compare(app, *args, run_before=None, **kwargs):
+        async def ready(pilot) -> None:
+            result = run_before(pilot) if run_before is not None else None
+            if inspect.isawaitable(result):
+                await result
+            await steady(pilot)
+
+        return snap_compare(app, *args, run_before=ready, **kwargs)
+
+    return compare
+
+
+@pytest.fixture
 def photos(tmp_path: Path, demo_dataset: Path) -> Path:
     """Six captioned demo images in a fresh folder the test may edit."""
     folder = tmp_path / "photos"

@@ -33,6 +33,34 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 6
         await pilot.pause()
 
 
+async def steady(pilot: Any, timeout: float = 10.0, gap: float = 0.15) -> None:
+    """Before a snapshot: the text cursors shown steadily, and the screen the same twice ``gap``
+    apart. A cursor blinks every 0.5 s, and a frame still to come (a dialog's footer is drawn one
+    frame after the dialog) would be caught or not by how busy the machine is."""
+    import re
+
+    from textual.widgets import Input, TextArea
+
+    app = pilot.app
+    for widget in app.screen.query("*"):
+        if isinstance(widget, (Input, TextArea)):
+            widget.cursor_blink = False  # the cursor stays shown
+
+    def shot() -> str:
+        return re.sub(r"terminal-\d+", "", app.export_screenshot())  # its ids hash the content
+
+    deadline = time.monotonic() + timeout
+    before = shot()
+    while True:
+        await pilot.pause(gap)
+        now = shot()
+        if now == before:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the screen still changed after {timeout:.0f}s\n" + screen_text(app))
+        before = now
+
+
 def async_test(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run an async test with asyncio (no pytest async plugin needed); fixtures pass through."""
     import functools
