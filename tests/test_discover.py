@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loratui.engine.families.discover import check_model, find_models
+from loratui.engine.families.discover import check_model, downloads_first, find_models
 
 
 @pytest.fixture
@@ -37,6 +37,16 @@ def test_a_hub_id_is_looked_up_in_the_local_cache(hf_cache: Path, monkeypatch) -
     monkeypatch.delenv("HF_HUB_OFFLINE")
     online = check_model("someone/not-here")
     assert online.ok and online.message == "someone/not-here: not downloaded, the run downloads it"
+
+
+def test_only_a_hub_id_not_in_the_cache_is_downloaded_first(hf_cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """A run of such a model spends its setup downloading: the card's setup time leaves it out."""
+    assert downloads_first("someone/not-here")
+    assert not downloads_first("someone/tiny-sd") and not downloads_first(" someone/tiny-sd ")
+    assert not downloads_first("tiny") and not downloads_first(str(tmp_path / "model.safetensors"))
+    (tmp_path / "someone" / "not-here").mkdir(parents=True)  # a folder by that name here: a path
+    monkeypatch.chdir(tmp_path)
+    assert not downloads_first("someone/not-here")
 
 
 def test_paths_and_files_that_are_not_models_are_named(tmp_path: Path, tiny_model: Path) -> None:

@@ -85,3 +85,18 @@ def test_a_model_file_is_set_up_under_its_full_path(tmp_path, monkeypatch):
     speed.record_setup(H100, "models/pony.safetensors", 40.0)
     assert speed.measured_setup(H100, str(model)) == 40.0
     assert speed.measured_setup(H100, "pony.safetensors") is None  # no such file here: another model
+
+
+def test_a_run_that_downloads_its_model_first_records_no_setup(demo_dataset, tmp_path, tiny_model, monkeypatch):
+    """The first run of a hub model spends its setup downloading it, which the next run does not:
+    its setup would time every later card long. (No download can happen here: the run is told
+    its model was fetched, as downloads_first says of a hub id not yet in the cache.)"""
+    from loratui.engine.families import discover
+    from loratui.engine.train.loop import train
+
+    monkeypatch.setattr(speed, "gpu_name", lambda device: H100)
+    monkeypatch.setattr(discover, "downloads_first", lambda base_model: True)
+    config = tiny_config(demo_dataset, tmp_path, steps=12, save_every=0, validation="off", sample_every=0)
+    train(config, tmp_path / "run")
+    assert speed.measured_speed(H100, "fp32") is not None  # its speed is recorded
+    assert speed.measured_setup(H100, "tiny") is None  # its setup is not

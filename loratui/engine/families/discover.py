@@ -66,6 +66,15 @@ def cached_hub_model(repo_id: str) -> Path | None:
     return next((c for c in candidates if (c / "model_index.json").is_file()), None)
 
 
+def downloads_first(base_model: str) -> bool:
+    """Whether loading ``base_model`` fetches it from the hub first: a hub id, not a path here,
+    whose model is not in the local cache yet."""
+    from loratui.engine.families.models import HUB_ID
+
+    text = base_model.strip()
+    return bool(HUB_ID.match(text)) and not Path(text).expanduser().exists() and cached_hub_model(text) is None
+
+
 def check_model(text: str) -> ModelCheck:
     """What ``text`` (the base model field) names, read cheaply: its family, or the problem
     with it in one line (a path, a file's header, the local hub cache; never the network)."""

@@ -227,9 +227,12 @@ class TrainingRun:
         self.kinds: tuple[float | None, float | None] = (None, None)  # the step's instance and prior loss
 
     def run(self) -> RunResult:
+        from loratui.engine.families.discover import downloads_first
+
         began = time.monotonic()
+        fetched = downloads_first(self.config.base_model)  # a download is not what the next run waits for
         self.setup()
-        self.setup_seconds = time.monotonic() - began  # for the wizard's time estimates
+        self.setup_seconds = None if fetched else time.monotonic() - began  # for the wizard's time estimates
         return self.loop()
 
     # -- setup, top to bottom ----------------------------------------------------------------
@@ -752,7 +755,7 @@ class TrainingRun:
             return
         flops = sum(unet.flops_per_image * images + unet.flops_fixed * passes for _, images, passes in self.done)
         speed.record_speed(device, self.precision, flops / sum(seconds for seconds, _, _ in self.done))
-        if not self.resume:  # a resume's setup restores a checkpoint too: not what a new run waits for
+        if not self.resume and self.setup_seconds is not None:  # a resume restores a checkpoint too
             speed.record_setup(device, self.config.base_model, self.setup_seconds)
 
 
