@@ -67,7 +67,7 @@ class FindingsDialog(Dialog[FindingsAnswer]):
         self.findings = list(findings)
         self.yes, self.no = yes, no
         self.excluded: list[str] = []
-        self.name_answers(yes, no or "Close")
+        self.name_answers(yes, no)  # one button: only y is offered (n and Esc still close it)
 
     def _prompt(self, finding: Any) -> Text:
         where = f"{finding.path}: " if finding.path not in ("", ".") else ""
