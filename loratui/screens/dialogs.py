@@ -52,8 +52,37 @@ class Dialog(ModalScreen[ScreenResultType]):
     """A modal screen whose footer shows its own keys, over the footer of the screen below (whose
     keys it takes away while it is up)."""
 
+    # the dialog's list (a selector) and the most rows it takes: where the screen is too short for
+    # the whole dialog, the list gives up rows (it scrolls) so that the words and buttons below it
+    # stay on screen; 16 findings at 80x24 pushed the hint and both buttons past the screen's edge
+    flexible: tuple[str, int] | None = None
+
     def on_mount(self) -> None:  # Textual calls this as well as a subclass's own on_mount
         self.mount(Footer(show_command_palette=False))
+        self.call_after_refresh(self.fit_to_screen)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.fit_to_screen)
+
+    def fit_to_screen(self) -> None:
+        """Give the ``flexible`` list the rows the screen leaves after the dialog's other parts."""
+        if self.flexible is None or not self.is_mounted:
+            return
+        selector, most = self.flexible
+        try:
+            box = self.query_one(Vertical)
+            flexible = self.query_one(selector)
+        except Exception:  # not composed, or gone
+            return
+        others = sum(w.outer_size.height + w.styles.margin.top + w.styles.margin.bottom
+                     for w in box.children if w is not flexible and w.display)
+        frame = box.outer_size.height - box.size.height  # its border and padding
+        footer = 1
+        room = (self.size.height - footer - frame - others
+                - flexible.styles.margin.top - flexible.styles.margin.bottom)
+        rows = max(3, min(most, room))
+        if flexible.styles.max_height is None or flexible.styles.max_height.value != rows:
+            flexible.styles.max_height = rows
 
     def name_answers(self, yes: str, no: str | None) -> None:
         """The footer names the answer keys by the buttons they press ("y Accept and continue  n
@@ -74,6 +103,7 @@ class ConfirmDialog(Dialog[bool]):
     listed inside it; with ``no=None`` it has one button (an acknowledgement)."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmDialog")
+    flexible = (".items", 8)
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),

@@ -52,6 +52,7 @@ class FindingsDialog(Dialog[FindingsAnswer]):
     FindingsDialog OptionList { height: auto; max-height: 12; margin-top: 1; }
     FindingsDialog #hint { color: $text-muted; margin-top: 1; }
     """
+    flexible = ("#findings", 12)
     BINDINGS = [
         Binding("x", "exclude", "Exclude image", id="findings.exclude"),
         Binding("up", "move(-1)", "Previous", id="findings.up", show=False),
@@ -134,6 +135,7 @@ class FindingsDialog(Dialog[FindingsAnswer]):
         hint.update(text)
         hint.display = bool(text)
         self.refresh_bindings()
+        self.call_after_refresh(self.fit_to_screen)  # the hint's lines change what the list may take
 
     @property
     def items(self) -> list[str]:

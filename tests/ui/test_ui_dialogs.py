@@ -139,3 +139,45 @@ async def test_toasts_stay_off_the_caption_and_leave_when_help_opens(photos: Pat
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the help")
         await pilot.pause(0.2)
         assert not app._notifications and not app.screen.query(Toast)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+@async_test
+async def test_a_long_list_scrolls_inside_the_dialog_and_leaves_its_buttons_on_screen(
+        tmp_path: Path, size: tuple[int, int]) -> None:
+    """16 blurry photos at 80x24: the list took 12 rows and pushed the hint and both buttons past
+    the screen's edge (only the footer still named y and n)."""
+    from loratui.engine.data.lint import Finding
+
+    findings = [Finding(f"p{n:02d}.png", "blurry", "warning", f"sharpness {27 + n} (under 40)") for n in range(16)]
+    app = App()
+    async with app.run_test(size=size) as pilot:
+        app.push_screen(FindingsDialog(tmp_path, "Continue with 16 warning(s)?", "You can fix them later and "
+                                       "check again.", findings, yes="Accept and continue", no="Stay here"))
+        await wait_for(pilot, lambda: "Stay here" in " ".join(screen_text(app).splitlines()[:-1]), 5,
+                       "the buttons above the footer")
+        shown = shown_words(app)
+        assert "it will not train)" in shown and "Accept and continue" in shown.split("n Stay here")[0], shown
+        options = app.screen.query_one("#findings")
+        assert options.size.height < 12 and options.max_scroll_y > 0  # the list gave up rows, and scrolls
+        for _ in range(15):  # the last finding is reached from the keyboard, scrolled into view
+            await pilot.press("down")
+        await wait_for(pilot, lambda: "p15.png" in screen_text(app), 5, "the last finding")
+
+    app = App()
+    async with app.run_test(size=(80, 40)) as pilot:  # room enough: the list's own 12 rows, no less
+        app.push_screen(FindingsDialog(tmp_path, "Continue?", "", findings, yes="OK"))
+        await wait_for(pilot, lambda: "OK" in screen_text(app), 5, "the dialog")
+        await pilot.pause(0.2)
+        assert app.screen.query_one("#findings").size.height >= 10
+
+
+@async_test
+async def test_a_confirm_dialogs_list_gives_up_rows_on_a_short_screen() -> None:
+    app = App()
+    async with app.run_test(size=(60, 16)) as pilot:
+        app.push_screen(ConfirmDialog("Stop this run?", STOP_BODY, yes="Stop", no="Keep training",
+                                      items=[f"warning {n}" for n in range(20)]))
+        await wait_for(pilot, lambda: "Keep training" in " ".join(screen_text(app).splitlines()[:-1]), 5,
+                       "the buttons above the footer")
+        assert STOP_BODY.split()[-1] in shown_words(app)
