@@ -51,6 +51,7 @@ class FindingsDialog(Dialog[FindingsAnswer]):
     DEFAULT_CSS = DIALOG_CSS.format(name="FindingsDialog") + """
     FindingsDialog OptionList { height: auto; max-height: 12; margin-top: 1; }
     FindingsDialog #hint { color: $text-muted; margin-top: 1; }
+    FindingsDialog #note { color: $success; margin-top: 1; }
     """
     flexible = ("#findings", 12)
     BINDINGS = [
@@ -62,11 +63,14 @@ class FindingsDialog(Dialog[FindingsAnswer]):
     ]
 
     def __init__(self, folder: Path, title: str, body: str, findings: Sequence[Any],
-                 yes: str = "OK", no: str | None = None) -> None:
+                 yes: str = "OK", no: str | None = None, excluded: Sequence[str] = ()) -> None:
+        """``excluded``: the images excluded in the dialog before this one (the folder was
+        checked again), said inside this one: a toast sat on its title."""
         super().__init__()
         self.folder, self.title_text, self.body = folder, title, body
         self.findings = list(findings)
         self.yes, self.no = yes, no
+        self.before = list(excluded)
         self.excluded: list[str] = []
         self.name_answers(yes, no)  # one button: only y is offered (n and Esc still close it)
 
@@ -88,6 +92,7 @@ class FindingsDialog(Dialog[FindingsAnswer]):
             yield OptionList(*[Option(self._prompt(f), id=str(n)) for n, f in enumerate(self.findings)],
                              id="findings")
             yield Label("", classes="error", id="error")
+            yield Label("", id="note")
             yield Label("", id="hint")
             with Horizontal(classes="buttons"):
                 if self.no is not None:
@@ -100,6 +105,8 @@ class FindingsDialog(Dialog[FindingsAnswer]):
             texts += [f"{f.path}: {f.message}      ", f"  fix: {fix_for(f.code)}  (x: exclude)"]
         self.query_one(Vertical).styles.width = fit_width(*texts)
         self.query_one(OptionList).highlighted = 0
+        self._say_error("")
+        self._show_note()
         self._show_hint()
         self.query_one("#yes", Button).focus()  # Enter answers, as in every dialog; ↑/↓ and x act on the list
 
@@ -129,6 +136,21 @@ class FindingsDialog(Dialog[FindingsAnswer]):
             return False
         return finding is not None and can_exclude(finding)
 
+    def _show_note(self) -> None:
+        """What was excluded so far, here and in the dialog before: where it went."""
+        note = self.query_one("#note", Label)
+        names = [*self.before, *self.excluded]
+        note.update(escape(f"excluded: {', '.join(names)} (now in {self.folder.name}/.excluded/)") if names else "")
+        note.display = bool(names)
+        self.call_after_refresh(self.fit_to_screen)
+
+    def _say_error(self, text: str) -> None:
+        """A line in red under the list (none: no line at all, a row the list can use)."""
+        error = self.query_one("#error", Label)
+        error.update(text)
+        error.display = bool(text)
+        self.call_after_refresh(self.fit_to_screen)
+
     def _show_hint(self) -> None:
         hint = self.query_one("#hint", Label)
         text = self.hint()
@@ -157,24 +179,22 @@ class FindingsDialog(Dialog[FindingsAnswer]):
         if option is None:
             return
         finding = self.findings[int(option.id or 0)]
-        error = self.query_one("#error", Label)
         if not can_exclude(finding):
-            error.update("only an image can be excluded; fix this one in the folder")
+            self._say_error("only an image can be excluded; fix this one in the folder")
             return
         try:
             exclude_image(self.folder, finding.path)
         except (LoratuiError, OSError) as exc:
-            error.update(escape(getattr(exc, "message", None) or str(exc)))
+            self._say_error(escape(getattr(exc, "message", None) or str(exc)))
             return
-        error.update("")
+        self._say_error("")
         self.excluded.append(finding.path)
         # every finding about that image goes with it
         present = {option.id for option in options.options}
         for n, other in enumerate(self.findings):
             if other.path == finding.path and str(n) in present:
                 options.remove_option(str(n))
-        self.notify(f"{finding.path} moved to {self.folder.name}/.excluded/; it will not train",
-                    title="Excluded")
+        self._show_note()  # said here: a toast sat on the dialog's title
         if options.option_count == 0:
             self.dismiss(FindingsAnswer(True, self.excluded))
         else:

@@ -290,6 +290,7 @@ class FolderScreen(Screen[None]):
         self._checking = False
         self._found_trigger = ""  # the trigger this step took from the captions (not typed)
         self._took_model = ""  # the model this step chose (tiny, for the demo dataset)
+        self._excluded: list[str] = []  # images the last findings dialog excluded, said in the next one
 
     def compose(self) -> ComposeResult:
         state = self.app.state  # type: ignore[attr-defined]
@@ -444,8 +445,11 @@ class FolderScreen(Screen[None]):
         report = summary.report
         from loratui.screens.findings import FindingsAnswer, FindingsDialog
 
+        excluded, self._excluded = self._excluded, []  # excluded in the dialog before: said in the next
+
         def answered(answer: FindingsAnswer | None) -> None:
             if answer is not None and answer.excluded:  # the folder changed: check it again
+                self._excluded = [*excluded, *answer.excluded]
                 self.summary = None
                 self._checking = True
                 self.full_check(summary.folder, self._run_trigger())
@@ -458,16 +462,19 @@ class FolderScreen(Screen[None]):
             self.app.push_screen(FindingsDialog(
                 summary.folder, f"Fix {len(report.errors)} error(s) first",
                 "They block training: fix them, or press x to exclude an image, then ctrl+n again.",
-                report.errors, yes="OK", no=None,
+                report.errors, yes="OK", no=None, excluded=excluded,
             ), answered)
             return
         if report.warnings:
             self.app.push_screen(FindingsDialog(
                 summary.folder, f"Continue with {len(report.warnings)} warning(s)?",
                 "You can fix them later and check again.", report.warnings,
-                yes="Accept and continue", no="Stay here",
+                yes="Accept and continue", no="Stay here", excluded=excluded,
             ), answered)
             return
+        if excluded:  # no dialog to say it in
+            self.notify(f"{', '.join(excluded)} moved to {summary.folder.name}/.excluded/; it will not train",
+                        title="Excluded")
         self._go_on(summary)
 
     def _go_on(self, summary: FolderSummary) -> None:

@@ -163,6 +163,14 @@ async def test_a_long_list_scrolls_inside_the_dialog_and_leaves_its_buttons_on_s
         for _ in range(15):  # the last finding is reached from the keyboard, scrolled into view
             await pilot.press("down")
         await wait_for(pilot, lambda: "p15.png" in screen_text(app), 5, "the last finding")
+        if size != (80, 24):  # at 60x20 the note's two rows are more than the list has left to give
+            return
+        (tmp_path / "p15.png").write_bytes(b"blurry")
+        await pilot.press("x")  # excluded: said inside the dialog (a toast sat on its title), which still fits
+        await wait_for(pilot, lambda: "excluded: p15.png" in shown_words(app), 5, "the note")
+        await wait_for(pilot, lambda: "Stay here" in " ".join(screen_text(app).splitlines()[:-1]), 5,
+                       "the buttons, still above the footer")
+        assert not app._notifications and (tmp_path / ".excluded" / "p15.png").exists()
 
     app = App()
     async with app.run_test(size=(80, 40)) as pilot:  # room enough: the list's own 12 rows, no less

@@ -3,6 +3,7 @@ prints, and `x` excludes the image (issue 13, defect 13)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ui_helpers import async_test, screen_text, wait_for
@@ -42,6 +43,10 @@ async def test_x_excludes_a_corrupt_image_and_the_wizard_goes_on(photos: Path) -
         assert photos / "demo_02.png" not in iter_image_paths(photos)
         # checked again: only the warnings are left (five images is few), and on it goes
         await wait_for(pilot, lambda: "warning(s)?" in screen_text(app), 30, "the warnings dialog")
+        # which says where the image went, inside it: a toast sat on its title
+        await wait_for(pilot, lambda: "excluded: demo_02.png (now in photos/.excluded/)"
+                       in " ".join(re.sub(r"[█▀▄▔▁│]", " ", screen_text(app)).split()), 5, "the note")
+        assert not app._notifications
         await pilot.press("y")
         await wait_for(pilot, lambda: isinstance(app.screen, CaptionsScreen), 10, "the captions step")
 
