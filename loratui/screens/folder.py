@@ -291,6 +291,7 @@ class FolderScreen(Screen[None]):
         self._found_trigger = ""  # the trigger this step took from the captions (not typed)
         self._took_model = ""  # the model this step chose (tiny, for the demo dataset)
         self._excluded: list[str] = []  # images the last findings dialog excluded, said in the next one
+        self._accepted: set[str] = set()  # the kinds of warning accepted in it, not asked about again
 
     def compose(self) -> ComposeResult:
         state = self.app.state  # type: ignore[attr-defined]
@@ -446,10 +447,14 @@ class FolderScreen(Screen[None]):
         from loratui.screens.findings import FindingsAnswer, FindingsDialog
 
         excluded, self._excluded = self._excluded, []  # excluded in the dialog before: said in the next
+        accepted, self._accepted = self._accepted, set()
 
         def answered(answer: FindingsAnswer | None) -> None:
             if answer is not None and answer.excluded:  # the folder changed: check it again
                 self._excluded = [*excluded, *answer.excluded]
+                # "Accept and continue" pressed after excluding: the check that follows asks again
+                # only about a kind of warning not accepted (it asked the same question twice)
+                self._accepted = {f.code for f in report.warnings} if answer.accepted and not report.errors else set()
                 self.summary = None
                 self._checking = True
                 self.full_check(summary.folder, self._run_trigger())
@@ -465,7 +470,7 @@ class FolderScreen(Screen[None]):
                 report.errors, yes="OK", no=None, excluded=excluded,
             ), answered)
             return
-        if report.warnings:
+        if report.warnings and not {f.code for f in report.warnings} <= accepted:
             self.app.push_screen(FindingsDialog(
                 summary.folder, f"Continue with {len(report.warnings)} warning(s)?",
                 "You can fix them later and check again.", report.warnings,

@@ -61,3 +61,29 @@ async def test_the_summary_shows_each_findings_fix(photos: Path) -> None:
         await wait_for(pilot, lambda: "6 images" in screen_text(app), 20, "the summary")
         summary = str(app.screen.query_one("#summary").render())
         assert "empty" in summary and f"fix: {RULES['empty_caption'].fix}" in summary.replace("\n", " ")
+
+
+@async_test
+async def test_accept_and_continue_after_excluding_does_not_ask_again(photos: Path) -> None:
+    """x on a duplicate, then "Accept and continue": the folder is checked again (it changed), and
+    the wizard goes on; it asked about the same warnings a second time."""
+    import shutil
+
+    shutil.copy2(photos / "demo_00.png", photos / "demo_copy.png")
+    shutil.copy2(photos / "demo_00.txt", photos / "demo_copy.txt")
+    app = build_app(photos, defaults=dict(base_model="tiny", resolution=64))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "7 images" in screen_text(app), 20, "the summary")
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: isinstance(app.screen, FindingsDialog), 30, "the warnings dialog")
+        dialog = app.screen
+        assert {f.code for f in dialog.findings} == {"duplicate", "too_few_images"}
+        index = next(n for n, f in enumerate(dialog.findings) if f.code == "duplicate")
+        copy = dialog.findings[index].path
+        for _ in range(index):
+            await pilot.press("down")
+        await pilot.press("x", "y")
+        await wait_for(pilot, lambda: isinstance(app.screen, CaptionsScreen), 30, "the captions step")
+        assert (photos / EXCLUDED_DIR / copy).exists()
+        assert app.state.report.images == 6  # the run is planned from the folder as checked again
+        assert any(copy in n.message for n in app._notifications)  # no dialog followed to say it in
