@@ -67,12 +67,15 @@ def cached_hub_model(repo_id: str) -> Path | None:
 
 
 def downloads_first(base_model: str) -> bool:
-    """Whether loading ``base_model`` fetches it from the hub first: a hub id, not a path here,
-    whose model is not in the local cache yet."""
-    from loratui.engine.families.models import HUB_ID
+    """Whether loading ``base_model`` fetches it from the hub first: what ``resolve_model`` takes
+    for a hub id, whose model is not in the local cache yet."""
+    from loratui.engine.families.models import resolve_model
 
-    text = base_model.strip()
-    return bool(HUB_ID.match(text)) and not Path(text).expanduser().exists() and cached_hub_model(text) is None
+    try:
+        spec = resolve_model(base_model)
+    except LoratuiError:  # nothing to load, so nothing to download: the run stops on it first
+        return False
+    return spec.kind == "hub" and cached_hub_model(spec.location) is None
 
 
 def check_model(text: str) -> ModelCheck:
