@@ -104,13 +104,19 @@ async def pick_for(pilot, field: str, dialog: str, names: int) -> None:
     await tree_loaded(pilot, names)
 
 
+async def models_listed(pilot) -> None:
+    """ctrl+o on the preset step: the models picker open, its search of the usual places done."""
+    app = pilot.app
+    await open_preset(pilot)
+    await pilot.press("ctrl+o")
+    await wait_for(pilot, lambda: "found" in str(app.screen.query_one("#status").render()), 10)
+
+
 def test_model_picker(snap_compare, machine: Path) -> None:
     app = build_app(machine / "photos", start="preset", defaults=settings())
 
     async def ready(pilot) -> None:
-        await open_preset(pilot)
-        await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: "found" in str(app.screen.query_one("#status").render()), 10)
+        await models_listed(pilot)
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
@@ -120,9 +126,7 @@ def test_file_picker(snap_compare, machine: Path) -> None:
     app = build_app(machine / "photos", start="preset", defaults=settings())
 
     async def ready(pilot) -> None:
-        await open_preset(pilot)
-        await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: "found" in str(app.screen.query_one("#status").render()), 10)
+        await models_listed(pilot)
         await pilot.press("home", "enter")  # Browse…: the dataset's parent folder
         await wait_for(pilot, lambda: type(app.screen).__name__ == "FilePickerDialog", 10)
         await tree_loaded(pilot, 4)  # loratui-runs, models, photos, state
